@@ -1,0 +1,116 @@
+#ifndef FTPSGATE_CONFIG_H
+#define FTPSGATE_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* ftpsgate configuration: one JSON document (DESIGN.md §5), validated whole.
+ * Every error names the JSON path and the problem, e.g.
+ *   listeners[1].passive.ports: "60000-59000": first port is above last
+ * Unknown keys are errors. A loaded config_t is immutable and owned by the
+ * caller (config_free). */
+
+typedef enum { LISTEN_EXPLICIT = 0, LISTEN_IMPLICIT } listen_mode_t;
+typedef enum { DATA_MODE_PASSIVE = 0, DATA_MODE_ACTIVE, DATA_MODE_CLIENT } data_mode_t;
+typedef enum { PROTECT_PRIVATE = 0, PROTECT_ANY, PROTECT_CLEAR } data_protection_t;
+typedef enum { LOGFMT_TEXT = 0, LOGFMT_JSON } log_format_t;
+typedef enum { CLIENT_CERT_NONE = 0, CLIENT_CERT_OPTIONAL, CLIENT_CERT_REQUIRED } client_cert_t;
+
+/* "host:port" or "[v6]:port". host is a literal address or a DNS name. */
+typedef struct {
+    char *host;
+    uint16_t port;
+} config_hostport_t;
+
+/* A CIDR prefix: family AF_INET or AF_INET6, network bytes, prefix length. */
+typedef struct {
+    int family;
+    uint8_t addr[16];
+    unsigned prefix;
+} config_cidr_t;
+
+typedef struct {
+    char *id;            /* key under "tls" */
+    char *cert;          /* PEM, leaf first then chain */
+    char *key;
+    char *min_version;   /* "1.2" (default) or "1.3" */
+    char *max_version;   /* NULL: no maximum */
+    char *ciphers;       /* TLS <= 1.2 cipher list; NULL: OpenSSL default */
+    char *ciphersuites;  /* TLS 1.3; NULL: OpenSSL default */
+    char *groups;        /* NULL: OpenSSL default */
+    char *client_ca;     /* NULL: no client certificates */
+    client_cert_t client_cert;
+} config_tls_t;
+
+typedef struct {
+    config_cidr_t clients;  /* 0.0.0.0/0 style match-all for the plain string form */
+    int match_all;          /* 1: matches every client (string form or "default") */
+    char *address;          /* literal IPv4/IPv6 address announced */
+} config_announce_t;
+
+typedef struct {
+    char *name;
+    config_hostport_t bind;
+    listen_mode_t mode;
+    size_t tls_index;                 /* index into config_t.tls */
+    struct {
+        config_hostport_t address;
+        data_mode_t data_mode;
+    } backend;
+    struct {
+        uint16_t first, last;         /* listen port range, inclusive */
+        config_announce_t *announce;  /* NULL/0: the local address of the control connection */
+        size_t n_announce;
+        int check_peer_ip;            /* default 1: data peer IP must equal control peer IP */
+    } passive;
+    struct {
+        int login_requires_tls;             /* default 1 */
+        data_protection_t data_protection;  /* default private */
+    } policy;
+} config_listener_t;
+
+typedef struct {
+    unsigned max_sessions;            /* 0: unlimited; default 1000 */
+    unsigned max_sessions_per_ip;     /* 0: unlimited; default 50 */
+    unsigned max_line;                /* command line cap after login, bytes; default 4096, min 512, max 65536 */
+    unsigned max_line_prelogin;       /* before login; default 1024, min 512, <= max_line */
+    unsigned login_timeout_s;         /* default 60 */
+    unsigned idle_timeout_s;          /* default 600 */
+    unsigned data_connect_timeout_s;  /* default 30 */
+    unsigned transfer_stall_timeout_s;/* default 300 */
+} config_limits_t;
+
+typedef struct {
+    config_tls_t *tls;
+    size_t n_tls;
+    config_listener_t *listeners;
+    size_t n_listeners;
+    struct {
+        int level;           /* LOG_LEVEL_* of log.h; default info */
+        log_format_t format; /* default text */
+    } log;
+    struct {
+        int enabled;
+        config_hostport_t bind;
+    } admin;
+    char *user;              /* drop root to this user after binding; NULL: stay */
+    config_limits_t limits;
+} config_t;
+
+/* Parses and validates. On success returns FG_OK and *out; otherwise returns
+ * FG_CONFIG (or FG_NOMEM) and writes one line "path: problem" to err. */
+int config_load_file(const char *path, config_t **out, char *err, size_t errlen);
+int config_load_string(const char *json, config_t **out, char *err, size_t errlen);
+void config_free(config_t *cfg); /* NULL is fine */
+
+/* Parses "host:port" / "[v6]:port" (port 1..65535). host is malloc'd. */
+int config_parse_hostport(const char *s, config_hostport_t *out);
+
+/* Parses "a.b.c.d/n", "v6/n", or a bare address (full-length prefix). */
+int config_parse_cidr(const char *s, config_cidr_t *out);
+/* 1 when addr (sockaddr_in/in6) is inside cidr. IPv4-mapped IPv6 addresses
+ * match IPv4 prefixes. */
+int config_cidr_match(const config_cidr_t *cidr, const struct sockaddr *addr);
+
+#endif

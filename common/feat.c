@@ -1,0 +1,93 @@
+/* FEAT reply merging (RFC 2389 §3.2).
+ *
+ * The backend's feature lines pass through, except the ones whose truth the
+ * proxy decides: the security extensions (AUTH, PBSZ, PROT, CCC: RFC 2228,
+ * RFC 4217) because the backend speaks no TLS to us and the client speaks TLS
+ * to the proxy only, and EPSV/EPRT (RFC 2428) because the proxy implements
+ * both itself whatever the backend supports.
+ *
+ * The proxy's own lines use the plain RFC 4217 §6 form, one feature per line:
+ *     " AUTH TLS"          when auth_allowed (explicit session not yet secured;
+ *                          AUTH SSL/TLS-C/TLS-P are still accepted, just not
+ *                          advertised — lftp and curl both ask for TLS)
+ *     " PBSZ", " PROT"     when tls_available
+ *     " CCC"               when ccc_allowed
+ *     " EPSV", " EPRT"     always
+ * The PROT levels (prot_c_allowed/prot_p_allowed) are not listed: RFC 4217
+ * defines the PROT feature without arguments, and a forbidden level is refused
+ * with 534 when asked for. */
+#include "feat.h"
+
+#include <string.h>
+
+#include "fgerr.h"
+
+static const char *const feat_owned[] = {"AUTH", "PBSZ", "PROT", "CCC", "EPSV", "EPRT"};
+
+static char to_upper(char c)
+{
+    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+}
+
+int feat_keep_line(const char *line, size_t len)
+{
+    if (line == NULL)
+        return 0;
+    size_t i = 0;
+    while (i < len && line[i] == ' ')
+        i++;
+    size_t start = i;
+    while (i < len && line[i] != ' ')
+        i++;
+    size_t wlen = i - start;
+
+    for (size_t k = 0; k < sizeof(feat_owned) / sizeof(feat_owned[0]); k++) {
+        const char *name = feat_owned[k];
+        if (strlen(name) != wlen)
+            continue;
+        size_t j = 0;
+        while (j < wlen && to_upper(line[start + j]) == name[j])
+            j++;
+        /* SECURITY: a backend must not advertise security features the proxy
+         * does not provide (a client would believe e.g. CCC or a PROT level
+         * is available end to end). */
+        if (j == wlen)
+            return 0;
+    }
+    return 1;
+}
+
+static int append(char *out, size_t cap, size_t *pos, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap - *pos)
+        return 0;
+    memcpy(out + *pos, s, n);
+    *pos += n;
+    out[*pos] = '\0';
+    return 1;
+}
+
+int feat_own_lines(const feat_policy_t *p, char *out, size_t cap)
+{
+    if (out == NULL || cap == 0)
+        return FG_RANGE;
+    out[0] = '\0';
+    size_t pos = 0;
+    int ok = 1;
+    if (p != NULL && p->auth_allowed)
+        ok = ok && append(out, cap, &pos, " AUTH TLS\r\n");
+    if (p != NULL && p->tls_available) {
+        ok = ok && append(out, cap, &pos, " PBSZ\r\n");
+        ok = ok && append(out, cap, &pos, " PROT\r\n");
+    }
+    if (p != NULL && p->ccc_allowed)
+        ok = ok && append(out, cap, &pos, " CCC\r\n");
+    ok = ok && append(out, cap, &pos, " EPSV\r\n");
+    ok = ok && append(out, cap, &pos, " EPRT\r\n");
+    if (!ok) {
+        out[0] = '\0';
+        return FG_RANGE;
+    }
+    return (int)pos;
+}

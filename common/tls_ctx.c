@@ -1,0 +1,96 @@
+#include "tls_ctx.h"
+
+#include <openssl/err.h>
+#include <stdio.h>
+#include <string.h>
+
+static void ctx_error(char *err, size_t errlen, const config_tls_t *tls, const char *key,
+                      const char *what)
+{
+    char ebuf[160] = "";
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, ebuf, sizeof ebuf);
+    ERR_clear_error();
+    snprintf(err, errlen, "tls.%s.%s: %s%s%s", tls->id, key, what, ebuf[0] ? ": " : "", ebuf);
+}
+
+static int version_of(const char *v)
+{
+    if (!v || strcmp(v, "1.2") == 0)
+        return TLS1_2_VERSION;
+    if (strcmp(v, "1.3") == 0)
+        return TLS1_3_VERSION;
+    return 0;
+}
+
+SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        ctx_error(err, errlen, tls, "cert", "cannot create TLS context");
+        return NULL;
+    }
+    /* SECURITY: TLS 1.2 minimum by default; no renegotiation (CVE-2009-3555
+     * class attacks, CPU DoS) and no compression (CRIME). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (!SSL_CTX_set_min_proto_version(ctx, version_of(tls->min_version))) {
+        ctx_error(err, errlen, tls, "min_version", "not supported");
+        goto fail;
+    }
+    if (tls->max_version && !SSL_CTX_set_max_proto_version(ctx, version_of(tls->max_version))) {
+        ctx_error(err, errlen, tls, "max_version", "not supported");
+        goto fail;
+    }
+    if (tls->ciphers && !SSL_CTX_set_cipher_list(ctx, tls->ciphers)) {
+        ctx_error(err, errlen, tls, "ciphers", "no usable cipher");
+        goto fail;
+    }
+    if (tls->ciphersuites && !SSL_CTX_set_ciphersuites(ctx, tls->ciphersuites)) {
+        ctx_error(err, errlen, tls, "ciphersuites", "no usable ciphersuite");
+        goto fail;
+    }
+    if (tls->groups && !SSL_CTX_set1_groups_list(ctx, tls->groups)) {
+        ctx_error(err, errlen, tls, "groups", "unknown group");
+        goto fail;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert) != 1) {
+        ctx_error(err, errlen, tls, "cert", "cannot load certificate chain");
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, tls->key, SSL_FILETYPE_PEM) != 1) {
+        /* Never echo key material: only the path and OpenSSL's reason. */
+        ctx_error(err, errlen, tls, "key", "cannot load private key");
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ctx_error(err, errlen, tls, "key", "does not match the certificate");
+        goto fail;
+    }
+    if (tls->client_ca && tls->client_cert != CLIENT_CERT_NONE) {
+        if (SSL_CTX_load_verify_locations(ctx, tls->client_ca, NULL) != 1) {
+            ctx_error(err, errlen, tls, "client_ca", "cannot load CA file");
+            goto fail;
+        }
+        int mode = SSL_VERIFY_PEER;
+        if (tls->client_cert == CLIENT_CERT_REQUIRED)
+            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_CTX_set_verify(ctx, mode, NULL);
+    }
+    /* Data connections resume the control connection's session (RFC 4217
+     * §10.2 recommends it; vsftpd's require_ssl_reuse). */
+    static const unsigned char sid_ctx[] = "ftpsgate";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, 20000);
+    SSL_CTX_set_timeout(ctx, 3600);
+    /* Clients open one data connection per transfer and may spend a TLS 1.3
+     * ticket on each; a few spare tickets avoid falling back to full handshakes. */
+    SSL_CTX_set_num_tickets(ctx, 4);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}

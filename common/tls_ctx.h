@@ -1,0 +1,16 @@
+#ifndef FTPSGATE_TLS_CTX_H
+#define FTPSGATE_TLS_CTX_H
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+/* Builds the server SSL_CTX of one TLS identity (DESIGN.md §4): versions,
+ * ciphers, groups, certificate chain and key, optional client CA; renegotiation
+ * and compression off; a server-side session cache and tickets so that data
+ * connections can resume the control session. Reads the certificate files now
+ * (start-up and reload). Returns NULL and a one-line reason in err, naming the
+ * JSON path ("tls.main.cert: ...") on failure. */
+SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen);
+
+#endif

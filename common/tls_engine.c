@@ -1,0 +1,250 @@
+#include "tls_engine.h"
+
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fgerr.h"
+
+struct tls_engine {
+    SSL *ssl;
+    BIO *rbio; /* ciphertext from the peer; owned by ssl */
+    BIO *wbio; /* ciphertext to the peer; owned by ssl */
+    tls_engine_state_t state;
+    tls_fail_t failure;
+    int transport_eof;
+    int sent_close_notify;
+    char reason[160];
+};
+
+static void engine_fail(tls_engine_t *e, tls_fail_t why, const char *text)
+{
+    if (e->state == TLS_ENGINE_FAILED)
+        return;
+    e->state = TLS_ENGINE_FAILED;
+    e->failure = why;
+    unsigned long err = ERR_get_error();
+    if (err != 0 && why == TLS_FAIL_PROTOCOL) {
+        char ebuf[120];
+        ERR_error_string_n(err, ebuf, sizeof ebuf);
+        snprintf(e->reason, sizeof e->reason, "%s: %s", text, ebuf);
+    } else {
+        snprintf(e->reason, sizeof e->reason, "%s", text);
+    }
+    /* The error queue is per thread: leave nothing behind for the next SSL call. */
+    ERR_clear_error();
+}
+
+tls_engine_t *tls_engine_new(SSL_CTX *ctx)
+{
+    tls_engine_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->ssl = SSL_new(ctx);
+    e->rbio = BIO_new(BIO_s_mem());
+    e->wbio = BIO_new(BIO_s_mem());
+    if (!e->ssl || !e->rbio || !e->wbio) {
+        SSL_free(e->ssl);
+        BIO_free(e->rbio);
+        BIO_free(e->wbio);
+        free(e);
+        return NULL;
+    }
+    /* An empty memory BIO means "wait for more", not EOF: EOF is signalled
+     * explicitly by tls_engine_feed_eof so that truncation is detected. */
+    BIO_set_mem_eof_return(e->rbio, -1);
+    BIO_set_mem_eof_return(e->wbio, -1);
+    SSL_set_bio(e->ssl, e->rbio, e->wbio);
+    SSL_set_accept_state(e->ssl);
+    e->state = TLS_ENGINE_HANDSHAKING;
+    return e;
+}
+
+void tls_engine_free(tls_engine_t *e)
+{
+    if (!e)
+        return;
+    SSL_free(e->ssl);
+    free(e);
+}
+
+int tls_engine_feed(tls_engine_t *e, const void *data, size_t len)
+{
+    if (len == 0)
+        return FG_OK;
+    size_t written = 0;
+    if (BIO_write_ex(e->rbio, data, len, &written) != 1 || written != len)
+        return FG_NOMEM;
+    return FG_OK;
+}
+
+void tls_engine_feed_eof(tls_engine_t *e)
+{
+    e->transport_eof = 1;
+}
+
+static int engine_handshake(tls_engine_t *e)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(e->ssl);
+    if (rc == 1) {
+        e->state = TLS_ENGINE_OPEN;
+        return FG_OK;
+    }
+    int err = SSL_get_error(e->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        if (e->transport_eof && BIO_ctrl_pending(e->rbio) == 0) {
+            engine_fail(e, TLS_FAIL_TRUNCATED, "peer closed during the TLS handshake");
+            return FG_TLS;
+        }
+        return FG_NEED_MORE;
+    }
+    engine_fail(e, TLS_FAIL_PROTOCOL, "TLS handshake failed");
+    return FG_TLS;
+}
+
+int tls_engine_read(tls_engine_t *e, void *buf, size_t cap, size_t *got)
+{
+    *got = 0;
+    switch (e->state) {
+    case TLS_ENGINE_FAILED:
+        return FG_TLS;
+    case TLS_ENGINE_CLOSED:
+        return FG_CLOSED;
+    case TLS_ENGINE_HANDSHAKING: {
+        int rc = engine_handshake(e);
+        if (rc != FG_OK)
+            return rc;
+        break;
+    }
+    default:
+        break;
+    }
+    ERR_clear_error();
+    int rc = SSL_read_ex(e->ssl, buf, cap, got);
+    if (rc == 1)
+        return FG_OK;
+    *got = 0;
+    int err = SSL_get_error(e->ssl, 0);
+    switch (err) {
+    case SSL_ERROR_ZERO_RETURN:
+        e->state = TLS_ENGINE_CLOSED;
+        return FG_CLOSED;
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        /* SECURITY: a transport EOF without close_notify is a truncation
+         * attack or a crashed peer (RFC 8446 §6.1); never a clean end. */
+        if (e->transport_eof && BIO_ctrl_pending(e->rbio) == 0) {
+            engine_fail(e, TLS_FAIL_TRUNCATED, "connection closed without TLS close_notify");
+            return FG_TLS;
+        }
+        return FG_NEED_MORE;
+    default:
+        engine_fail(e, TLS_FAIL_PROTOCOL, "TLS read failed");
+        return FG_TLS;
+    }
+}
+
+int tls_engine_write(tls_engine_t *e, const void *data, size_t len)
+{
+    if (e->state != TLS_ENGINE_OPEN && e->state != TLS_ENGINE_CLOSED)
+        return e->state == TLS_ENGINE_FAILED ? FG_TLS : FG_STATE;
+    if (e->sent_close_notify)
+        return FG_STATE;
+    const char *p = data;
+    while (len > 0) {
+        size_t n = 0;
+        ERR_clear_error();
+        /* Memory BIOs never block, so a write completes whole or fails. */
+        if (SSL_write_ex(e->ssl, p, len, &n) != 1) {
+            engine_fail(e, TLS_FAIL_PROTOCOL, "TLS write failed");
+            return FG_TLS;
+        }
+        p += n;
+        len -= n;
+    }
+    return FG_OK;
+}
+
+int tls_engine_shutdown(tls_engine_t *e)
+{
+    if (e->sent_close_notify)
+        return FG_OK;
+    if (e->state == TLS_ENGINE_FAILED || e->state == TLS_ENGINE_HANDSHAKING)
+        return FG_STATE;
+    ERR_clear_error();
+    int rc = SSL_shutdown(e->ssl);
+    if (rc < 0) {
+        int err = SSL_get_error(e->ssl, rc);
+        if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+            engine_fail(e, TLS_FAIL_PROTOCOL, "TLS shutdown failed");
+            return FG_TLS;
+        }
+    }
+    e->sent_close_notify = 1;
+    if (e->state == TLS_ENGINE_OPEN)
+        e->state = TLS_ENGINE_CLOSING;
+    return FG_OK;
+}
+
+size_t tls_engine_pending_out(const tls_engine_t *e)
+{
+    return BIO_ctrl_pending(e->wbio);
+}
+
+size_t tls_engine_take_out(tls_engine_t *e, void *buf, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0 || BIO_ctrl_pending(e->wbio) == 0)
+        return 0;
+    if (BIO_read_ex(e->wbio, buf, cap, &n) != 1)
+        return 0;
+    return n;
+}
+
+tls_engine_state_t tls_engine_state(const tls_engine_t *e)
+{
+    return e->state;
+}
+
+tls_fail_t tls_engine_failure(const tls_engine_t *e)
+{
+    return e->failure;
+}
+
+const char *tls_engine_reason(const tls_engine_t *e)
+{
+    return e->reason;
+}
+
+int tls_engine_handshake_done(const tls_engine_t *e)
+{
+    return e->state != TLS_ENGINE_HANDSHAKING && SSL_is_init_finished(e->ssl);
+}
+
+int tls_engine_session_reused(const tls_engine_t *e)
+{
+    return SSL_session_reused(e->ssl);
+}
+
+void tls_engine_fail_reuse(tls_engine_t *e, const char *why)
+{
+    engine_fail(e, TLS_FAIL_REUSE, why);
+}
+
+const char *tls_engine_version(const tls_engine_t *e)
+{
+    return SSL_get_version(e->ssl);
+}
+
+const char *tls_engine_cipher(const tls_engine_t *e)
+{
+    const char *c = SSL_get_cipher_name(e->ssl);
+    return c ? c : "";
+}
+
+SSL *tls_engine_ssl(tls_engine_t *e)
+{
+    return e->ssl;
+}

@@ -1,0 +1,71 @@
+#ifndef FTPSGATE_TLS_ENGINE_H
+#define FTPSGATE_TLS_ENGINE_H
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+/* An I/O-free TLS server endpoint (DESIGN.md §4). It owns one SSL and no
+ * socket: ciphertext goes in with tls_engine_feed, plaintext comes out with
+ * tls_engine_read, plaintext goes in with tls_engine_write, and ciphertext to
+ * send comes out with tls_engine_take_out. Every rule about handshakes, EOF
+ * and close_notify lives here, so control and data connections share it and
+ * it is unit-tested without sockets. */
+
+typedef enum {
+    TLS_ENGINE_HANDSHAKING = 0,
+    TLS_ENGINE_OPEN,    /* handshake done, both directions open */
+    TLS_ENGINE_CLOSING, /* we sent close_notify; peer's not yet seen */
+    TLS_ENGINE_CLOSED,  /* peer's close_notify received */
+    TLS_ENGINE_FAILED   /* see tls_engine_reason */
+} tls_engine_state_t;
+
+typedef enum {
+    TLS_FAIL_NONE = 0,
+    TLS_FAIL_PROTOCOL,  /* bad record, alert, handshake failure */
+    TLS_FAIL_TRUNCATED, /* transport EOF without close_notify */
+    TLS_FAIL_REUSE      /* data session did not resume the control session */
+} tls_fail_t;
+
+typedef struct tls_engine tls_engine_t;
+
+/* Server side. ctx is borrowed (SSL_new takes its own reference). */
+tls_engine_t *tls_engine_new(SSL_CTX *ctx);
+void tls_engine_free(tls_engine_t *e); /* NULL is fine */
+
+/* Ciphertext received from the peer. Returns FG_OK or FG_NOMEM. */
+int tls_engine_feed(tls_engine_t *e, const void *data, size_t len);
+/* The transport reached EOF: without a prior close_notify this is a failure
+ * (TLS_FAIL_TRUNCATED) reported by the next tls_engine_read. */
+void tls_engine_feed_eof(tls_engine_t *e);
+
+/* Drives the handshake and returns decrypted bytes.
+ *   FG_OK        *got > 0 bytes in buf
+ *   FG_NEED_MORE nothing available now (may have advanced the handshake:
+ *                check tls_engine_state and tls_engine_pending_out)
+ *   FG_CLOSED    the peer's close_notify was received
+ *   FG_TLS       failure; tls_engine_reason says why */
+int tls_engine_read(tls_engine_t *e, void *buf, size_t cap, size_t *got);
+
+/* Encrypts all of data (valid only in TLS_ENGINE_OPEN). FG_OK, FG_STATE or FG_TLS. */
+int tls_engine_write(tls_engine_t *e, const void *data, size_t len);
+
+/* Queues close_notify (idempotent). */
+int tls_engine_shutdown(tls_engine_t *e);
+
+/* Ciphertext waiting to be sent, and taking it. */
+size_t tls_engine_pending_out(const tls_engine_t *e);
+size_t tls_engine_take_out(tls_engine_t *e, void *buf, size_t cap);
+
+tls_engine_state_t tls_engine_state(const tls_engine_t *e);
+tls_fail_t tls_engine_failure(const tls_engine_t *e);
+const char *tls_engine_reason(const tls_engine_t *e); /* "" when none */
+int tls_engine_handshake_done(const tls_engine_t *e);
+int tls_engine_session_reused(const tls_engine_t *e);
+/* Marks the engine failed with TLS_FAIL_REUSE (policy decided outside). */
+void tls_engine_fail_reuse(tls_engine_t *e, const char *why);
+/* Negotiated protocol and cipher, for logs ("TLSv1.3", "TLS_AES_256_GCM_SHA384"). */
+const char *tls_engine_version(const tls_engine_t *e);
+const char *tls_engine_cipher(const tls_engine_t *e);
+/* The underlying SSL, for session-reuse checks by the owner. */
+SSL *tls_engine_ssl(tls_engine_t *e);
+
+#endif

@@ -1,0 +1,210 @@
+#include "listener.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fgerr.h"
+#include "log.h"
+#include "netaddr.h"
+#include "session.h"
+#include "tstream.h"
+
+struct listener {
+    uv_tcp_t tcp;
+    uv_loop_t *loop;
+    const config_listener_t *cfg;
+    const config_limits_t *limits;
+    SSL_CTX *tls;
+    portpool_t *pool;
+    session_t *sessions;
+    unsigned n_sessions;
+    unsigned long long *next_id; /* shared by the loop's listeners: ids unique per process */
+    int stopped, closed;
+};
+
+
+static unsigned sessions_from(const listener_t *l, const struct sockaddr *addr)
+{
+    unsigned n = 0;
+    for (const session_t *s = l->sessions; s; s = session_next(s))
+        if (netaddr_same_ip(session_client_addr(s), addr))
+            n++;
+    return n;
+}
+
+static void reject_on_end(tstream_t *t, tstream_end_t how, const char *reason)
+{
+    (void)how;
+    (void)reason;
+    tstream_close(t, 0);
+}
+
+static void reject_on_shutdown(tstream_t *t, int status)
+{
+    (void)status;
+    tstream_close(t, 0);
+}
+
+static const tstream_cbs_t reject_cbs = {
+    .on_end = reject_on_end,
+    .on_shutdown = reject_on_shutdown,
+};
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    listener_t *l = server->data;
+    if (status < 0) {
+        LOG_WARN(0, NULL, "listener %s: accept failed: %s", l->cfg->name, uv_strerror(status));
+        return;
+    }
+    tstream_t *client = tstream_new(l->loop, &reject_cbs, NULL);
+    if (!client)
+        return;
+    if (uv_accept(server, tstream_uv(client)) != 0) {
+        tstream_close(client, 1);
+        return;
+    }
+    struct sockaddr_storage peer;
+    int plen = sizeof peer;
+    if (uv_tcp_getpeername(tstream_tcp(client), (struct sockaddr *)&peer, &plen) != 0) {
+        tstream_close(client, 1);
+        return;
+    }
+    const char *refusal = NULL;
+    if (l->stopped)
+        refusal = "shutting down";
+    else if (l->limits->max_sessions && l->n_sessions >= l->limits->max_sessions)
+        refusal = "too many sessions";
+    else if (l->limits->max_sessions_per_ip &&
+             sessions_from(l, (const struct sockaddr *)&peer) >= l->limits->max_sessions_per_ip)
+        refusal = "too many sessions from this address";
+    if (refusal) {
+        char who[72];
+        LOG_WARN(0, netaddr_format((struct sockaddr *)&peer, who, sizeof who),
+                 "listener %s: connection refused: %s", l->cfg->name, refusal);
+        tstream_set_connected(client);
+        if (l->cfg->mode == LISTEN_EXPLICIT) {
+            char msg[96];
+            int n = snprintf(msg, sizeof msg, "421 Service not available: %s\r\n", refusal);
+            tstream_write(client, msg, (size_t)n);
+            tstream_start_read(client);
+            tstream_shutdown(client);
+        } else {
+            tstream_close(client, 0);
+        }
+        return;
+    }
+    session_t *s = session_start(l, l->loop, client, ++*l->next_id);
+    if (s) {
+        session_link(s, &l->sessions);
+        l->n_sessions++;
+    }
+}
+
+int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
+                 SSL_CTX *ctx, unsigned long long *id_counter, listener_t **out, char *err,
+                 size_t errlen)
+{
+    listener_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return FG_NOMEM;
+    }
+    l->loop = loop;
+    l->cfg = cfg;
+    l->limits = limits;
+    l->next_id = id_counter;
+    l->tls = ctx;
+    SSL_CTX_up_ref(ctx);
+    l->pool = portpool_new(cfg->passive.first, cfg->passive.last);
+    struct sockaddr_storage addr;
+    if (!l->pool || netaddr_parse_ip(cfg->bind.host, cfg->bind.port, &addr) != FG_OK) {
+        snprintf(err, errlen, "listener %s: bad bind address %s", cfg->name, cfg->bind.host);
+        portpool_free(l->pool);
+        SSL_CTX_free(ctx);
+        free(l);
+        return FG_CONFIG;
+    }
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = l;
+    int rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rc != 0) {
+        snprintf(err, errlen, "listener %s: cannot listen on %s:%u: %s", cfg->name, cfg->bind.host,
+                 (unsigned)cfg->bind.port, uv_strerror(rc));
+        l->stopped = 1;
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        /* The handle memory must outlive the close: freed by listener_try_free later. */
+        *out = l;
+        return FG_IO;
+    }
+    *out = l;
+    return FG_OK;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    listener_t *l = h->data;
+    l->closed = 1;
+}
+
+void listener_stop(listener_t *l)
+{
+    if (l->stopped)
+        return;
+    l->stopped = 1;
+    uv_close((uv_handle_t *)&l->tcp, listener_closed);
+}
+
+int listener_try_free(listener_t *l)
+{
+    if (!l->stopped || l->n_sessions > 0 || !uv_is_closing((uv_handle_t *)&l->tcp))
+        return 0;
+    portpool_free(l->pool);
+    SSL_CTX_free(l->tls);
+    free(l);
+    return 1;
+}
+
+const config_listener_t *listener_config(const listener_t *l)
+{
+    return l->cfg;
+}
+
+const config_limits_t *listener_limits(const listener_t *l)
+{
+    return l->limits;
+}
+
+SSL_CTX *listener_tls(const listener_t *l)
+{
+    return l->tls;
+}
+
+portpool_t *listener_pool(listener_t *l)
+{
+    return l->pool;
+}
+
+unsigned listener_session_count(const listener_t *l)
+{
+    return l->n_sessions;
+}
+
+void listener_session_gone(listener_t *l, session_t *s)
+{
+    session_unlink(s, &l->sessions);
+    l->n_sessions--;
+}
+
+void listener_close_sessions(listener_t *l)
+{
+    session_t *s = l->sessions;
+    while (s) {
+        session_t *next = session_next(s);
+        session_abort(s, "proxy shutting down");
+        s = next;
+    }
+}

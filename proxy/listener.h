@@ -1,0 +1,39 @@
+#ifndef FTPSGATE_LISTENER_H
+#define FTPSGATE_LISTENER_H
+#include <uv.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "portpool.h"
+
+/* One configured listener: its bound socket, TLS context, passive port pool,
+ * and the sessions it accepted (for limits and draining). */
+
+typedef struct listener listener_t;
+typedef struct session session_t;
+
+/* Binds and listens. cfg, limits and id_counter are borrowed and must
+ * outlive the listener; ctx gets a reference of its own. On FG_IO (bind
+ * failed) *out is still set and must be stopped and freed. */
+int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
+                 SSL_CTX *ctx, unsigned long long *id_counter, listener_t **out, char *err,
+                 size_t errlen);
+
+/* Stops accepting; live sessions go on. on_closed runs when the socket is closed. */
+void listener_stop(listener_t *l);
+/* Frees the listener once stopped and without sessions; returns 1 if freed. */
+int listener_try_free(listener_t *l);
+
+const config_listener_t *listener_config(const listener_t *l);
+const config_limits_t *listener_limits(const listener_t *l);
+SSL_CTX *listener_tls(const listener_t *l);
+portpool_t *listener_pool(listener_t *l);
+unsigned listener_session_count(const listener_t *l);
+
+/* Sessions call this from their final close. */
+void listener_session_gone(listener_t *l, session_t *s);
+
+/* Asks every live session to end (SIGTERM after the drain deadline). */
+void listener_close_sessions(listener_t *l);
+
+#endif

@@ -1,0 +1,272 @@
+/* ftpsgate: a TLS-terminating FTP proxy. Command line, start-up, signals. */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "config.h"
+#include "fgerr.h"
+#include "listener.h"
+#include "log.h"
+#include "tls_ctx.h"
+
+#define DRAIN_DEADLINE_MS 30000u
+
+typedef struct {
+    uv_loop_t *loop;
+    config_t *cfg;
+    SSL_CTX **tls;
+    listener_t **listeners;
+    size_t n_listeners;
+    unsigned long long session_ids;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    int stopping, drain_forced;
+    uint64_t drain_deadline;
+} daemon_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: ftpsgate --config FILE        run in the foreground\n"
+            "       ftpsgate --check-config --config FILE\n"
+            "                                      validate the configuration and certificates, exit 0 or 1\n"
+            "       ftpsgate --version\n"
+            "       ftpsgate --help\n"
+            "\n"
+            "A TLS-terminating FTP proxy: clients speak FTPS (explicit AUTH TLS, or implicit),\n"
+            "the backend speaks plain FTP. Logs go to stderr. Signals: SIGTERM/SIGINT drain\n"
+            "and stop.\n");
+}
+
+static int build_tls(daemon_t *d, char *err, size_t errlen)
+{
+    d->tls = calloc(d->cfg->n_tls, sizeof *d->tls);
+    if (!d->tls)
+        return FG_NOMEM;
+    for (size_t i = 0; i < d->cfg->n_tls; i++) {
+        d->tls[i] = tls_ctx_new(&d->cfg->tls[i], err, errlen);
+        if (!d->tls[i])
+            return FG_CONFIG;
+    }
+    return FG_OK;
+}
+
+static void free_tls(daemon_t *d)
+{
+    if (!d->tls)
+        return;
+    for (size_t i = 0; i < d->cfg->n_tls; i++)
+        SSL_CTX_free(d->tls[i]);
+    free(d->tls);
+    d->tls = NULL;
+}
+
+static int drop_privileges(const char *user)
+{
+    if (!user || geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        fprintf(stderr, "ftpsgate: user: no such user \"%s\"\n", user);
+        return -1;
+    }
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        fprintf(stderr, "ftpsgate: cannot drop privileges to %s: %s\n", user, strerror(errno));
+        return -1;
+    }
+    /* SECURITY: make sure root cannot be regained. */
+    if (setuid(0) == 0) {
+        fprintf(stderr, "ftpsgate: privileges were not dropped\n");
+        return -1;
+    }
+    LOG_INFO(0, NULL, "running as user %s", user);
+    return 0;
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static int sessions_left(const daemon_t *d)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < d->n_listeners; i++)
+        n += listener_session_count(d->listeners[i]);
+    return (int)n;
+}
+
+static void finish_stop(daemon_t *d)
+{
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->drain_timer, NULL);
+}
+
+/* Polls for the last session to end; past the deadline, ends the rest. */
+static void on_drain_poll(uv_timer_t *t)
+{
+    daemon_t *d = t->data;
+    int left = sessions_left(d);
+    if (left == 0) {
+        finish_stop(d);
+        return;
+    }
+    if (uv_now(d->loop) >= d->drain_deadline && !d->drain_forced) {
+        d->drain_forced = 1;
+        LOG_WARN(0, NULL, "drain deadline passed: closing %d live sessions", left);
+        for (size_t i = 0; i < d->n_listeners; i++)
+            listener_close_sessions(d->listeners[i]);
+    }
+}
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    daemon_t *d = sig->data;
+    if (d->stopping) {
+        LOG_WARN(0, NULL, "second signal %d: stopping now", signum);
+        d->drain_deadline = uv_now(d->loop);
+        return;
+    }
+    d->stopping = 1;
+    LOG_INFO(0, NULL, "signal %d: no new sessions; draining %d live sessions (deadline %u s)", signum,
+             sessions_left(d), DRAIN_DEADLINE_MS / 1000u);
+    for (size_t i = 0; i < d->n_listeners; i++)
+        listener_stop(d->listeners[i]);
+    d->drain_deadline = uv_now(d->loop) + DRAIN_DEADLINE_MS;
+    uv_timer_start(&d->drain_timer, on_drain_poll, 0, 100);
+}
+
+static void on_hup(uv_signal_t *sig, int signum)
+{
+    (void)sig;
+    (void)signum;
+    LOG_WARN(0, NULL, "SIGHUP: configuration reload is not implemented yet; restart to apply changes");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int check_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ftpsgate: %s needs a file\n", argv[i]);
+                return 2;
+            }
+            config_path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_path = argv[i] + 9;
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = 1;
+        } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("ftpsgate %s (%s, libuv %s)\n", FTPSGATE_VERSION, OpenSSL_version(OPENSSL_VERSION),
+                   uv_version_string());
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ftpsgate: unknown argument \"%s\"\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config_path) {
+        fprintf(stderr, "ftpsgate: --config FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+
+    daemon_t d;
+    memset(&d, 0, sizeof d);
+    char err[512];
+    if (config_load_file(config_path, &d.cfg, err, sizeof err) != FG_OK) {
+        fprintf(stderr, "ftpsgate: %s\n", err);
+        return 1;
+    }
+    log_setup(d.cfg->log.level, d.cfg->log.format == LOGFMT_JSON);
+    if (build_tls(&d, err, sizeof err) != FG_OK) {
+        fprintf(stderr, "ftpsgate: %s\n", err);
+        free_tls(&d);
+        config_free(d.cfg);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: configuration OK (%zu listener%s, %zu TLS identit%s)\n", config_path,
+               d.cfg->n_listeners, d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_tls,
+               d.cfg->n_tls == 1 ? "y" : "ies");
+        free_tls(&d);
+        config_free(d.cfg);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    d.loop = uv_default_loop();
+    d.listeners = calloc(d.cfg->n_listeners, sizeof *d.listeners);
+    int failed = d.listeners == NULL;
+    for (size_t i = 0; !failed && i < d.cfg->n_listeners; i++) {
+        const config_listener_t *lc = &d.cfg->listeners[i];
+        int rc = listener_new(d.loop, lc, &d.cfg->limits, d.tls[lc->tls_index], &d.session_ids,
+                              &d.listeners[i], err, sizeof err);
+        if (d.listeners[i])
+            d.n_listeners = i + 1;
+        if (rc != FG_OK) {
+            fprintf(stderr, "ftpsgate: %s\n", err);
+            failed = 1;
+        } else {
+            LOG_INFO(0, NULL, "listener %s: %s on %s:%u -> %s:%u", lc->name,
+                     lc->mode == LISTEN_IMPLICIT ? "implicit FTPS" : "explicit FTPS", lc->bind.host,
+                     (unsigned)lc->bind.port, lc->backend.address.host,
+                     (unsigned)lc->backend.address.port);
+        }
+    }
+    if (!failed && drop_privileges(d.cfg->user) != 0)
+        failed = 1;
+    if (failed) {
+        for (size_t i = 0; i < d.n_listeners; i++)
+            listener_stop(d.listeners[i]);
+        uv_walk(d.loop, on_walk_close, NULL);
+        uv_run(d.loop, UV_RUN_DEFAULT);
+        for (size_t i = 0; i < d.n_listeners; i++)
+            listener_try_free(d.listeners[i]);
+        free(d.listeners);
+        free_tls(&d);
+        config_free(d.cfg);
+        return 1;
+    }
+
+    uv_signal_init(d.loop, &d.sig_term);
+    uv_signal_init(d.loop, &d.sig_int);
+    uv_signal_init(d.loop, &d.sig_hup);
+    uv_timer_init(d.loop, &d.drain_timer);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.drain_timer.data = &d;
+    uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
+    LOG_INFO(0, NULL, "ftpsgate %s ready", FTPSGATE_VERSION);
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+
+    LOG_INFO(0, NULL, "stopped");
+    uv_walk(d.loop, on_walk_close, NULL);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < d.n_listeners; i++)
+        listener_try_free(d.listeners[i]);
+    free(d.listeners);
+    free_tls(&d);
+    config_free(d.cfg);
+    uv_loop_close(d.loop);
+    return 0;
+}

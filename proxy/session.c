@@ -1,0 +1,935 @@
+#include "session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datalink.h"
+#include "feat.h"
+#include "fgerr.h"
+#include "ftp_addr.h"
+#include "ftp_cmd.h"
+#include "ftp_reply.h"
+#include "linebuf.h"
+#include "log.h"
+#include "netaddr.h"
+#include "policy.h"
+
+/* Unparsed client bytes: reading pauses above CLIENT_INPUT_PAUSE, so the
+ * buffer stays below it plus one delivery (64 KiB clear, 16 KiB TLS). */
+#define CLIENT_INPUT_PAUSE (8u * 1024u)
+#define CLIENT_INPUT_MAX (CLIENT_INPUT_PAUSE + 80u * 1024u)
+#define BACKEND_LINE_MAX 8192u
+#define HELD_REPLY_MAX 2048u
+#define CLOSE_GRACE_MS 3000u
+
+typedef enum {
+    WAIT_NONE = 0,  /* ready for the next client command */
+    WAIT_GREETING,  /* backend connection and its 220 */
+    WAIT_FORWARD,   /* reply to a forwarded command */
+    WAIT_FEAT,      /* FEAT reply, merged */
+    WAIT_PASSIVE,   /* backend's 227/229 for the client's PASV/EPSV */
+    WAIT_TRANSFER,  /* replies of a transfer command */
+    WAIT_QUIT       /* QUIT's reply, then close */
+} wait_t;
+
+typedef enum { DL_NONE = 0, DL_PENDING, DL_OK, DL_FAILED } dl_status_t;
+
+struct session {
+    session_t *next, *prev;
+    listener_t *listener;
+    const config_listener_t *cfg;
+    const config_limits_t *limits;
+    uv_loop_t *loop;
+    unsigned long long id;
+    char peer[72];
+    struct sockaddr_storage client_addr, local_addr, backend_addr;
+    tstream_t *client, *backend;
+    linebuf_t *client_lb, *backend_lb;
+    ftp_reply_state_t reply_state;
+    char *cin;
+    size_t cin_len, cin_pos;
+    wait_t wait;
+    policy_state_t pol;
+    int logged_in;
+    int last_reply_code;
+    ftp_cmd_id_t passive_cmd;
+    int feat_multiline;
+    datalink_t *dl;
+    char dl_prot;
+    dl_status_t dl_status;
+    int dl_fail_code;
+    char dl_fail_text[128];
+    int xfer_prelim;
+    int held_final;
+    size_t held_len;
+    char held[HELD_REPLY_MAX];
+    uv_timer_t timer;
+    uv_getaddrinfo_t resolver;
+    unsigned handles;
+    unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1;
+    char user[64];
+};
+
+static void session_close(session_t *s, int graceful, const char *why);
+static void process_input(session_t *s);
+
+/* ---- output -------------------------------------------------------------- */
+
+static void client_write(session_t *s, const char *data, size_t len)
+{
+    if (s->client && !tstream_closing(s->client))
+        tstream_write(s->client, data, len);
+}
+
+static void client_line(session_t *s, const char *line, size_t len)
+{
+    char buf[BACKEND_LINE_MAX + 2];
+    if (len > BACKEND_LINE_MAX)
+        len = BACKEND_LINE_MAX;
+    memcpy(buf, line, len);
+    buf[len] = '\r';
+    buf[len + 1] = '\n';
+    client_write(s, buf, len + 2);
+}
+
+static void reply(session_t *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reply(session_t *s, int code, const char *fmt, ...)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%d ", code);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 2, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof buf - 3)
+        len = sizeof buf - 3;
+    buf[len++] = '\r';
+    buf[len++] = '\n';
+    client_write(s, buf, len);
+}
+
+static void backend_write_line(session_t *s, const char *line, size_t len)
+{
+    char buf[70000];
+    if (!s->backend || len + 2 > sizeof buf)
+        return;
+    memcpy(buf, line, len);
+    buf[len] = '\r';
+    buf[len + 1] = '\n';
+    tstream_write(s->backend, buf, len + 2);
+}
+
+/* ---- timers and lifetime -------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void restart_timer(session_t *s)
+{
+    if (s->closing)
+        return;
+    unsigned secs = s->logged_in ? s->limits->idle_timeout_s : s->limits->login_timeout_s;
+    uv_timer_start(&s->timer, on_timer, (uint64_t)secs * 1000u, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    session_t *s = t->data;
+    if (s->closing) {
+        /* The grace period for a graceful close is over. */
+        if (s->client)
+            tstream_close(s->client, 0);
+        if (s->backend)
+            tstream_close(s->backend, 0);
+        return;
+    }
+    if (s->wait == WAIT_TRANSFER) {
+        restart_timer(s); /* a transfer in progress is not idleness */
+        return;
+    }
+    LOG_INFO(s->id, s->peer, "%s timeout", s->logged_in ? "idle" : "login");
+    reply(s, 421, "Timeout; closing control connection");
+    session_close(s, 1, "timeout");
+}
+
+static void session_maybe_free(session_t *s)
+{
+    if (s->handles > 0 || !s->closing)
+        return;
+    if (!uv_is_closing((uv_handle_t *)&s->timer)) {
+        return;
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    session_t *s = h->data;
+    listener_session_gone(s->listener, s);
+    linebuf_free(s->client_lb);
+    linebuf_free(s->backend_lb);
+    free(s->cin);
+    free(s);
+}
+
+static void session_release_handle(session_t *s)
+{
+    s->handles--;
+    if (s->handles == 0 && s->closing)
+        uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+    session_maybe_free(s);
+}
+
+static void session_close(session_t *s, int graceful, const char *why)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    LOG_INFO(s->id, s->peer, "session end: %s", why);
+    if (s->dl) {
+        datalink_detach(s->dl);
+        s->dl = NULL;
+    }
+    if (s->resolving)
+        uv_cancel((uv_req_t *)&s->resolver);
+    if (s->backend)
+        tstream_close(s->backend, 0);
+    if (s->client) {
+        if (graceful) {
+            /* Flush what we said (e.g. 421), then close_notify and FIN. */
+            tstream_shutdown(s->client);
+            uv_timer_start(&s->timer, on_timer, CLOSE_GRACE_MS, 0);
+        } else {
+            tstream_close(s->client, 0);
+        }
+    }
+    if (s->handles == 0)
+        uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+void session_abort(session_t *s, const char *why)
+{
+    session_close(s, 0, why);
+}
+
+/* ---- data link ------------------------------------------------------------- */
+
+static void end_transfer(session_t *s)
+{
+    if (s->dl) {
+        datalink_detach(s->dl);
+        s->dl = NULL;
+    }
+    s->dl_status = DL_NONE;
+    s->xfer_prelim = 0;
+    s->held_final = 0;
+    s->held_len = 0;
+    s->wait = WAIT_NONE;
+    restart_timer(s);
+}
+
+static void try_release_held(session_t *s)
+{
+    if (s->wait != WAIT_TRANSFER || !s->held_final || s->dl_status == DL_PENDING)
+        return;
+    if (s->dl_status == DL_FAILED) {
+        /* The backend's own verdict is replaced: the client did not get the bytes. */
+        reply(s, s->dl_fail_code, "%s", s->dl_fail_text);
+    } else {
+        client_write(s, s->held, s->held_len);
+    }
+    end_transfer(s);
+    process_input(s);
+}
+
+static void on_datalink_done(void *owner, int code, const char *text)
+{
+    session_t *s = owner;
+    if (code == 0) {
+        s->dl_status = DL_OK;
+    } else {
+        s->dl_status = DL_FAILED;
+        s->dl_fail_code = code;
+        snprintf(s->dl_fail_text, sizeof s->dl_fail_text, "%s", text);
+    }
+    try_release_held(s);
+}
+
+static void hold_reply_line(session_t *s, const char *line, size_t len, int last)
+{
+    if (s->held_len + len + 2 > sizeof s->held) {
+        if (!last)
+            return; /* middle lines of an oversized final reply are dropped */
+        s->held_len = 0;
+        if (len + 2 > sizeof s->held)
+            len = sizeof s->held - 2;
+    }
+    memcpy(s->held + s->held_len, line, len);
+    s->held_len += len;
+    s->held[s->held_len++] = '\r';
+    s->held[s->held_len++] = '\n';
+}
+
+static const struct sockaddr *announce_for(session_t *s, struct sockaddr_storage *tmp)
+{
+    const config_listener_t *c = s->cfg;
+    for (size_t i = 0; i < c->passive.n_announce; i++) {
+        const config_announce_t *a = &c->passive.announce[i];
+        if (a->match_all || config_cidr_match(&a->clients, (const struct sockaddr *)&s->client_addr)) {
+            if (netaddr_parse_ip(a->address, 0, tmp) == FG_OK)
+                return (const struct sockaddr *)tmp;
+        }
+    }
+    return (const struct sockaddr *)&s->local_addr;
+}
+
+static void open_passive(session_t *s, uint16_t backend_port)
+{
+    struct sockaddr_storage bdata;
+    memcpy(&bdata, &s->backend_addr, sizeof bdata);
+    /* The IP in the backend's 227 is ignored (RFC 2577 §3: a server-chosen
+     * address is a bounce vector); the data port is on the control peer. */
+    netaddr_set_port((struct sockaddr *)&bdata, backend_port);
+    datalink_opts_t o = {
+        .listen_addr = (const struct sockaddr *)&s->local_addr,
+        .client_addr = (const struct sockaddr *)&s->client_addr,
+        .check_peer_ip = s->cfg->passive.check_peer_ip,
+        .backend_addr = (const struct sockaddr *)&bdata,
+        .pool = listener_pool(s->listener),
+        .tls = s->pol.prot == 'P' ? listener_tls(s->listener) : NULL,
+        .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
+        .session_id = s->id,
+        .peer = s->peer,
+    };
+    int rc = datalink_new(s->loop, &o, on_datalink_done, s, &s->dl);
+    if (rc != FG_OK) {
+        s->dl = NULL;
+        LOG_WARN(s->id, s->peer, "no passive port available (%s)", fg_strerror(rc));
+        reply(s, 425, "Cannot open passive connection: no free port, try again later");
+        return;
+    }
+    s->dl_prot = s->pol.prot;
+    s->dl_status = DL_PENDING;
+    uint16_t port = datalink_port(s->dl);
+    char line[128];
+    int n;
+    if (s->passive_cmd == FTP_CMD_EPSV) {
+        n = ftp_addr_format_229(line, sizeof line, port);
+    } else {
+        struct sockaddr_storage tmp;
+        struct in_addr ip4;
+        if (!netaddr_ipv4(announce_for(s, &tmp), &ip4)) {
+            datalink_detach(s->dl);
+            s->dl = NULL;
+            s->dl_status = DL_NONE;
+            reply(s, 425, "PASV needs an IPv4 address; use EPSV");
+            return;
+        }
+        n = ftp_addr_format_227(line, sizeof line, ip4, port);
+    }
+    if (n > 0)
+        client_write(s, line, (size_t)n);
+    LOG_DEBUG(s->id, s->peer, "passive port %u -> backend port %u", (unsigned)port,
+              (unsigned)backend_port);
+}
+
+static void start_passive(session_t *s, const ftp_cmd_t *cmd)
+{
+    if (cmd->id == FTP_CMD_EPSV && cmd->arg) {
+        /* RFC 2428 §3: EPSV <net-prt> asks for a given protocol family. */
+        struct in_addr v4;
+        int local_v4 = netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4);
+        if (cmd->arg_len == 1 && cmd->arg[0] == '1') {
+            if (!local_v4) {
+                reply(s, 522, "Network protocol not supported, use (2)");
+                return;
+            }
+        } else if (cmd->arg_len == 1 && cmd->arg[0] == '2') {
+            if (local_v4) {
+                reply(s, 522, "Network protocol not supported, use (1)");
+                return;
+            }
+        } else {
+            reply(s, 501, "Syntax: EPSV [1|2|ALL]");
+            return;
+        }
+    }
+    if (s->dl) {
+        datalink_detach(s->dl);
+        s->dl = NULL;
+        s->dl_status = DL_NONE;
+    }
+    s->passive_cmd = cmd->id;
+    static const char pasv[] = "PASV", epsv[] = "EPSV";
+    if (s->backend_addr.ss_family == AF_INET)
+        backend_write_line(s, pasv, sizeof pasv - 1);
+    else
+        backend_write_line(s, epsv, sizeof epsv - 1);
+    s->wait = WAIT_PASSIVE;
+}
+
+static void start_transfer(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t len)
+{
+    if (!s->dl) {
+        reply(s, 425, "Use PASV or EPSV first");
+        return;
+    }
+    if (s->dl_status == DL_FAILED) {
+        reply(s, s->dl_fail_code, "%s", s->dl_fail_text);
+        end_transfer(s);
+        return;
+    }
+    if (s->pol.prot != s->dl_prot) {
+        reply(s, 425, "Protection level changed since PASV; send PASV or EPSV again");
+        end_transfer(s);
+        return;
+    }
+    backend_write_line(s, line, len);
+    s->wait = WAIT_TRANSFER;
+    s->xfer_prelim = 0;
+    s->held_final = 0;
+    s->held_len = 0;
+    datalink_set_direction(s->dl, ftp_cmd_is_upload(cmd->id));
+}
+
+/* ---- client commands -------------------------------------------------------- */
+
+static void send_own_features(session_t *s)
+{
+    feat_policy_t fp = {
+        .tls_available = 1,
+        .auth_allowed = s->cfg->mode == LISTEN_EXPLICIT,
+        .prot_c_allowed = s->cfg->policy.data_protection != PROTECT_PRIVATE,
+        .prot_p_allowed = s->cfg->policy.data_protection != PROTECT_CLEAR,
+        .ccc_allowed = 0,
+    };
+    char buf[512];
+    int n = feat_own_lines(&fp, buf, sizeof buf);
+    if (n > 0)
+        client_write(s, buf, (size_t)n);
+}
+
+static void handle_command(session_t *s, const char *line, size_t len)
+{
+    ftp_cmd_t cmd;
+    if (ftp_cmd_parse(line, len, &cmd) != FG_OK) {
+        reply(s, 500, "Syntax error, command unrecognized");
+        return;
+    }
+    if (log_enabled(LOG_LEVEL_DEBUG)) {
+        char shown[160];
+        ftp_cmd_redact(line, len, shown, sizeof shown); /* SECURITY: never log PASS */
+        LOG_DEBUG(s->id, s->peer, "client: %s", shown);
+    }
+    restart_timer(s);
+    if (cmd.id == FTP_CMD_USER && cmd.arg) {
+        size_t n = cmd.arg_len < sizeof s->user - 1 ? cmd.arg_len : sizeof s->user - 1;
+        log_escape(cmd.arg, n, s->user, sizeof s->user);
+    }
+    policy_decision_t d;
+    policy_decide(&s->pol, &cmd, &d);
+    switch (d.action) {
+    case POLICY_REPLY:
+        if (d.code == 534 || d.code == 521)
+            LOG_INFO(s->id, s->peer, "policy refused %s (%d)", cmd.verb, d.code);
+        reply(s, d.code, "%s", d.text);
+        return;
+    case POLICY_AUTH: {
+        reply(s, 234, "Proceed with negotiation.");
+        if (tstream_start_tls(s->client, listener_tls(s->listener)) != FG_OK) {
+            session_close(s, 0, "cannot start TLS");
+            return;
+        }
+        s->pol.tls_active = 1;
+        /* SECURITY: plaintext pipelined after AUTH (command injection,
+         * CVE-2011-0411 class) is discarded, never executed. */
+        size_t dropped = s->cin_len - s->cin_pos + linebuf_partial(s->client_lb);
+        if (dropped > 0)
+            LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
+        s->cin_pos = s->cin_len;
+        linebuf_reset(s->client_lb);
+        return;
+    }
+    case POLICY_PBSZ:
+        s->pol.pbsz_done = 1;
+        reply(s, 200, "PBSZ=0");
+        return;
+    case POLICY_PROT:
+        s->pol.prot = d.prot;
+        reply(s, 200, "Protection level set to %s", d.prot == 'P' ? "Private" : "Clear");
+        return;
+    case POLICY_EPSV_ALL:
+        s->pol.epsv_all = 1;
+        reply(s, 200, "EPSV ALL ok");
+        return;
+    case POLICY_PASSIVE:
+        start_passive(s, &cmd);
+        return;
+    case POLICY_FEAT:
+        backend_write_line(s, line, len);
+        s->feat_multiline = 0;
+        s->wait = WAIT_FEAT;
+        return;
+    case POLICY_TRANSFER:
+        start_transfer(s, &cmd, line, len);
+        return;
+    case POLICY_QUIT:
+        backend_write_line(s, line, len);
+        s->wait = WAIT_QUIT;
+        return;
+    case POLICY_FORWARD:
+        backend_write_line(s, line, len);
+        s->wait = WAIT_FORWARD;
+        return;
+    }
+}
+
+static void process_input(session_t *s)
+{
+    while (!s->closing && s->wait == WAIT_NONE && s->cin_pos < s->cin_len) {
+        size_t used = 0, llen = 0;
+        const char *line = NULL;
+        int rc = linebuf_take(s->client_lb, s->cin + s->cin_pos, s->cin_len - s->cin_pos, &used,
+                              &line, &llen);
+        s->cin_pos += used;
+        if (rc == FG_NEED_MORE)
+            break;
+        if (rc == FG_TOO_LONG) {
+            LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
+                     s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
+            reply(s, 500, "Command line too long");
+            continue;
+        }
+        if (rc == FG_SYNTAX) {
+            reply(s, 500, "Invalid character in command line");
+            continue;
+        }
+        handle_command(s, line, llen);
+    }
+    if (s->cin_pos > 0) {
+        memmove(s->cin, s->cin + s->cin_pos, s->cin_len - s->cin_pos);
+        s->cin_len -= s->cin_pos;
+        s->cin_pos = 0;
+    }
+    if (s->client_paused && s->cin_len < CLIENT_INPUT_PAUSE / 2 && s->client && !s->closing) {
+        s->client_paused = 0;
+        tstream_resume(s->client);
+    }
+}
+
+/* ---- backend replies ------------------------------------------------------- */
+
+static void passive_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
+{
+    if (!r->last)
+        return;
+    s->wait = WAIT_NONE;
+    uint16_t port = 0;
+    struct in_addr ignored;
+    int rc = FG_SYNTAX;
+    if (r->code == 227)
+        rc = ftp_addr_parse_227(r->text, r->text_len, &ignored, &port);
+    else if (r->code == 229)
+        rc = ftp_addr_parse_229(r->text, r->text_len, &port);
+    else {
+        client_line(s, line, len); /* e.g. 530 not logged in: the client sees why */
+        return;
+    }
+    if (rc != FG_OK) {
+        LOG_WARN(s->id, s->peer, "backend sent an unusable passive reply (%d)", r->code);
+        reply(s, 425, "Cannot open data connection: bad passive reply from server");
+        return;
+    }
+    open_passive(s, port);
+}
+
+static void feat_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
+{
+    if (r->first && !r->last && r->code == 211) {
+        s->feat_multiline = 1;
+        client_line(s, line, len);
+        return;
+    }
+    if (!r->last) {
+        if (s->feat_multiline && feat_keep_line(line, len))
+            client_line(s, line, len);
+        return;
+    }
+    if (s->feat_multiline) {
+        send_own_features(s);
+        client_line(s, line, len);
+    } else {
+        /* The backend has no FEAT (or nothing to list): ours alone. */
+        static const char head[] = "211-Features:\r\n", tail[] = "211 End\r\n";
+        client_write(s, head, sizeof head - 1);
+        send_own_features(s);
+        client_write(s, tail, sizeof tail - 1);
+    }
+    s->wait = WAIT_NONE;
+}
+
+static void transfer_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
+{
+    if (r->code < 200) {
+        client_line(s, line, len);
+        if (r->last)
+            s->xfer_prelim = 1;
+        return;
+    }
+    if (!s->xfer_prelim) {
+        /* No data connection was used (e.g. 550): nothing to wait for. */
+        client_line(s, line, len);
+        if (r->last)
+            end_transfer(s);
+        return;
+    }
+    /* DESIGN §2: the final reply waits until every byte was delivered. */
+    hold_reply_line(s, line, len, r->last);
+    if (r->last) {
+        s->held_final = 1;
+        try_release_held(s);
+    }
+}
+
+static void on_backend_line(session_t *s, const char *line, size_t len)
+{
+    ftp_reply_line_t r;
+    if (ftp_reply_feed(&s->reply_state, line, len, &r) != FG_OK) {
+        char shown[96];
+        log_escape(line, len, shown, sizeof shown);
+        LOG_WARN(s->id, s->peer, "backend protocol error: \"%s\"", shown);
+        reply(s, 421, "Service not available: bad reply from server");
+        session_close(s, 1, "backend protocol error");
+        return;
+    }
+    if (r.last)
+        s->last_reply_code = r.code;
+    switch (s->wait) {
+    case WAIT_FEAT:
+        feat_reply(s, &r, line, len);
+        break;
+    case WAIT_PASSIVE:
+        passive_reply(s, &r, line, len);
+        break;
+    case WAIT_TRANSFER:
+        transfer_reply(s, &r, line, len);
+        break;
+    default:
+        client_line(s, line, len);
+        if (r.last && r.code >= 200) {
+            if (r.code == 230 && !s->logged_in) {
+                s->logged_in = 1;
+                linebuf_set_cap(s->client_lb, s->limits->max_line);
+                LOG_INFO(s->id, s->peer, "login user=\"%s\"", s->user);
+                restart_timer(s);
+            }
+            if (s->wait == WAIT_QUIT) {
+                session_close(s, 1, "QUIT");
+                return;
+            }
+            if (s->wait == WAIT_GREETING && r.code != 220) {
+                session_close(s, 1, "backend refused the session");
+                return;
+            }
+            s->wait = WAIT_NONE;
+        }
+        break;
+    }
+    if (!s->closing && s->wait == WAIT_NONE)
+        process_input(s);
+}
+
+/* ---- client stream ---------------------------------------------------------- */
+
+static void client_on_data(tstream_t *t, const char *buf, size_t len)
+{
+    session_t *s = tstream_userdata(t);
+    if (s->closing)
+        return;
+    if (s->cin_len + len > CLIENT_INPUT_MAX) {
+        session_close(s, 0, "client input overflow");
+        return;
+    }
+    memcpy(s->cin + s->cin_len, buf, len);
+    s->cin_len += len;
+    if (s->cin_len > CLIENT_INPUT_PAUSE && !s->client_paused) {
+        s->client_paused = 1;
+        tstream_pause(t);
+    }
+    process_input(s);
+}
+
+static void client_on_handshake(tstream_t *t)
+{
+    session_t *s = tstream_userdata(t);
+    LOG_INFO(s->id, s->peer, "control TLS established (%s)", tstream_tls_desc(t));
+}
+
+static void client_on_end(tstream_t *t, tstream_end_t how, const char *reason)
+{
+    session_t *s = tstream_userdata(t);
+    if (s->closing) {
+        tstream_close(t, 0);
+        return;
+    }
+    if (how == TSTREAM_END_TLS_FAILED)
+        LOG_WARN(s->id, s->peer, "control TLS failed: %s", reason);
+    session_close(s, 0, how == TSTREAM_END_CLEAN ? "client closed" : reason);
+}
+
+static void client_on_drain(tstream_t *t)
+{
+    session_t *s = tstream_userdata(t);
+    if (s->backend_paused && s->backend) {
+        s->backend_paused = 0;
+        tstream_resume(s->backend);
+    }
+}
+
+static void client_on_shutdown(tstream_t *t, int status)
+{
+    (void)status;
+    session_t *s = tstream_userdata(t);
+    if (s->closing)
+        tstream_close(t, 0);
+}
+
+static void client_on_close(tstream_t *t)
+{
+    session_t *s = tstream_userdata(t);
+    s->client = NULL;
+    if (!s->closing)
+        session_close(s, 0, "client connection closed");
+    session_release_handle(s);
+}
+
+static const tstream_cbs_t client_cbs = {
+    .on_handshake = client_on_handshake,
+    .on_data = client_on_data,
+    .on_end = client_on_end,
+    .on_drain = client_on_drain,
+    .on_shutdown = client_on_shutdown,
+    .on_close = client_on_close,
+};
+
+/* ---- backend stream ----------------------------------------------------------- */
+
+static void backend_on_connect(tstream_t *t, int status)
+{
+    session_t *s = tstream_userdata(t);
+    if (status < 0) {
+        char addr[72];
+        LOG_ERROR(s->id, s->peer, "backend %s unreachable: %s",
+                  netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr),
+                  uv_strerror(status));
+        reply(s, 421, "Service not available: cannot reach the FTP server");
+        session_close(s, 1, "backend unreachable");
+        return;
+    }
+    uv_tcp_nodelay(tstream_tcp(t), 1);
+    tstream_start_read(t);
+}
+
+static void backend_on_data(tstream_t *t, const char *buf, size_t len)
+{
+    session_t *s = tstream_userdata(t);
+    while (len > 0 && !s->closing) {
+        size_t used = 0, llen = 0;
+        const char *line = NULL;
+        int rc = linebuf_take(s->backend_lb, buf, len, &used, &line, &llen);
+        buf += used;
+        len -= used;
+        if (rc == FG_NEED_MORE)
+            break;
+        if (rc != FG_OK) {
+            LOG_WARN(s->id, s->peer, "backend sent a %s reply line",
+                     rc == FG_TOO_LONG ? "too long" : "malformed");
+            reply(s, 421, "Service not available: bad reply from server");
+            session_close(s, 1, "backend protocol error");
+            return;
+        }
+        on_backend_line(s, line, llen);
+    }
+    if (!s->closing && s->client && tstream_queued(s->client) > TSTREAM_HIGH_MARK) {
+        s->backend_paused = 1;
+        tstream_pause(t);
+    }
+}
+
+static void backend_on_end(tstream_t *t, tstream_end_t how, const char *reason)
+{
+    (void)how;
+    session_t *s = tstream_userdata(t);
+    if (s->closing)
+        return;
+    if (s->wait != WAIT_QUIT && s->last_reply_code != 421) {
+        LOG_WARN(s->id, s->peer, "backend closed the control connection: %s", reason);
+        reply(s, 421, "Service not available, remote server has closed connection");
+    }
+    session_close(s, 1, "backend closed");
+}
+
+static void backend_on_drain(tstream_t *t)
+{
+    (void)t;
+}
+
+static void backend_on_close(tstream_t *t)
+{
+    session_t *s = tstream_userdata(t);
+    s->backend = NULL;
+    session_release_handle(s);
+}
+
+static const tstream_cbs_t backend_cbs = {
+    .on_connect = backend_on_connect,
+    .on_data = backend_on_data,
+    .on_end = backend_on_end,
+    .on_drain = backend_on_drain,
+    .on_close = backend_on_close,
+};
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    session_t *s = req->data;
+    s->resolving = 0;
+    if (s->closing) {
+        uv_freeaddrinfo(res);
+        session_release_handle(s);
+        return;
+    }
+    if (status < 0 || !res) {
+        LOG_ERROR(s->id, s->peer, "cannot resolve backend %s: %s", s->cfg->backend.address.host,
+                  uv_strerror(status));
+        reply(s, 421, "Service not available: cannot reach the FTP server");
+        uv_freeaddrinfo(res);
+        session_close(s, 1, "backend unresolvable");
+        session_release_handle(s);
+        return;
+    }
+    memcpy(&s->backend_addr, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    netaddr_set_port((struct sockaddr *)&s->backend_addr, s->cfg->backend.address.port);
+    s->backend = tstream_new(s->loop, &backend_cbs, s);
+    if (!s->backend) {
+        session_close(s, 0, "out of memory");
+        session_release_handle(s);
+        return;
+    }
+    /* The resolver's handle count passes to the backend stream. */
+    if (tstream_connect(s->backend, (const struct sockaddr *)&s->backend_addr) != FG_OK) {
+        reply(s, 421, "Service not available: cannot reach the FTP server");
+        session_close(s, 1, "backend connect failed");
+    }
+}
+
+/* ---- start ---------------------------------------------------------------------- */
+
+session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsigned long long id)
+{
+    session_t *s = calloc(1, sizeof *s);
+    const config_listener_t *cfg = listener_config(l);
+    const config_limits_t *lim = listener_limits(l);
+    if (s) {
+        s->client_lb = linebuf_new(lim->max_line, 1);
+        s->backend_lb = linebuf_new(BACKEND_LINE_MAX, 0);
+        s->cin = malloc(CLIENT_INPUT_MAX);
+    }
+    if (!s || !s->client_lb || !s->backend_lb || !s->cin) {
+        if (s) {
+            linebuf_free(s->client_lb);
+            linebuf_free(s->backend_lb);
+            free(s->cin);
+            free(s);
+        }
+        tstream_close(client, 1);
+        return NULL;
+    }
+    linebuf_set_cap(s->client_lb, lim->max_line_prelogin);
+    ftp_reply_init(&s->reply_state);
+    s->listener = l;
+    s->cfg = cfg;
+    s->limits = lim;
+    s->loop = loop;
+    s->id = id;
+    s->client = client;
+    s->handles = 2; /* client stream, and the resolver that becomes the backend stream */
+    tstream_set_userdata(client, &client_cbs, s);
+    tstream_set_connected(client);
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+
+    int alen = sizeof s->client_addr;
+    uv_tcp_getpeername(tstream_tcp(client), (struct sockaddr *)&s->client_addr, &alen);
+    alen = sizeof s->local_addr;
+    uv_tcp_getsockname(tstream_tcp(client), (struct sockaddr *)&s->local_addr, &alen);
+    netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
+    uv_tcp_nodelay(tstream_tcp(client), 1);
+
+    s->pol.login_requires_tls = cfg->policy.login_requires_tls;
+    s->pol.protection = cfg->policy.data_protection;
+    s->pol.prot = 'C';
+    s->wait = WAIT_GREETING;
+    LOG_INFO(id, s->peer, "session start listener=%s mode=%s", cfg->name,
+             cfg->mode == LISTEN_IMPLICIT ? "implicit" : "explicit");
+    if (cfg->mode == LISTEN_IMPLICIT) {
+        /* MS-FTPS §3.2.5: TLS from the first byte; the greeting is held by
+         * the stream until the handshake completes. */
+        s->pol.implicit_mode = 1;
+        s->pol.tls_active = 1;
+        s->pol.pbsz_done = 1;
+        s->pol.prot = cfg->policy.data_protection == PROTECT_CLEAR ? 'C' : 'P';
+        if (tstream_start_tls(client, listener_tls(l)) != FG_OK) {
+            session_close(s, 0, "cannot start TLS");
+            return s;
+        }
+    }
+    tstream_start_read(client);
+    restart_timer(s);
+
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)cfg->backend.address.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    s->resolver.data = s;
+    s->resolving = 1;
+    if (uv_getaddrinfo(loop, &s->resolver, on_resolved, cfg->backend.address.host, port, &hints) != 0) {
+        s->resolving = 0;
+        reply(s, 421, "Service not available: cannot reach the FTP server");
+        session_close(s, 1, "backend unresolvable");
+        session_release_handle(s);
+    }
+    return s;
+}
+
+session_t *session_next(const session_t *s)
+{
+    return s->next;
+}
+
+void session_link(session_t *s, session_t **head)
+{
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    *head = s;
+}
+
+void session_unlink(session_t *s, session_t **head)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (*head == s)
+        *head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+const struct sockaddr *session_client_addr(const session_t *s)
+{
+    return (const struct sockaddr *)&s->client_addr;
+}

@@ -1,0 +1,27 @@
+#ifndef FTPSGATE_SESSION_H
+#define FTPSGATE_SESSION_H
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "listener.h"
+#include "tstream.h"
+
+/* One client control connection and its backend control connection: reads
+ * client commands through a bounded line reader, decides through the policy
+ * (policy.h) whether to answer, rewrite or forward, relays backend replies,
+ * and owns the data link of the current transfer. Frees itself when both
+ * connections are closed, then tells its listener. */
+
+/* client: an accepted, connected stream; the session takes ownership. */
+session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsigned long long id);
+
+/* Ends the session now (both connections closed). */
+void session_abort(session_t *s, const char *why);
+
+/* Intrusive list of the listener's sessions. */
+session_t *session_next(const session_t *s);
+void session_link(session_t *s, session_t **head);
+void session_unlink(session_t *s, session_t **head);
+const struct sockaddr *session_client_addr(const session_t *s);
+
+#endif

@@ -1,0 +1,502 @@
+#include "tstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fgerr.h"
+#include "tls_engine.h"
+
+#define TSTREAM_READ_CHUNK (64u * 1024u)
+#define TSTREAM_PLAIN_CHUNK (16u * 1024u) /* one TLS record at most */
+#define TSTREAM_CIPHER_CHUNK (64u * 1024u)
+
+typedef struct held_write {
+    struct held_write *next;
+    size_t len;
+    char data[];
+} held_write_t;
+
+typedef struct {
+    uv_write_t req;
+    tstream_t *stream;
+    size_t len;
+    char data[];
+} write_req_t;
+
+struct tstream {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_shutdown_t shutdown_req;
+    const tstream_cbs_t *cbs;
+    void *userdata;
+    tls_engine_t *tls;
+    char *plain; /* decrypt buffer, TLS only */
+    held_write_t *held_head, *held_tail;
+    size_t queued;
+    unsigned connected : 1, reading : 1, paused : 1, ended : 1, read_eof : 1, closing : 1,
+        shutdown_wanted : 1, shutdown_started : 1, shutdown_done : 1, close_notify_queued : 1,
+        handshake_reported : 1, in_deliver : 1, above_high : 1, read_started : 1;
+    char desc[96];
+};
+
+/* libuv calls read_cb synchronously after alloc_cb and the bytes are consumed
+ * before read_cb returns (copied into the sink's queue or the TLS engine), so
+ * one read buffer per thread serves every stream of that thread's loop. */
+static _Thread_local char read_scratch[TSTREAM_READ_CHUNK];
+
+static void stream_deliver(tstream_t *s);
+static void stream_try_shutdown(tstream_t *s);
+
+tstream_t *tstream_new(uv_loop_t *loop, const tstream_cbs_t *cbs, void *userdata)
+{
+    tstream_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (uv_tcp_init(loop, &s->tcp) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->tcp.data = s;
+    s->cbs = cbs;
+    s->userdata = userdata;
+    return s;
+}
+
+void *tstream_userdata(const tstream_t *s)
+{
+    return s->userdata;
+}
+
+void tstream_set_userdata(tstream_t *s, const tstream_cbs_t *cbs, void *userdata)
+{
+    s->cbs = cbs;
+    s->userdata = userdata;
+}
+
+uv_tcp_t *tstream_tcp(tstream_t *s)
+{
+    return &s->tcp;
+}
+
+uv_stream_t *tstream_uv(tstream_t *s)
+{
+    return (uv_stream_t *)&s->tcp;
+}
+
+static int stream_ready(const tstream_t *s)
+{
+    return s->connected && (!s->tls || s->handshake_reported);
+}
+
+static void stream_end(tstream_t *s, tstream_end_t how, const char *reason)
+{
+    if (s->ended || s->closing)
+        return;
+    s->ended = 1;
+    if (s->reading) {
+        uv_read_stop(tstream_uv(s));
+        s->reading = 0;
+    }
+    if (s->cbs->on_end)
+        s->cbs->on_end(s, how, reason);
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    write_req_t *w = (write_req_t *)req;
+    tstream_t *s = w->stream;
+    s->queued -= w->len;
+    free(w);
+    if (s->closing)
+        return;
+    if (status < 0) {
+        stream_end(s, TSTREAM_END_RESET, uv_strerror(status));
+        return;
+    }
+    if (s->above_high && s->queued <= TSTREAM_LOW_MARK) {
+        s->above_high = 0;
+        if (s->cbs->on_drain)
+            s->cbs->on_drain(s);
+        if (s->closing)
+            return;
+    }
+    stream_try_shutdown(s);
+}
+
+static int stream_uv_write(tstream_t *s, write_req_t *w)
+{
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    w->stream = s;
+    s->queued += w->len;
+    int rc = uv_write(&w->req, tstream_uv(s), &b, 1, on_write_done);
+    if (rc != 0) {
+        s->queued -= w->len;
+        free(w);
+        stream_end(s, TSTREAM_END_RESET, uv_strerror(rc));
+        return FG_IO;
+    }
+    return FG_OK;
+}
+
+static int stream_flush_tls(tstream_t *s)
+{
+    size_t pending;
+    while (!s->closing && (pending = tls_engine_pending_out(s->tls)) > 0) {
+        if (pending > TSTREAM_CIPHER_CHUNK)
+            pending = TSTREAM_CIPHER_CHUNK;
+        write_req_t *w = malloc(sizeof *w + pending);
+        if (!w)
+            return FG_NOMEM;
+        w->len = tls_engine_take_out(s->tls, w->data, pending);
+        if (w->len == 0) {
+            free(w);
+            break;
+        }
+        int rc = stream_uv_write(s, w);
+        if (rc != 0)
+            return rc;
+    }
+    return FG_OK;
+}
+
+static int stream_send_now(tstream_t *s, const void *data, size_t len)
+{
+    if (s->tls) {
+        int rc = tls_engine_write(s->tls, data, len);
+        if (rc != FG_OK)
+            return rc;
+        return stream_flush_tls(s);
+    }
+    write_req_t *w = malloc(sizeof *w + len);
+    if (!w)
+        return FG_NOMEM;
+    memcpy(w->data, data, len);
+    w->len = len;
+    return stream_uv_write(s, w);
+}
+
+static void stream_flush_held(tstream_t *s)
+{
+    while (s->held_head && stream_ready(s) && !s->closing) {
+        held_write_t *h = s->held_head;
+        s->held_head = h->next;
+        if (!s->held_head)
+            s->held_tail = NULL;
+        s->queued -= h->len;
+        int rc = stream_send_now(s, h->data, h->len);
+        free(h);
+        if (rc != FG_OK) {
+            stream_end(s, TSTREAM_END_RESET, fg_strerror(rc));
+            return;
+        }
+    }
+    stream_try_shutdown(s);
+}
+
+int tstream_write(tstream_t *s, const void *data, size_t len)
+{
+    if (s->closing || s->shutdown_wanted)
+        return FG_STATE;
+    if (len == 0)
+        return FG_OK;
+    int rc;
+    if (!stream_ready(s) || s->held_head) {
+        held_write_t *h = malloc(sizeof *h + len);
+        if (!h)
+            return FG_NOMEM;
+        memcpy(h->data, data, len);
+        h->len = len;
+        h->next = NULL;
+        if (s->held_tail)
+            s->held_tail->next = h;
+        else
+            s->held_head = h;
+        s->held_tail = h;
+        s->queued += len;
+        rc = FG_OK;
+    } else {
+        rc = stream_send_now(s, data, len);
+    }
+    if (s->queued > TSTREAM_HIGH_MARK)
+        s->above_high = 1;
+    return rc;
+}
+
+size_t tstream_queued(const tstream_t *s)
+{
+    return s->queued;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(read_scratch, sizeof read_scratch);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    tstream_t *s = stream->data;
+    if (s->closing || s->ended)
+        return;
+    if (nread > 0) {
+        if (s->tls) {
+            if (tls_engine_feed(s->tls, buf->base, (size_t)nread) != FG_OK) {
+                stream_end(s, TSTREAM_END_RESET, "out of memory");
+                return;
+            }
+            stream_deliver(s);
+        } else if (s->cbs->on_data) {
+            s->cbs->on_data(s, buf->base, (size_t)nread);
+        }
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        s->read_eof = 1;
+        uv_read_stop(stream);
+        s->reading = 0;
+        if (s->tls) {
+            tls_engine_feed_eof(s->tls);
+            stream_deliver(s);
+        } else {
+            stream_end(s, TSTREAM_END_CLEAN, "end of stream");
+        }
+        return;
+    }
+    stream_end(s, TSTREAM_END_RESET, uv_strerror((int)nread));
+}
+
+static void stream_update_reading(tstream_t *s)
+{
+    int want = s->read_started && !s->paused && !s->ended && !s->read_eof && !s->closing;
+    if (want && !s->reading) {
+        if (uv_read_start(tstream_uv(s), on_alloc, on_read) == 0)
+            s->reading = 1;
+    } else if (!want && s->reading) {
+        uv_read_stop(tstream_uv(s));
+        s->reading = 0;
+    }
+}
+
+static void stream_deliver(tstream_t *s)
+{
+    if (s->in_deliver || !s->tls)
+        return;
+    s->in_deliver = 1;
+    while (!s->closing && !s->ended && !s->paused) {
+        size_t got = 0;
+        int rc = tls_engine_read(s->tls, s->plain, TSTREAM_PLAIN_CHUNK, &got);
+        /* Handshake replies and session tickets are produced while reading. */
+        stream_flush_tls(s);
+        if (s->closing)
+            break;
+        if (!s->handshake_reported && tls_engine_handshake_done(s->tls)) {
+            s->handshake_reported = 1;
+            snprintf(s->desc, sizeof s->desc, "%s %s", tls_engine_version(s->tls),
+                     tls_engine_cipher(s->tls));
+            if (s->cbs->on_handshake)
+                s->cbs->on_handshake(s);
+            if (s->closing)
+                break;
+            stream_flush_held(s);
+            if (s->closing || s->ended)
+                break;
+        }
+        if (rc == FG_OK) {
+            if (s->cbs->on_data)
+                s->cbs->on_data(s, s->plain, got);
+            continue;
+        }
+        if (rc == FG_NEED_MORE)
+            break;
+        if (rc == FG_CLOSED) {
+            stream_end(s, TSTREAM_END_CLEAN, "TLS close_notify");
+            break;
+        }
+        stream_flush_tls(s); /* the alert, if any */
+        tstream_end_t how = tls_engine_failure(s->tls) == TLS_FAIL_TRUNCATED
+                                ? TSTREAM_END_TRUNCATED
+                                : TSTREAM_END_TLS_FAILED;
+        stream_end(s, how, tls_engine_reason(s->tls));
+        break;
+    }
+    s->in_deliver = 0;
+    if (!s->closing)
+        stream_update_reading(s);
+}
+
+int tstream_start_read(tstream_t *s)
+{
+    s->read_started = 1;
+    stream_update_reading(s);
+    return s->reading || s->ended ? FG_OK : FG_IO;
+}
+
+void tstream_pause(tstream_t *s)
+{
+    s->paused = 1;
+    stream_update_reading(s);
+}
+
+void tstream_resume(tstream_t *s)
+{
+    if (!s->paused)
+        return;
+    s->paused = 0;
+    if (s->closing)
+        return;
+    if (s->tls)
+        stream_deliver(s); /* plaintext already decrypted or buffered comes first */
+    else
+        stream_update_reading(s);
+}
+
+void tstream_set_connected(tstream_t *s)
+{
+    s->connected = 1;
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    tstream_t *s = req->handle->data;
+    if (s->closing)
+        return;
+    if (status == 0) {
+        s->connected = 1;
+        stream_flush_held(s);
+    }
+    if (s->cbs->on_connect)
+        s->cbs->on_connect(s, status);
+}
+
+int tstream_connect(tstream_t *s, const struct sockaddr *addr)
+{
+    int rc = uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connected);
+    return rc == 0 ? FG_OK : FG_IO;
+}
+
+int tstream_start_tls(tstream_t *s, SSL_CTX *ctx)
+{
+    if (s->tls)
+        return FG_STATE;
+    s->plain = malloc(TSTREAM_PLAIN_CHUNK);
+    s->tls = s->plain ? tls_engine_new(ctx) : NULL;
+    if (!s->tls) {
+        free(s->plain);
+        s->plain = NULL;
+        return FG_NOMEM;
+    }
+    return FG_OK;
+}
+
+int tstream_is_tls(const tstream_t *s)
+{
+    return s->tls != NULL;
+}
+
+int tstream_handshake_done(const tstream_t *s)
+{
+    return s->tls && s->handshake_reported;
+}
+
+SSL *tstream_ssl(tstream_t *s)
+{
+    return s->tls ? tls_engine_ssl(s->tls) : NULL;
+}
+
+const char *tstream_tls_desc(tstream_t *s)
+{
+    if (!s->tls)
+        return "clear";
+    return s->handshake_reported ? s->desc : "TLS handshaking";
+}
+
+static void on_shutdown_done(uv_shutdown_t *req, int status)
+{
+    tstream_t *s = req->handle->data;
+    s->shutdown_done = 1;
+    if (s->closing)
+        return;
+    if (s->cbs->on_shutdown)
+        s->cbs->on_shutdown(s, status);
+}
+
+static void stream_try_shutdown(tstream_t *s)
+{
+    if (!s->shutdown_wanted || s->shutdown_started || s->closing)
+        return;
+    if (!stream_ready(s) || s->held_head)
+        return; /* resumes from stream_flush_held */
+    if (s->tls && !s->close_notify_queued) {
+        s->close_notify_queued = 1;
+        if (tls_engine_shutdown(s->tls) == FG_OK)
+            stream_flush_tls(s);
+    }
+    if (s->queued > 0 || s->closing)
+        return; /* resumes from on_write_done */
+    s->shutdown_started = 1;
+    int rc = uv_shutdown(&s->shutdown_req, tstream_uv(s), on_shutdown_done);
+    if (rc != 0) {
+        s->shutdown_done = 1;
+        if (s->cbs->on_shutdown)
+            s->cbs->on_shutdown(s, rc);
+    }
+}
+
+void tstream_shutdown(tstream_t *s)
+{
+    if (s->closing || s->shutdown_wanted)
+        return;
+    s->shutdown_wanted = 1;
+    stream_try_shutdown(s);
+}
+
+int tstream_shutdown_done(const tstream_t *s)
+{
+    return s->shutdown_done;
+}
+
+int tstream_ended(const tstream_t *s)
+{
+    return s->ended;
+}
+
+int tstream_closing(const tstream_t *s)
+{
+    return s->closing;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    tstream_t *s = h->data;
+    while (s->held_head) {
+        held_write_t *next = s->held_head->next;
+        free(s->held_head);
+        s->held_head = next;
+    }
+    if (s->cbs->on_close)
+        s->cbs->on_close(s);
+    tls_engine_free(s->tls);
+    free(s->plain);
+    free(s);
+}
+
+void tstream_close(tstream_t *s, int reset)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    if (s->reading) {
+        uv_read_stop(tstream_uv(s));
+        s->reading = 0;
+    }
+    /* SECURITY: a reset tells the peer the stream did not end normally, so a
+     * backend cannot store a truncated upload as a complete file. */
+    if (reset && s->connected && !s->shutdown_started &&
+        uv_tcp_close_reset(&s->tcp, on_closed) == 0)
+        return;
+    uv_close((uv_handle_t *)&s->tcp, on_closed);
+}

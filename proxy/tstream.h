@@ -1,0 +1,76 @@
+#ifndef FTPSGATE_TSTREAM_H
+#define FTPSGATE_TSTREAM_H
+#include <stddef.h>
+#include <uv.h>
+#include <openssl/ssl.h>
+
+/* A TCP connection, clear or TLS (server side), with byte accounting for
+ * back-pressure. Control and data connections both use it; the TLS rules
+ * themselves live in common/tls_engine.
+ *
+ * Ownership: the stream owns its uv_tcp_t and frees everything in the libuv
+ * close callback, right after on_close returns. Writes are copied; the copy
+ * belongs to libuv until the write callback. Until the stream is connected
+ * (or, with TLS, until the handshake is done) writes are held in order and
+ * count as queued. */
+
+typedef struct tstream tstream_t;
+
+typedef enum {
+    TSTREAM_END_CLEAN = 0, /* FIN (clear) or close_notify (TLS) */
+    TSTREAM_END_TRUNCATED, /* TLS: FIN without close_notify */
+    TSTREAM_END_RESET,     /* connection reset or socket error */
+    TSTREAM_END_TLS_FAILED /* TLS protocol failure (handshake or later) */
+} tstream_end_t;
+
+typedef struct {
+    void (*on_connect)(tstream_t *s, int status);   /* outgoing connect finished (status 0 or uv error) */
+    void (*on_handshake)(tstream_t *s);              /* TLS handshake completed */
+    void (*on_data)(tstream_t *s, const char *buf, size_t len);
+    void (*on_end)(tstream_t *s, tstream_end_t how, const char *reason); /* once; reading stops */
+    void (*on_drain)(tstream_t *s);                  /* queued bytes fell to the low mark */
+    void (*on_shutdown)(tstream_t *s, int status);   /* our FIN went out after every queued byte */
+    void (*on_close)(tstream_t *s);                  /* last callback; s is freed after it */
+} tstream_cbs_t;
+
+/* The high/low marks of the queue: a pump stops reading its source while its
+ * sink's queue is above TSTREAM_HIGH_MARK and resumes at on_drain. */
+#define TSTREAM_HIGH_MARK (256u * 1024u)
+#define TSTREAM_LOW_MARK (64u * 1024u)
+
+tstream_t *tstream_new(uv_loop_t *loop, const tstream_cbs_t *cbs, void *userdata);
+void *tstream_userdata(const tstream_t *s);
+void tstream_set_userdata(tstream_t *s, const tstream_cbs_t *cbs, void *userdata);
+uv_tcp_t *tstream_tcp(tstream_t *s);   /* for uv_accept into it */
+uv_stream_t *tstream_uv(tstream_t *s);
+
+/* For an accepted stream: marks it connected. */
+void tstream_set_connected(tstream_t *s);
+int tstream_connect(tstream_t *s, const struct sockaddr *addr);
+
+int tstream_start_read(tstream_t *s);
+void tstream_pause(tstream_t *s);
+void tstream_resume(tstream_t *s);
+
+/* Server-side TLS from now on: bytes read afterwards are TLS records. */
+int tstream_start_tls(tstream_t *s, SSL_CTX *ctx);
+int tstream_is_tls(const tstream_t *s);
+int tstream_handshake_done(const tstream_t *s);
+SSL *tstream_ssl(tstream_t *s); /* NULL when clear */
+const char *tstream_tls_desc(tstream_t *s); /* "TLSv1.3 TLS_AES_..." or "clear" */
+
+/* 0 or a negative FG_ code. */
+int tstream_write(tstream_t *s, const void *data, size_t len);
+size_t tstream_queued(const tstream_t *s);
+
+/* After every queued byte: close_notify (TLS), then FIN. on_shutdown follows. */
+void tstream_shutdown(tstream_t *s);
+int tstream_shutdown_done(const tstream_t *s);
+int tstream_ended(const tstream_t *s); /* on_end was delivered */
+
+/* Closes now (reset=1 sends RST: the peer must not take what it got as
+ * complete). Idempotent; on_close follows. */
+void tstream_close(tstream_t *s, int reset);
+int tstream_closing(const tstream_t *s);
+
+#endif

@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""Python ftplib FTP_TLS through ftpsgate: AUTH TLS, login, PROT P, passive.
+
+Downloads and uploads of 0 B, 1 B, 64 KiB+1, 10 MiB and 300 MiB over PASV,
+some again over EPSV; REST + RETR resume (the tail), STOR + APPE, LIST, NLST,
+MLSD (vsftpd has none: its error must be relayed and the session go on), many
+transfers in one session. sha256 on both ends; the 227/229 replies must announce
+the control connection's local address and a port of the listener's range.
+"""
+
+import os
+import re
+
+import harness as H
+from harness import check, check_eq
+
+
+def body(s, env):
+    vs = env.backend("vs1")
+    tgt = env.front(vs, "explicit1", protection="private")
+    files = H.publish_sizes(vs, "ftplib")
+    env.start(tgt)
+
+    def check_pasv_reply(f):
+        resp, host, port = f.last_pasv
+        if f.use_epsv:
+            check(resp.startswith("229"), "EPSV reply %r" % resp)
+        else:
+            check(resp.startswith("227"), "PASV reply %r" % resp)
+            # passive.announce defaults to the local address of the client's control connection.
+            check_eq(host, f.sock.getpeername()[0], "address announced in the 227 reply")
+        rng = tgt.pasv_range
+        if rng is not None:
+            check(rng[0] <= port <= rng[1], "announced port %d outside passive.ports %d-%d" % (port, rng[0], rng[1]))
+
+    def download(size, epsv):
+        rpath, local, sha = files[size]
+        f = H.ftplib_connect(tgt, epsv=epsv)
+        try:
+            n, got, resp = H.ftplib_get(f, rpath)
+            check_pasv_reply(f)
+            check(resp.startswith("226"), "final reply %r" % resp)
+            check_eq(n, size, "downloaded size")
+            check_eq(got, sha, "sha256 of the downloaded bytes")
+        finally:
+            H.quit_quietly(f)
+
+    def upload(size, epsv):
+        rpath, local, sha = files[size]
+        name = "ftplib-up-%d-%s.bin" % (size, "epsv" if epsv else "pasv")
+        f = H.ftplib_connect(tgt, epsv=epsv)
+        try:
+            resp = H.ftplib_put(f, local, "/up/" + name)
+            check_pasv_reply(f)
+            check(resp.startswith("226"), "final reply %r" % resp)
+        finally:
+            H.quit_quietly(f)
+        H.check_stored(vs, name, size, sha, "upload")
+
+    for size in H.SIZES:
+        s.run("download %s PASV" % H.human(size), download, size, False)
+    for size in H.SIZES:
+        s.run("upload %s PASV" % H.human(size), upload, size, False)
+    for size in (0, 64 * H.KiB + 1, 10 * H.MiB):
+        s.run("download %s EPSV" % H.human(size), download, size, True)
+        s.run("upload %s EPSV" % H.human(size), upload, size, True)
+
+    def resume(size, offset):
+        rpath, local, sha = files[size]
+        want = H.sha256_file(local, offset)
+        f = H.ftplib_connect(tgt)
+        try:
+            n, got, resp = H.ftplib_get(f, rpath, rest=offset)
+            check(resp.startswith("226"), "final reply %r" % resp)
+            check_eq(n, size - offset, "bytes after REST %d" % offset)
+            check_eq(got, want, "sha256 of the tail after REST %d" % offset)
+        finally:
+            H.quit_quietly(f)
+
+    s.run("REST 1234567 + RETR 10MiB gives the tail", resume, 10 * H.MiB, 1234567)
+    s.run("REST 65536 + RETR 65537B gives the last byte", resume, 64 * H.KiB + 1, 64 * H.KiB)
+
+    def append():
+        rpath, local, sha = files[10 * H.MiB]
+        cut = 3 * H.MiB + 5
+        name = "ftplib-appe.bin"
+        f = H.ftplib_connect(tgt)
+        try:
+            r1 = H.ftplib_put(f, local, "/up/" + name, "STOR", 0, cut)
+            check(r1.startswith("226"), "STOR reply %r" % r1)
+            check_eq(os.path.getsize(vs.up_path(name)), cut, "stored size after the first part")
+            r2 = H.ftplib_put(f, local, "/up/" + name, "APPE", cut, 10 * H.MiB - cut)
+            check(r2.startswith("226"), "APPE reply %r" % r2)
+        finally:
+            H.quit_quietly(f)
+        H.check_stored(vs, name, 10 * H.MiB, sha, "STOR + APPE")
+
+    s.run("STOR first 3MiB+5 then APPE the rest", append)
+
+    def listing():
+        f = H.ftplib_connect(tgt)
+        try:
+            lines = []
+            resp = f.retrlines("LIST /pub", lines.append)
+            check(resp.startswith("226"), "LIST final reply %r" % resp)
+            got = sorted(ln.split()[-1] for ln in lines if ln.strip())
+            check_eq(got, sorted(os.listdir(vs.pub)), "names in LIST /pub")
+            for size in H.SIZES:
+                name = os.path.basename(files[size][0])
+                ln = [x for x in lines if x.split()[-1] == name][0]
+                check(re.search(r"\s%d\s" % size, ln), "size %d not in LIST line %r" % (size, ln))
+            names = f.nlst("/pub")
+            check_eq(sorted(os.path.basename(n) for n in names), sorted(os.listdir(vs.pub)), "names in NLST /pub")
+        finally:
+            H.quit_quietly(f)
+
+    s.run("LIST and NLST /pub", listing)
+
+    def mlsd():
+        f = H.ftplib_connect(tgt)
+        try:
+            mark = vs.log_mark()
+            try:
+                list(f.mlsd("/pub"))
+                raise H.Fail("MLSD succeeded, but vsftpd 3.0.3 has no MLSD")
+            except H.ftplib.error_perm as e:
+                got = str(e)
+            # The reply must be the backend's own, relayed.
+            seen = H.wait_until(lambda: [r for _, r in vs.responses_since(mark) if r[:1] == "5"], 10)
+            check(seen, "the backend never answered MLSD with an error (did it see the command?)")
+            check_eq(got.strip(), seen[-1].strip(), "error reply for MLSD vs the backend's reply")
+            check(any(c.startswith("MLSD") for _, c in vs.commands_since(mark)), "MLSD never reached the backend")
+            check_eq(f.voidcmd("NOOP")[:3], "200", "NOOP after the failed MLSD")
+            rpath, local, sha = files[64 * H.KiB + 1]
+            n, got_sha, resp = H.ftplib_get(f, rpath)
+            check_eq((n, got_sha), (64 * H.KiB + 1, sha), "RETR after the failed MLSD (size, sha256)")
+        finally:
+            H.quit_quietly(f)
+
+    s.run("MLSD: backend's 500 relayed, session goes on", mlsd)
+
+    def many():
+        rpath, local, sha = files[64 * H.KiB + 1]
+        f = H.ftplib_connect(tgt)
+        try:
+            for i in range(20):
+                f.use_epsv = bool(i % 2)
+                if i % 4 == 3:
+                    name = "ftplib-many-%d.bin" % i
+                    H.ftplib_put(f, local, "/up/" + name)
+                    H.check_stored(vs, name, 64 * H.KiB + 1, sha, "upload %d in the session" % i)
+                else:
+                    n, got, resp = H.ftplib_get(f, rpath)
+                    check_eq((n, got), (64 * H.KiB + 1, sha), "transfer %d in the session (size, sha256)" % i)
+        finally:
+            H.quit_quietly(f)
+
+    s.run("20 transfers in one session, PASV and EPSV alternating", many)
+
+
+if __name__ == "__main__":
+    H.main_wrapper("transfers_ftplib", body)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Installs what building and testing ftpsgate needs on Debian 12, as root.
+# Idempotent: installs only missing packages, and reuses the unpacked vsftpd.
+# Starts no system service (a policy-rc.d that refuses every start is in place
+# while apt runs, and removed afterwards when this script created it).
+#
+# vsftpd conflicts, as a Debian package, with the other FTP servers later
+# issues test against (proftpd-core, pure-ftpd), so it is never installed:
+# its .deb is fetched with `apt-get download` and unpacked with `dpkg-deb -x`
+# into $FTPSGATE_VSFTPD_DIR (default /var/cache/ftpsgate-test/vsftpd), outside
+# the repository. Its shared-library dependencies are installed normally.
+#
+# Env: FTPSGATE_VSFTPD_DIR, FTPSGATE_TEST_USER (default ftpsgate-test).
+set -euo pipefail
+
+VS_DIR="${FTPSGATE_VSFTPD_DIR:-/var/cache/ftpsgate-test/vsftpd}"
+TEST_USER="${FTPSGATE_TEST_USER:-ftpsgate-test}"
+
+log() { printf 'setup-deps: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  log "must run as root (installs Debian packages, creates a system user)"
+  exit 1
+fi
+
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-dev clang libclang-rt-14-dev"
+# Test clients and tools; libwrap0 .. libpam-modules are vsftpd's run-time libraries.
+TEST_PKGS="curl lftp openssl python3 procps iproute2 ca-certificates
+           libwrap0 libcap2 libpam0g libpam-modules libssl3"
+
+need=""
+for p in $BUILD_PKGS $TEST_PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
+done
+
+created_policy=0
+cleanup() { if [ "$created_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; }
+trap cleanup EXIT
+
+if [ -n "$need" ]; then
+  # Debian's invoke-rc.d asks policy-rc.d before starting a service; 101 = refused.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  log "installing:$need"
+  # Try without a fresh index first (fast when the lists are current), then
+  # update and retry: a fresh machine may have no lists at all.
+  # shellcheck disable=SC2086
+  if ! apt-get install -y --no-install-recommends $need; then
+    apt-get update
+    # shellcheck disable=SC2086
+    apt-get install -y --no-install-recommends $need
+  fi
+fi
+
+# vsftpd, unpacked privately (never installed, never started as a service).
+if [ ! -x "$VS_DIR/usr/sbin/vsftpd" ]; then
+  dl="$(dirname "$VS_DIR")/dl"
+  mkdir -p "$dl"
+  if ! ( cd "$dl" && rm -f vsftpd_*.deb && apt-get download vsftpd ); then
+    apt-get update
+    ( cd "$dl" && rm -f vsftpd_*.deb && apt-get download vsftpd )
+  fi
+  rm -rf "$VS_DIR.tmp"
+  dpkg-deb -x "$dl"/vsftpd_*.deb "$VS_DIR.tmp"
+  basename "$dl"/vsftpd_*.deb > "$VS_DIR.tmp/DEB_VERSION"
+  rm -rf "$VS_DIR"
+  mv "$VS_DIR.tmp" "$VS_DIR"
+  log "vsftpd unpacked into $VS_DIR ($(cat "$VS_DIR/DEB_VERSION"))"
+fi
+"$VS_DIR/usr/sbin/vsftpd" -v 0>&1 2>&1 | head -1 >&2 || true
+
+# vsftpd maps anonymous sessions to this unprivileged account (ftp_username).
+# It chdir()s to the account's home before chroot()ing to anon_root, so the
+# home is "/", which always exists.
+if ! getent passwd "$TEST_USER" >/dev/null; then
+  useradd --system --no-create-home --home-dir / --shell /usr/sbin/nologin "$TEST_USER"
+  log "created system user $TEST_USER"
+fi
+exit 0

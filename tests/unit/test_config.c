@@ -1,0 +1,606 @@
+/* config.c: a full document loads with the right values, defaults apply, and
+ * every broken document is refused with the exact "path: problem" line. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "config.h"
+#include "fgerr.h"
+#include "log.h"
+
+/* Documents below are written with ' for " to stay readable. */
+static char *dq(const char *s)
+{
+    char *d = strdup(s);
+    for (char *p = d; *p != '\0'; p++)
+        if (*p == '\'')
+            *p = '"';
+    return d;
+}
+
+static int n_bad;
+
+static void expect_err_(const char *doc, const char *want, int line)
+{
+    char err[512] = "unset";
+    config_t *cfg = (config_t *)1;
+    char *json = dq(doc);
+    int rc = config_load_string(json, &cfg, err, sizeof err);
+
+    n_bad++;
+    if (rc != FG_CONFIG || strcmp(err, want) != 0)
+        fprintf(stderr, "line %d: rc %d, error:\n  got  %s\n  want %s\n", line, rc, err, want);
+    CHECK_EQ_INT(rc, FG_CONFIG);
+    CHECK(cfg == NULL);
+    CHECK_STR(err, want);
+    free(json);
+}
+#define expect_err(doc, want) expect_err_((doc), (want), __LINE__)
+
+static config_t *load_ok_(const char *doc, int line)
+{
+    char err[512] = "";
+    config_t *cfg = NULL;
+    char *json = dq(doc);
+    int rc = config_load_string(json, &cfg, err, sizeof err);
+
+    if (rc != FG_OK)
+        fprintf(stderr, "line %d: unexpected error: %s\n", line, err);
+    CHECK_EQ_INT(rc, FG_OK);
+    CHECK(cfg != NULL);
+    free(json);
+    return cfg;
+}
+#define load_ok(doc) load_ok_((doc), __LINE__)
+
+#define TLS "'tls':{'main':{'cert':'c.pem','key':'k.pem'}}"
+#define L_A "'name':'a','bind':'0.0.0.0:2121','mode':'explicit','tls':'main','backend':{'address':'127.0.0.1:21'}"
+#define PAS_A "'passive':{'ports':'50000-50099'}"
+/* a one-listener document with extra listener members (X), extra top-level members (T) */
+#define DOC(X, T) "{" TLS ",'listeners':[{" L_A "," PAS_A X "}]" T "}"
+/* listener `a` with its passive member replaced */
+#define DOCP(P) "{" TLS ",'listeners':[{" L_A ",'passive':" P "}]}"
+/* listener `a` with its backend replaced */
+#define DOCB(B) "{" TLS ",'listeners':[{'name':'a','bind':'0.0.0.0:2121','mode':'explicit','tls':'main','backend':" B "," PAS_A "}]}"
+/* a listener from scratch */
+#define DOCL(L) "{" TLS ",'listeners':[" L "]}"
+#define DOCLIM(LIM) DOC("", ",'limits':" LIM)
+#define DOCTLS(T) "{'tls':{'main':" T "},'listeners':[{" L_A "," PAS_A "}]}"
+
+static void test_full(void)
+{
+    char err[512] = "";
+    config_t *cfg = NULL;
+    int rc = config_load_file("config/full.json", &cfg, err, sizeof err);
+
+    if (rc != FG_OK)
+        fprintf(stderr, "full.json: %s\n", err);
+    CHECK_EQ_INT(rc, FG_OK);
+    if (cfg == NULL)
+        return;
+    CHECK_EQ_INT(cfg->n_tls, 2);
+    CHECK_STR(cfg->tls[0].id, "main");
+    CHECK_STR(cfg->tls[0].cert, "/etc/ftpsgate/fullchain.pem");
+    CHECK_STR(cfg->tls[0].key, "/etc/ftpsgate/key.pem");
+    CHECK_STR(cfg->tls[0].min_version, "1.2");
+    CHECK_STR(cfg->tls[0].max_version, "1.3");
+    CHECK_STR(cfg->tls[0].ciphers, "ECDHE+AESGCM:ECDHE+CHACHA20");
+    CHECK_STR(cfg->tls[0].ciphersuites, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+    CHECK_STR(cfg->tls[0].groups, "X25519:P-256");
+    CHECK_STR(cfg->tls[0].client_ca, "/etc/ftpsgate/clients-ca.pem");
+    CHECK_EQ_INT(cfg->tls[0].client_cert, CLIENT_CERT_OPTIONAL);
+    CHECK_STR(cfg->tls[1].id, "alt");
+    CHECK_STR(cfg->tls[1].min_version, "1.2");
+    CHECK(cfg->tls[1].max_version == NULL);
+    CHECK(cfg->tls[1].ciphers == NULL && cfg->tls[1].ciphersuites == NULL);
+    CHECK(cfg->tls[1].groups == NULL && cfg->tls[1].client_ca == NULL);
+    CHECK_EQ_INT(cfg->tls[1].client_cert, CLIENT_CERT_NONE);
+
+    CHECK_EQ_INT(cfg->n_listeners, 3);
+    config_listener_t *l = &cfg->listeners[0];
+    CHECK_STR(l->name, "ftps-explicit");
+    CHECK_STR(l->bind.host, "0.0.0.0");
+    CHECK_EQ_INT(l->bind.port, 21);
+    CHECK_EQ_INT(l->mode, LISTEN_EXPLICIT);
+    CHECK_EQ_INT(l->tls_index, 0);
+    CHECK_STR(l->backend.address.host, "legacy.internal");
+    CHECK_EQ_INT(l->backend.address.port, 21);
+    CHECK_EQ_INT(l->backend.data_mode, DATA_MODE_PASSIVE);
+    CHECK_EQ_INT(l->passive.first, 50000);
+    CHECK_EQ_INT(l->passive.last, 50099);
+    CHECK_EQ_INT(l->passive.n_announce, 1);
+    CHECK(l->passive.announce[0].match_all);
+    CHECK_STR(l->passive.announce[0].address, "203.0.113.10");
+    CHECK_EQ_INT(l->passive.check_peer_ip, 1);
+    CHECK_EQ_INT(l->policy.login_requires_tls, 1);
+    CHECK_EQ_INT(l->policy.data_protection, PROTECT_PRIVATE);
+
+    l = &cfg->listeners[1];
+    CHECK_STR(l->name, "ftps-implicit");
+    CHECK_STR(l->bind.host, "::");
+    CHECK_EQ_INT(l->bind.port, 990);
+    CHECK_EQ_INT(l->mode, LISTEN_IMPLICIT);
+    CHECK_EQ_INT(l->tls_index, 1);
+    CHECK_STR(l->backend.address.host, "2001:db8::5");
+    CHECK_EQ_INT(l->backend.address.port, 2121);
+    CHECK_EQ_INT(l->backend.data_mode, DATA_MODE_ACTIVE);
+    CHECK_EQ_INT(l->passive.first, 50100);
+    CHECK_EQ_INT(l->passive.last, 50199);
+    CHECK_EQ_INT(l->passive.n_announce, 3);
+    CHECK(!l->passive.announce[0].match_all);
+    CHECK_EQ_INT(l->passive.announce[0].clients.family, AF_INET);
+    CHECK_EQ_INT(l->passive.announce[0].clients.prefix, 8);
+    CHECK_EQ_INT(l->passive.announce[0].clients.addr[0], 10);
+    CHECK_STR(l->passive.announce[0].address, "10.1.2.3");
+    CHECK_EQ_INT(l->passive.announce[1].clients.family, AF_INET6);
+    CHECK_EQ_INT(l->passive.announce[1].clients.prefix, 32);
+    CHECK_STR(l->passive.announce[1].address, "2001:db8::10");
+    CHECK(l->passive.announce[2].match_all);
+    CHECK_STR(l->passive.announce[2].address, "203.0.113.10");
+    CHECK_EQ_INT(l->passive.check_peer_ip, 0);
+    CHECK_EQ_INT(l->policy.login_requires_tls, 0);
+    CHECK_EQ_INT(l->policy.data_protection, PROTECT_ANY);
+
+    l = &cfg->listeners[2];
+    CHECK_STR(l->name, "plain.test_3");
+    CHECK_EQ_INT(l->tls_index, 0);
+    CHECK_EQ_INT(l->backend.data_mode, DATA_MODE_CLIENT);
+    CHECK_EQ_INT(l->passive.first, 60000);
+    CHECK_EQ_INT(l->passive.last, 60000);
+    CHECK(l->passive.announce == NULL);
+    CHECK_EQ_INT(l->passive.n_announce, 0);
+    CHECK_EQ_INT(l->policy.login_requires_tls, 1);
+    CHECK_EQ_INT(l->policy.data_protection, PROTECT_CLEAR);
+
+    CHECK_EQ_INT(cfg->log.level, LOG_LEVEL_DEBUG);
+    CHECK_EQ_INT(cfg->log.format, LOGFMT_JSON);
+    CHECK_EQ_INT(cfg->admin.enabled, 1);
+    CHECK_STR(cfg->admin.bind.host, "127.0.0.1");
+    CHECK_EQ_INT(cfg->admin.bind.port, 9121);
+    CHECK_STR(cfg->user, "ftpsgate");
+    CHECK_EQ_INT(cfg->limits.max_sessions, 0);
+    CHECK_EQ_INT(cfg->limits.max_sessions_per_ip, 20);
+    CHECK_EQ_INT(cfg->limits.max_line, 8192);
+    CHECK_EQ_INT(cfg->limits.max_line_prelogin, 512);
+    CHECK_EQ_INT(cfg->limits.login_timeout_s, 30);
+    CHECK_EQ_INT(cfg->limits.idle_timeout_s, 900);
+    CHECK_EQ_INT(cfg->limits.data_connect_timeout_s, 15);
+    CHECK_EQ_INT(cfg->limits.transfer_stall_timeout_s, 120);
+    config_free(cfg);
+}
+
+static void test_defaults(void)
+{
+    config_t *cfg = load_ok(DOC("", ""));
+    if (cfg == NULL)
+        return;
+    CHECK_EQ_INT(cfg->n_tls, 1);
+    CHECK_STR(cfg->tls[0].min_version, "1.2");
+    CHECK(cfg->tls[0].max_version == NULL);
+    CHECK_EQ_INT(cfg->tls[0].client_cert, CLIENT_CERT_NONE);
+    CHECK_EQ_INT(cfg->n_listeners, 1);
+    CHECK_EQ_INT(cfg->listeners[0].backend.data_mode, DATA_MODE_PASSIVE);
+    CHECK_EQ_INT(cfg->listeners[0].passive.check_peer_ip, 1);
+    CHECK(cfg->listeners[0].passive.announce == NULL);
+    CHECK_EQ_INT(cfg->listeners[0].policy.login_requires_tls, 1);
+    CHECK_EQ_INT(cfg->listeners[0].policy.data_protection, PROTECT_PRIVATE);
+    CHECK_EQ_INT(cfg->log.level, LOG_LEVEL_INFO);
+    CHECK_EQ_INT(cfg->log.format, LOGFMT_TEXT);
+    CHECK_EQ_INT(cfg->admin.enabled, 0);
+    CHECK(cfg->admin.bind.host == NULL);
+    CHECK(cfg->user == NULL);
+    CHECK_EQ_INT(cfg->limits.max_sessions, 1000);
+    CHECK_EQ_INT(cfg->limits.max_sessions_per_ip, 50);
+    CHECK_EQ_INT(cfg->limits.max_line, 4096);
+    CHECK_EQ_INT(cfg->limits.max_line_prelogin, 1024);
+    CHECK_EQ_INT(cfg->limits.login_timeout_s, 60);
+    CHECK_EQ_INT(cfg->limits.idle_timeout_s, 600);
+    CHECK_EQ_INT(cfg->limits.data_connect_timeout_s, 30);
+    CHECK_EQ_INT(cfg->limits.transfer_stall_timeout_s, 300);
+    config_free(cfg);
+
+    /* a CA alone means client certificates are required */
+    cfg = load_ok(DOCTLS("{'cert':'c','key':'k','client_ca':'ca.pem'}"));
+    if (cfg != NULL)
+        CHECK_EQ_INT(cfg->tls[0].client_cert, CLIENT_CERT_REQUIRED);
+    config_free(cfg);
+
+    /* a small max_line drags the default pre-login cap down with it */
+    cfg = load_ok(DOCLIM("{'max_line':600}"));
+    if (cfg != NULL)
+        CHECK_EQ_INT(cfg->limits.max_line_prelogin, 600);
+    config_free(cfg);
+
+    /* same port on different addresses, and [::] beside 0.0.0.0, are fine */
+    cfg = load_ok(DOCL("{" L_A "," PAS_A "},"
+                       "{'name':'b','bind':'[::]:2121','mode':'implicit','tls':'main',"
+                       "'backend':{'address':'h:21'},'passive':{'ports':'50100-50199'}},"
+                       "{'name':'c','bind':'[::1]:21','mode':'implicit','tls':'main',"
+                       "'backend':{'address':'h:21'},'passive':{'ports':'50200-50299'}},"
+                       "{'name':'d','bind':'[::2]:21','mode':'implicit','tls':'main',"
+                       "'backend':{'address':'h:21'},'passive':{'ports':'50300-50399'}}"));
+    if (cfg != NULL)
+        CHECK_EQ_INT(cfg->n_listeners, 4);
+    config_free(cfg);
+    config_free(NULL);
+}
+
+static void test_bad_json(void)
+{
+    expect_err("{'tls': {}", "line 1, column 10: '}' expected near end of file");
+    expect_err("{\n  'tls': {},\n  'listeners': [,]\n}", "line 3, column 17: unexpected token near ','");
+    expect_err("", "line 1, column 0: '[' or '{' expected near end of file");
+    expect_err("{'tls':1,'tls':2}", "line 1, column 14: duplicate object key near '\"tls\"'");
+    expect_err("[1]", "(root): expected object, got array");
+    expect_err("{'tls':{'main':{'cert':'\\u0000','key':'k'}}}",
+               "line 1, column 31: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"\\u0000\"'");
+    /* a raw control byte inside a string: refused with its position */
+    expect_err("{'tls':'a\tb'}", "line 1, column 9: control character 0x9 near '\"a'");
+}
+
+static void test_bad_top(void)
+{
+    expect_err("{'listeners':[]}", "tls: required");
+    expect_err(DOC("", ",'bogus':1"), "bogus: unknown key");
+    expect_err("{'tls':[]}", "tls: expected object, got array");
+    expect_err("{'tls':{}}", "tls: must contain at least one identity");
+    expect_err("{" TLS "}", "listeners: required");
+    expect_err("{" TLS ",'listeners':[]}", "listeners: must contain at least one listener");
+    expect_err("{" TLS ",'listeners':{}}", "listeners: expected array, got object");
+    expect_err(DOC("", ",'log':{'level':'verbose'}"),
+               "log.level: must be \"error\", \"warn\", \"info\" or \"debug\", got \"verbose\"");
+    expect_err(DOC("", ",'log':{'format':'xml'}"), "log.format: must be \"text\" or \"json\", got \"xml\"");
+    expect_err(DOC("", ",'log':{'colour':true}"), "log.colour: unknown key");
+    expect_err(DOC("", ",'admin':{}"), "admin.bind: required");
+    expect_err(DOC("", ",'admin':{'bind':'localhost:9121'}"),
+               "admin.bind: \"localhost:9121\": host must be a literal IP address, not a name");
+    expect_err(DOC("", ",'admin':{'bind':'0.0.0.0:2121'}"),
+               "admin.bind: \"0.0.0.0:2121\" clashes with \"0.0.0.0:2121\" of listeners[0] \"a\"");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:50050'}"),
+               "listeners[0].passive.ports: \"50000-50099\" contains port 50050 of admin.bind");
+    expect_err(DOC("", ",'user':''"), "user: must not be empty");
+    expect_err(DOC("", ",'user':'ftp gate'"), "user: \"ftp gate\": not a valid user name");
+    expect_err(DOC("", ",'user':0"), "user: expected string, got integer");
+}
+
+static void test_bad_tls(void)
+{
+    expect_err(DOCTLS("{'key':'k'}"), "tls.main.cert: required");
+    expect_err(DOCTLS("{'cert':'c'}"), "tls.main.key: required");
+    expect_err(DOCTLS("{'cert':'','key':'k'}"), "tls.main.cert: must not be empty");
+    expect_err(DOCTLS("{'cert':'c','key':'k','pin':'x'}"), "tls.main.pin: unknown key");
+    expect_err(DOCTLS("'c.pem'"), "tls.main: expected object, got string");
+    expect_err(DOCTLS("{'cert':'c','key':'k','min_version':'1.1'}"),
+               "tls.main.min_version: must be \"1.2\" or \"1.3\", got \"1.1\"");
+    expect_err(DOCTLS("{'cert':'c','key':'k','min_version':1.3}"),
+               "tls.main.min_version: expected string, got real number");
+    expect_err(DOCTLS("{'cert':'c','key':'k','min_version':'1.3','max_version':'1.2'}"),
+               "tls.main.max_version: \"1.2\" is below min_version \"1.3\"");
+    expect_err(DOCTLS("{'cert':'c','key':'k','client_cert':'required'}"),
+               "tls.main.client_cert: \"required\" needs tls.main.client_ca");
+    expect_err(DOCTLS("{'cert':'c','key':'k','client_cert':'none','client_ca':'ca'}"),
+               "tls.main.client_cert: \"none\" contradicts client_ca; remove one of them");
+    expect_err(DOCTLS("{'cert':'c','key':'k','client_cert':'maybe'}"),
+               "tls.main.client_cert: must be \"none\", \"optional\" or \"required\", got \"maybe\"");
+    expect_err(DOCTLS("{'cert':'c','key':'k','groups':''}"), "tls.main.groups: must not be empty");
+    expect_err("{'tls':{'my id':{'cert':'c','key':'k'}}}",
+               "tls: \"my id\": identity names must match [A-Za-z0-9_.-]{1,64}");
+}
+
+static void test_bad_listener(void)
+{
+    expect_err(DOC(",'bogus':1", ""), "listeners[0].bogus: unknown key");
+    expect_err(DOC(",'proxy_protocol':{}", ""), "listeners[0].proxy_protocol: not supported in this version");
+    expect_err(DOCL("1"), "listeners[0]: expected object, got integer");
+    expect_err(DOCL("{'bind':'0.0.0.0:21'}"), "listeners[0].name: required");
+    expect_err(DOCL("{'name':'a b'}"), "listeners[0].name: \"a b\": must match [A-Za-z0-9_.-]{1,64}");
+    expect_err(DOCL("{'name':'a'}"), "listeners[0].bind: required");
+    expect_err(DOCL("{'name':'a','bind':'localhost:21'}"),
+               "listeners[0].bind: \"localhost:21\": host must be a literal IP address, not a name");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:0'}"), "listeners[0].bind: \"0.0.0.0:0\": port must be 1..65535");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:65536'}"),
+               "listeners[0].bind: \"0.0.0.0:65536\": port must be 1..65535");
+    expect_err(DOCL("{'name':'a','bind':'::1:21'}"),
+               "listeners[0].bind: \"::1:21\": expected host:port or [IPv6]:port");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0'}"),
+               "listeners[0].bind: \"0.0.0.0\": expected host:port or [IPv6]:port");
+    expect_err(DOCL("{'name':'a','bind':'10.0.0.256:21'}"),
+               "listeners[0].bind: \"10.0.0.256:21\": expected host:port or [IPv6]:port");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:21'}"), "listeners[0].mode: required");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:21','mode':'foo'}"),
+               "listeners[0].mode: must be \"explicit\" or \"implicit\", got \"foo\"");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:21','mode':'implicit'}"), "listeners[0].tls: required");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:21','mode':'implicit','tls':'other'}"),
+               "listeners[0].tls: \"other\" is not an identity under tls");
+    expect_err(DOCL("{'name':'a','bind':'0.0.0.0:21','mode':'implicit','tls':'main'}"),
+               "listeners[0].backend: required");
+    expect_err(DOC(",'policy':{'data_protection':'none'}", ""),
+               "listeners[0].policy.data_protection: must be \"private\", \"any\" or \"clear\", got \"none\"");
+    expect_err(DOC(",'policy':{'login_requires_tls':'yes'}", ""),
+               "listeners[0].policy.login_requires_tls: expected boolean, got string");
+    expect_err(DOC(",'policy':{'login_require_tls':false}", ""), "listeners[0].policy.login_require_tls: unknown key");
+    expect_err(DOC(",'policy':[]", ""), "listeners[0].policy: expected object, got array");
+}
+
+static void test_bad_backend(void)
+{
+    expect_err(DOCB("{}"), "listeners[0].backend.address: required");
+    expect_err(DOCB("{'address':'original-destination'}"),
+               "listeners[0].backend.address: \"original-destination\" is not supported in this version");
+    expect_err(DOCB("{'address':'h:21','allow':['10.0.0.0/8']}"),
+               "listeners[0].backend.allow: not supported in this version");
+    expect_err(DOCB("{'address':'h:21','srv':1}"), "listeners[0].backend.srv: unknown key");
+    expect_err(DOCB("{'address':'-bad-.example:21'}"),
+               "listeners[0].backend.address: \"-bad-.example:21\": expected host:port or [IPv6]:port");
+    expect_err(DOCB("{'address':'[10.0.0.1]:21'}"),
+               "listeners[0].backend.address: \"[10.0.0.1]:21\": expected host:port or [IPv6]:port");
+    expect_err(DOCB("{'address':'h:ftp'}"), "listeners[0].backend.address: \"h:ftp\": expected host:port or [IPv6]:port");
+    expect_err(DOCB("{'address':'h:21','data_mode':'epsv'}"),
+               "listeners[0].backend.data_mode: must be \"passive\", \"active\" or \"client\", got \"epsv\"");
+}
+
+static void test_bad_passive(void)
+{
+    expect_err("{" TLS ",'listeners':[{" L_A "}]}", "listeners[0].passive: required");
+    expect_err(DOCP("{}"), "listeners[0].passive.ports: required");
+    expect_err(DOCP("{'ports':50000}"), "listeners[0].passive.ports: expected string, got integer");
+    expect_err(DOCP("{'ports':'60000-59000'}"), "listeners[0].passive.ports: \"60000-59000\": first port is above last");
+    expect_err(DOCP("{'ports':'1000-2000'}"), "listeners[0].passive.ports: \"1000-2000\": ports must be 1024..65535");
+    expect_err(DOCP("{'ports':'60000-70000'}"), "listeners[0].passive.ports: \"60000-70000\": ports must be 1024..65535");
+    expect_err(DOCP("{'ports':'50000'}"),
+               "listeners[0].passive.ports: \"50000\": expected \"first-last\", e.g. \"50000-50099\"");
+    expect_err(DOCP("{'ports':'50000-'}"),
+               "listeners[0].passive.ports: \"50000-\": expected \"first-last\", e.g. \"50000-50099\"");
+    expect_err(DOCP("{'ports':' 50000-50001'}"),
+               "listeners[0].passive.ports: \" 50000-50001\": expected \"first-last\", e.g. \"50000-50099\"");
+    expect_err(DOCP("{'ports':'50000-50099','check_peer_ip':1}"),
+               "listeners[0].passive.check_peer_ip: expected boolean, got integer");
+    expect_err(DOCP("{'ports':'50000-50099','range':1}"), "listeners[0].passive.range: unknown key");
+    expect_err(DOCP("{'ports':'2000-2200'}"),
+               "listeners[0].passive.ports: \"2000-2200\" contains port 2121 of listeners[0] \"a\" bind");
+    /* announce */
+    expect_err(DOCP("{'ports':'50000-50099','announce':'ftp.example.com'}"),
+               "listeners[0].passive.announce: \"ftp.example.com\": must be a literal IP address");
+    expect_err(DOCP("{'ports':'50000-50099','announce':42}"),
+               "listeners[0].passive.announce: expected string or array, got integer");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[]}"),
+               "listeners[0].passive.announce: must not be empty (leave it out to announce the local address)");
+    expect_err(DOCP("{'ports':'50000-50099','announce':['1.2.3.4']}"),
+               "listeners[0].passive.announce[0]: expected object, got string");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'default'}]}"),
+               "listeners[0].passive.announce[0].address: required");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'address':'1.2.3.4'}]}"),
+               "listeners[0].passive.announce[0].clients: required");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'default','address':'1.2.3.4','x':1}]}"),
+               "listeners[0].passive.announce[0].x: unknown key");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'10.0.0.0/8','address':'1.2.3.4'},"
+                    "{'clients':'10.0.0.0/33','address':'1.2.3.4'}]}"),
+               "listeners[0].passive.announce[1].clients: \"10.0.0.0/33\": prefix length too long");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'10.0.0/8','address':'1.2.3.4'}]}"),
+               "listeners[0].passive.announce[0].clients: \"10.0.0/8\": expected a CIDR "
+               "(\"10.0.0.0/8\", \"2001:db8::/32\") or \"default\"");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'10.1.0.0/8','address':'1.2.3.4'}]}"),
+               "listeners[0].passive.announce[0].clients: \"10.1.0.0/8\": host bits set below the prefix length");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'10.0.0.0/8','address':'gw'}]}"),
+               "listeners[0].passive.announce[0].address: \"gw\": must be a literal IP address");
+    expect_err(DOCP("{'ports':'50000-50099','announce':[{'clients':'default','address':'1.2.3.4'},"
+                    "{'clients':'10.0.0.0/8','address':'10.0.0.1'}]}"),
+               "listeners[0].passive.announce[1]: unreachable: follows the \"default\" entry "
+               "listeners[0].passive.announce[0]");
+}
+
+#define LB(name, bind, ports)                                                                        \
+    "{'name':'" name "','bind':'" bind "','mode':'explicit','tls':'main','backend':{'address':'h:21'}," \
+    "'passive':{'ports':'" ports "'}}"
+
+static void test_cross(void)
+{
+    expect_err(DOCL(LB("a", "0.0.0.0:21", "50000-50099") "," LB("a", "0.0.0.0:22", "50100-50199")),
+               "listeners[1].name: \"a\" is already the name of listeners[0]");
+    expect_err(DOCL(LB("a", "0.0.0.0:21", "50000-50099") "," LB("b", "0.0.0.0:21", "50100-50199")),
+               "listeners[1].bind: \"0.0.0.0:21\" clashes with \"0.0.0.0:21\" of listeners[0] \"a\"");
+    expect_err(DOCL(LB("a", "127.0.0.1:21", "50000-50099") "," LB("b", "0.0.0.0:21", "50100-50199")),
+               "listeners[1].bind: \"0.0.0.0:21\" clashes with \"127.0.0.1:21\" of listeners[0] \"a\"");
+    expect_err(DOCL(LB("a", "[::1]:21", "50000-50099") "," LB("b", "[0:0::1]:21", "50100-50199")),
+               "listeners[1].bind: \"[0:0::1]:21\" clashes with \"[::1]:21\" of listeners[0] \"a\"");
+    expect_err(DOCL(LB("a", "0.0.0.0:21", "50000-50099") "," LB("b", "0.0.0.0:22", "50100-50199") ","
+                        LB("c", "0.0.0.0:23", "50199-50300")),
+               "listeners[2].passive.ports: \"50199-50300\" of \"c\" overlaps \"50100-50199\" of listeners[1] \"b\"");
+    expect_err(DOCL(LB("a", "0.0.0.0:21", "50000-50099") "," LB("b", "0.0.0.0:22", "49000-60000")),
+               "listeners[1].passive.ports: \"49000-60000\" of \"b\" overlaps \"50000-50099\" of listeners[0] \"a\"");
+}
+
+static void test_limits(void)
+{
+    expect_err(DOCLIM("[]"), "limits: expected object, got array");
+    expect_err(DOCLIM("{'max_session':5}"), "limits.max_session: unknown key");
+    expect_err(DOCLIM("{'max_sessions':'100'}"), "limits.max_sessions: expected integer, got string");
+    expect_err(DOCLIM("{'max_sessions':100.0}"), "limits.max_sessions: expected integer, got real number");
+    expect_err(DOCLIM("{'max_sessions':true}"), "limits.max_sessions: expected integer, got boolean");
+    expect_err(DOCLIM("{'max_sessions':null}"), "limits.max_sessions: expected integer, got null");
+    expect_err(DOCLIM("{'max_sessions':-1}"), "limits.max_sessions: -1 is out of range (0..1000000)");
+    expect_err(DOCLIM("{'max_sessions_per_ip':1000001}"),
+               "limits.max_sessions_per_ip: 1000001 is out of range (0..1000000)");
+    expect_err(DOCLIM("{'max_line':100}"), "limits.max_line: 100 is out of range (512..65536)");
+    expect_err(DOCLIM("{'max_line_prelogin':70000}"), "limits.max_line_prelogin: 70000 is out of range (512..65536)");
+    expect_err(DOCLIM("{'max_line':1024,'max_line_prelogin':2048}"),
+               "limits.max_line_prelogin: 2048 is above limits.max_line (1024)");
+    expect_err(DOCLIM("{'login_timeout':0}"), "limits.login_timeout: 0 is out of range (1..86400)");
+    expect_err(DOCLIM("{'idle_timeout':86401}"), "limits.idle_timeout: 86401 is out of range (1..86400)");
+    expect_err(DOCLIM("{'data_connect_timeout':9999999999999}"),
+               "limits.data_connect_timeout: 9999999999999 is out of range (1..86400)");
+    expect_err(DOCLIM("{'transfer_stall_timeout':-5}"), "limits.transfer_stall_timeout: -5 is out of range (1..86400)");
+}
+
+static void test_first_error_wins(void)
+{
+    /* document order inside an object for unknown keys; then schema order */
+    expect_err("{'zzz':1,'aaa':2}", "zzz: unknown key");
+    expect_err("{'listeners':[{'mode':'x'}],'tls':{'t':{}}}", "tls.t.cert: required");
+}
+
+static void test_file(void)
+{
+    char err[512];
+    config_t *cfg = (config_t *)1;
+
+    CHECK_EQ_INT(config_load_file("config/does-not-exist.json", &cfg, err, sizeof err), FG_CONFIG);
+    CHECK(cfg == NULL);
+    CHECK_STR(err, "config/does-not-exist.json: cannot open: No such file or directory");
+
+    CHECK_EQ_INT(config_load_file("config", &cfg, err, sizeof err), FG_CONFIG);
+    CHECK_STR(err, "config: cannot read: Is a directory");
+
+    CHECK_EQ_INT(config_load_file("config/broken.json", &cfg, err, sizeof err), FG_CONFIG);
+    CHECK_STR(err, "config/broken.json: line 4, column 3: string or '}' expected near '}'");
+
+    /* a tiny error buffer truncates, never overflows */
+    char small[8];
+    CHECK_EQ_INT(config_load_string("{}", &cfg, small, sizeof small), FG_CONFIG);
+    CHECK_STR(small, "tls: re");
+}
+
+static void test_hostport(void)
+{
+    config_hostport_t hp;
+
+    CHECK_EQ_INT(config_parse_hostport("example.com:21", &hp), FG_OK);
+    CHECK_STR(hp.host, "example.com");
+    CHECK_EQ_INT(hp.port, 21);
+    free(hp.host);
+    CHECK_EQ_INT(config_parse_hostport("[2001:db8::1]:65535", &hp), FG_OK);
+    CHECK_STR(hp.host, "2001:db8::1");
+    CHECK_EQ_INT(hp.port, 65535);
+    free(hp.host);
+    CHECK_EQ_INT(config_parse_hostport("10.0.0.1:1", &hp), FG_OK);
+    CHECK_STR(hp.host, "10.0.0.1");
+    free(hp.host);
+    CHECK_EQ_INT(config_parse_hostport("ftp.example.com.:21", &hp), FG_OK);
+    free(hp.host);
+    CHECK_EQ_INT(config_parse_hostport("my_host:21", &hp), FG_OK);
+    free(hp.host);
+
+    CHECK_EQ_INT(config_parse_hostport("h:0", &hp), FG_RANGE);
+    CHECK(hp.host == NULL);
+    CHECK_EQ_INT(config_parse_hostport("h:65536", &hp), FG_RANGE);
+    CHECK_EQ_INT(config_parse_hostport("h:99999999999999999999999", &hp), FG_RANGE);
+    CHECK_EQ_INT(config_parse_hostport("h:", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("h:+21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("h: 21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport(":21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("h", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("[::1]", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("[::1:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("[]:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("[fe80::1%eth0]:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("2001:db8::1:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("a..b:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("a-.b:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("1.2.3:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("01.2.3.4:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport("h/x:21", &hp), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_hostport(NULL, &hp), FG_SYNTAX);
+}
+
+static void sa4(struct sockaddr_in *s, const char *ip)
+{
+    memset(s, 0, sizeof *s);
+    s->sin_family = AF_INET;
+    inet_pton(AF_INET, ip, &s->sin_addr);
+}
+
+static void sa6(struct sockaddr_in6 *s, const char *ip)
+{
+    memset(s, 0, sizeof *s);
+    s->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, ip, &s->sin6_addr);
+}
+
+static void test_cidr(void)
+{
+    config_cidr_t c;
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    struct sockaddr *s4 = (struct sockaddr *)&a4, *s6 = (struct sockaddr *)&a6;
+
+    CHECK_EQ_INT(config_parse_cidr("10.0.0.0/8", &c), FG_OK);
+    CHECK_EQ_INT(c.family, AF_INET);
+    CHECK_EQ_INT(c.prefix, 8);
+    sa4(&a4, "10.200.1.1");
+    CHECK(config_cidr_match(&c, s4));
+    sa4(&a4, "11.0.0.1");
+    CHECK(!config_cidr_match(&c, s4));
+    sa6(&a6, "::ffff:10.9.9.9"); /* IPv4-mapped matches the IPv4 prefix */
+    CHECK(config_cidr_match(&c, s6));
+    sa6(&a6, "::ffff:11.9.9.9");
+    CHECK(!config_cidr_match(&c, s6));
+    sa6(&a6, "::10.9.9.9"); /* IPv4-compatible is not mapped */
+    CHECK(!config_cidr_match(&c, s6));
+
+    CHECK_EQ_INT(config_parse_cidr("192.168.1.128/25", &c), FG_OK);
+    sa4(&a4, "192.168.1.200");
+    CHECK(config_cidr_match(&c, s4));
+    sa4(&a4, "192.168.1.127");
+    CHECK(!config_cidr_match(&c, s4));
+
+    CHECK_EQ_INT(config_parse_cidr("0.0.0.0/0", &c), FG_OK);
+    sa4(&a4, "255.255.255.255");
+    CHECK(config_cidr_match(&c, s4));
+    sa6(&a6, "2001:db8::1");
+    CHECK(!config_cidr_match(&c, s6));
+
+    CHECK_EQ_INT(config_parse_cidr("2001:db8::/33", &c), FG_OK);
+    CHECK_EQ_INT(c.family, AF_INET6);
+    CHECK_EQ_INT(c.prefix, 33);
+    sa6(&a6, "2001:db8:7fff::1");
+    CHECK(config_cidr_match(&c, s6));
+    sa6(&a6, "2001:db8:8000::1");
+    CHECK(!config_cidr_match(&c, s6));
+    sa4(&a4, "32.1.13.184");
+    CHECK(!config_cidr_match(&c, s4));
+
+    CHECK_EQ_INT(config_parse_cidr("::ffff:10.0.0.0/104", &c), FG_OK);
+    sa4(&a4, "10.1.2.3");
+    CHECK(config_cidr_match(&c, s4));
+
+    CHECK_EQ_INT(config_parse_cidr("203.0.113.7", &c), FG_OK);
+    CHECK_EQ_INT(c.prefix, 32);
+    sa4(&a4, "203.0.113.7");
+    CHECK(config_cidr_match(&c, s4));
+    sa4(&a4, "203.0.113.8");
+    CHECK(!config_cidr_match(&c, s4));
+    CHECK_EQ_INT(config_parse_cidr("::1", &c), FG_OK);
+    CHECK_EQ_INT(c.prefix, 128);
+
+    CHECK_EQ_INT(config_parse_cidr("10.0.0.0/33", &c), FG_RANGE);
+    CHECK_EQ_INT(config_parse_cidr("::/129", &c), FG_RANGE);
+    CHECK_EQ_INT(config_parse_cidr("10.0.0.0/", &c), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_cidr("10.0.0.0/-1", &c), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_cidr("10.0.0/8", &c), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_cidr("/8", &c), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_cidr("", &c), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_cidr("host/8", &c), FG_SYNTAX);
+    CHECK_EQ_INT(config_parse_cidr("[::1]/8", &c), FG_SYNTAX);
+    CHECK(!config_cidr_match(NULL, s4));
+}
+
+int main(void)
+{
+    test_full();
+    test_defaults();
+    test_bad_json();
+    test_bad_top();
+    test_bad_tls();
+    test_bad_listener();
+    test_bad_backend();
+    test_bad_passive();
+    test_cross();
+    test_limits();
+    test_first_error_wins();
+    test_file();
+    test_hostport();
+    test_cidr();
+    printf("%d broken documents checked\n", n_bad);
+    return check_report();
+}

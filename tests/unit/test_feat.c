@@ -1,0 +1,99 @@
+/* Unit tests for common/feat.c: FEAT reply merging. */
+#include "check.h"
+#include "feat.h"
+#include "fgerr.h"
+
+static int keep(const char *s)
+{
+    return feat_keep_line(s, strlen(s));
+}
+
+static void test_keep(void)
+{
+    /* the proxy decides these */
+    static const char *dropped[] = {
+        " AUTH TLS", " AUTH SSL", " AUTH TLS;SSL", " auth tls", " AUTH", " PBSZ", " PROT",
+        " PROT C;P", " CCC", " EPSV", " EPRT", " ePrT", "AUTH TLS", "   PBSZ", "PBSZ",
+    };
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
+        CHECK_EQ_INT(keep(dropped[i]), 0);
+        if (keep(dropped[i]) != 0)
+            fprintf(stderr, "  kept \"%s\"\n", dropped[i]);
+    }
+    /* everything else passes */
+    static const char *kept[] = {
+        " MDTM", " SIZE", " REST STREAM", " MLST type*;size*;modify*;", " UTF8", " TVFS",
+        " LANG EN*", " EPSVX", " AUTHX TLS", " CC", " PROTO", " SITE AUTH", " MFMT", "",
+        "   ", " HOST", " EPS", " PASV",
+    };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+        CHECK_EQ_INT(keep(kept[i]), 1);
+        if (keep(kept[i]) != 1)
+            fprintf(stderr, "  dropped \"%s\"\n", kept[i]);
+    }
+    /* the slice, not the C string */
+    CHECK_EQ_INT(feat_keep_line(" EPSVX", 5), 0);
+    CHECK_EQ_INT(feat_keep_line(NULL, 0), 0);
+}
+
+static void test_own(void)
+{
+    char out[256];
+    feat_policy_t p;
+
+    memset(&p, 0, sizeof(p));
+    int n = feat_own_lines(&p, out, sizeof(out));
+    CHECK_STR(out, " EPSV\r\n EPRT\r\n");
+    CHECK_EQ_INT(n, (int)strlen(out));
+
+    p.auth_allowed = 1;
+    p.tls_available = 1;
+    p.prot_c_allowed = 1;
+    p.prot_p_allowed = 1;
+    n = feat_own_lines(&p, out, sizeof(out));
+    CHECK_STR(out, " AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n EPRT\r\n");
+    CHECK_EQ_INT(n, (int)strlen(out));
+
+    p.auth_allowed = 0;
+    p.ccc_allowed = 1;
+    n = feat_own_lines(&p, out, sizeof(out));
+    CHECK_STR(out, " PBSZ\r\n PROT\r\n CCC\r\n EPSV\r\n EPRT\r\n");
+    CHECK_EQ_INT(n, (int)strlen(out));
+
+    /* every line the proxy writes is one the merge would drop from the backend */
+    p.auth_allowed = 1;
+    n = feat_own_lines(&p, out, sizeof(out));
+    CHECK(n > 0);
+    const char *s = out;
+    int lines = 0;
+    while (*s) {
+        const char *e = strstr(s, "\r\n");
+        CHECK(e != NULL);
+        if (e == NULL)
+            break;
+        CHECK_EQ_INT(s[0], ' ');
+        CHECK_EQ_INT(feat_keep_line(s, (size_t)(e - s)), 0);
+        lines++;
+        s = e + 2;
+    }
+    CHECK_EQ_INT(lines, 6);
+
+    /* cap: exact fit, one short, tiny, zero */
+    size_t full = strlen(out);
+    CHECK_EQ_INT(feat_own_lines(&p, out, full + 1), (int)full);
+    CHECK_EQ_INT(feat_own_lines(&p, out, full), FG_RANGE);
+    CHECK_EQ_INT(out[0], '\0');
+    CHECK_EQ_INT(feat_own_lines(&p, out, 3), FG_RANGE);
+    CHECK_EQ_INT(feat_own_lines(&p, out, 0), FG_RANGE);
+    CHECK_EQ_INT(feat_own_lines(&p, NULL, 10), FG_RANGE);
+    /* NULL policy: only what is always there */
+    n = feat_own_lines(NULL, out, sizeof(out));
+    CHECK_STR(out, " EPSV\r\n EPRT\r\n");
+}
+
+int main(void)
+{
+    test_keep();
+    test_own();
+    return check_report();
+}
