@@ -30,10 +30,12 @@ struct datalink {
     int direction;
     unsigned handles;
     unsigned finished : 1, detached : 1, c2b_ended : 1, c2b_clean : 1, b2c_ended : 1,
-        b2c_clean : 1, client_shut : 1, backend_shut : 1, lingering : 1, timer_closing : 1;
+        b2c_clean : 1, client_shut : 1, backend_shut : 1, lingering : 1, timer_closing : 1,
+        failed : 1, backend_started : 1;
     unsigned long long sid;
     char peer[64];
     uint64_t bytes_c2b, bytes_b2c;
+    metrics_t *metrics;
 };
 
 typedef struct {
@@ -102,17 +104,62 @@ static void dl_report(datalink_t *dl, int code, const char *text)
         cb(owner, code, text);
 }
 
+static void poke_on_connect(tstream_t *s, int status)
+{
+    (void)status;
+    tstream_close(s, 1);
+}
+
+static void poke_on_close(tstream_t *s)
+{
+    datalink_t *dl = tstream_userdata(s);
+    dl->backend = NULL;
+    dl->handles--;
+    dl_maybe_free(dl);
+}
+
+static const tstream_cbs_t poke_cbs = {
+    .on_connect = poke_on_connect,
+    .on_close = poke_on_close,
+};
+
+/* The client never brought a usable data connection, but the backend already
+ * has the transfer command and waits (for minutes) on its passive port.
+ * Connecting and resetting makes it fail the transfer now, so its final reply
+ * comes promptly and the session goes on. */
+static void dl_poke_backend(datalink_t *dl)
+{
+    if (dl->backend_started || dl->backend)
+        return;
+    dl->backend_started = 1;
+    tstream_t *bs = tstream_new(dl->loop, &poke_cbs, dl);
+    if (!bs)
+        return;
+    dl->backend = bs;
+    dl->handles++;
+    if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
+        tstream_close(bs, 1);
+}
+
 static void dl_fail(datalink_t *dl, int code, const char *text)
 {
     if (dl->finished)
         return;
     dl->finished = 1;
+    dl->failed = 1;
+    dl->metrics->transfers_failed++;
+    dl->metrics->bytes_to_backend += dl->bytes_c2b;
+    dl->metrics->bytes_to_client += dl->bytes_b2c;
+    if (code == 522)
+        dl->metrics->data_tls_failures++;
     LOG_INFO(dl->sid, dl->peer, "data transfer failed (%d %s); %llu bytes to backend, %llu to client",
              code, text, (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
     uv_timer_stop(&dl->timer);
     dl_close_listener(dl);
     /* SECURITY: reset, not FIN, so the backend cannot take a cut upload as complete. */
     dl_close_streams(dl, 1);
+    if (dl->direction != DIR_UNKNOWN)
+        dl_poke_backend(dl);
     dl_report(dl, code, text);
 }
 
@@ -150,6 +197,9 @@ static void dl_evaluate(datalink_t *dl)
         return;
     dl->finished = 1;
     dl->lingering = 1;
+    dl->metrics->transfers_ok++;
+    dl->metrics->bytes_to_backend += dl->bytes_c2b;
+    dl->metrics->bytes_to_client += dl->bytes_b2c;
     LOG_DEBUG(dl->sid, dl->peer, "data transfer complete: %llu bytes to backend, %llu to client",
               (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
     if (dl->client)
@@ -365,6 +415,7 @@ static void on_data_connection(uv_stream_t *server, int status)
     if (dl->check_peer_ip && !netaddr_same_ip((const struct sockaddr *)&peer, (const struct sockaddr *)&dl->client_addr)) {
         char ip[64];
         netaddr_format_ip((const struct sockaddr *)&peer, ip, sizeof ip);
+        dl->metrics->data_peer_refused++;
         LOG_WARN(dl->sid, dl->peer, "SECURITY: refused data connection from %s to port %u (not the client's IP)",
                  ip, (unsigned)dl->port);
         /* Detach it from this link: it closes on its own. */
@@ -391,6 +442,7 @@ static void on_data_connection(uv_stream_t *server, int status)
         return;
     }
     dl->backend = bs;
+    dl->backend_started = 1;
     dl->handles++;
     if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
         dl_fail(dl, 425, "Cannot open data connection to the server");
@@ -451,6 +503,7 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->direction = DIR_UNKNOWN;
     dl->check_peer_ip = opts->check_peer_ip;
     dl->sid = opts->session_id;
+    dl->metrics = opts->metrics;
     snprintf(dl->peer, sizeof dl->peer, "%s", opts->peer ? opts->peer : "");
     memcpy(&dl->client_addr, opts->client_addr, netaddr_len(opts->client_addr));
     memcpy(&dl->backend_addr, opts->backend_addr, netaddr_len(opts->backend_addr));
@@ -477,6 +530,8 @@ uint16_t datalink_port(const datalink_t *dl)
 void datalink_set_direction(datalink_t *dl, int upload)
 {
     dl->direction = upload ? DIR_UPLOAD : DIR_DOWNLOAD;
+    if (dl->failed)
+        dl_poke_backend(dl);
     if (dl->finished)
         return;
     /* A client that connected and then failed before the command: report now. */

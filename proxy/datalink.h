@@ -5,6 +5,7 @@
 #include <uv.h>
 #include <openssl/ssl.h>
 
+#include "metrics.h"
 #include "portpool.h"
 
 /* One data transfer (DESIGN.md §3–4): a passive listener for the client, the
@@ -33,6 +34,7 @@ typedef struct {
     unsigned connect_timeout_ms;
     unsigned long long session_id;      /* for logs */
     const char *peer;                   /* for logs */
+    metrics_t *metrics;
 } datalink_opts_t;
 
 /* Opens the passive listener. Returns FG_OK and *out, FG_RANGE when the pool

@@ -19,6 +19,7 @@ struct listener {
     portpool_t *pool;
     session_t *sessions;
     unsigned n_sessions;
+    metrics_t *metrics;
     unsigned long long *next_id; /* shared by the loop's listeners: ids unique per process */
     int stopped, closed;
 };
@@ -81,6 +82,7 @@ static void on_connection(uv_stream_t *server, int status)
         refusal = "too many sessions from this address";
     if (refusal) {
         char who[72];
+        l->metrics->sessions_refused++;
         LOG_WARN(0, netaddr_format((struct sockaddr *)&peer, who, sizeof who),
                  "listener %s: connection refused: %s", l->cfg->name, refusal);
         tstream_set_connected(client);
@@ -99,12 +101,14 @@ static void on_connection(uv_stream_t *server, int status)
     if (s) {
         session_link(s, &l->sessions);
         l->n_sessions++;
+        l->metrics->sessions_total++;
+        l->metrics->sessions_active++;
     }
 }
 
 int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
-                 SSL_CTX *ctx, unsigned long long *id_counter, listener_t **out, char *err,
-                 size_t errlen)
+                 SSL_CTX *ctx, unsigned long long *id_counter, metrics_t *metrics,
+                 listener_t **out, char *err, size_t errlen)
 {
     listener_t *l = calloc(1, sizeof *l);
     if (!l) {
@@ -115,6 +119,7 @@ int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_lim
     l->cfg = cfg;
     l->limits = limits;
     l->next_id = id_counter;
+    l->metrics = metrics;
     l->tls = ctx;
     SSL_CTX_up_ref(ctx);
     l->pool = portpool_new(cfg->passive.first, cfg->passive.last);
@@ -188,6 +193,11 @@ portpool_t *listener_pool(listener_t *l)
     return l->pool;
 }
 
+metrics_t *listener_metrics(listener_t *l)
+{
+    return l->metrics;
+}
+
 unsigned listener_session_count(const listener_t *l)
 {
     return l->n_sessions;
@@ -197,6 +207,7 @@ void listener_session_gone(listener_t *l, session_t *s)
 {
     session_unlink(s, &l->sessions);
     l->n_sessions--;
+    l->metrics->sessions_active--;
 }
 
 void listener_close_sessions(listener_t *l)

@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "portpool.h"
 
 /* One configured listener: its bound socket, TLS context, passive port pool,
@@ -16,8 +17,8 @@ typedef struct session session_t;
  * outlive the listener; ctx gets a reference of its own. On FG_IO (bind
  * failed) *out is still set and must be stopped and freed. */
 int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
-                 SSL_CTX *ctx, unsigned long long *id_counter, listener_t **out, char *err,
-                 size_t errlen);
+                 SSL_CTX *ctx, unsigned long long *id_counter, metrics_t *metrics,
+                 listener_t **out, char *err, size_t errlen);
 
 /* Stops accepting; live sessions go on. on_closed runs when the socket is closed. */
 void listener_stop(listener_t *l);
@@ -29,6 +30,7 @@ const config_limits_t *listener_limits(const listener_t *l);
 SSL_CTX *listener_tls(const listener_t *l);
 portpool_t *listener_pool(listener_t *l);
 unsigned listener_session_count(const listener_t *l);
+metrics_t *listener_metrics(listener_t *l);
 
 /* Sessions call this from their final close. */
 void listener_session_gone(listener_t *l, session_t *s);

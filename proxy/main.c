@@ -13,7 +13,9 @@
 
 #include "config.h"
 #include "fgerr.h"
+#include "admin.h"
 #include "listener.h"
+#include "metrics.h"
 #include "log.h"
 #include "tls_ctx.h"
 
@@ -26,6 +28,8 @@ typedef struct {
     listener_t **listeners;
     size_t n_listeners;
     unsigned long long session_ids;
+    metrics_t metrics;
+    admin_t *admin;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     int stopping, drain_forced;
@@ -106,8 +110,19 @@ static int sessions_left(const daemon_t *d)
     return (int)n;
 }
 
+static int render_metrics(void *userdata, char *out, size_t cap)
+{
+    daemon_t *d = userdata;
+    unsigned in_use = 0;
+    for (size_t i = 0; i < d->n_listeners; i++)
+        in_use += portpool_in_use(listener_pool(d->listeners[i]));
+    return metrics_format(&d->metrics, in_use, out, cap);
+}
+
 static void finish_stop(daemon_t *d)
 {
+    admin_stop(d->admin);
+    d->admin = NULL;
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -219,7 +234,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; !failed && i < d.cfg->n_listeners; i++) {
         const config_listener_t *lc = &d.cfg->listeners[i];
         int rc = listener_new(d.loop, lc, &d.cfg->limits, d.tls[lc->tls_index], &d.session_ids,
-                              &d.listeners[i], err, sizeof err);
+                              &d.metrics, &d.listeners[i], err, sizeof err);
         if (d.listeners[i])
             d.n_listeners = i + 1;
         if (rc != FG_OK) {
@@ -232,9 +247,20 @@ int main(int argc, char **argv)
                      (unsigned)lc->backend.address.port);
         }
     }
+    if (!failed && d.cfg->admin.enabled) {
+        if (admin_start(d.loop, &d.cfg->admin.bind, render_metrics, &d, &d.admin, err, sizeof err) != FG_OK) {
+            fprintf(stderr, "ftpsgate: %s\n", err);
+            d.admin = NULL;
+            failed = 1;
+        } else {
+            LOG_INFO(0, NULL, "admin endpoint on %s:%u (/metrics, /healthz)", d.cfg->admin.bind.host,
+                     (unsigned)d.cfg->admin.bind.port);
+        }
+    }
     if (!failed && drop_privileges(d.cfg->user) != 0)
         failed = 1;
     if (failed) {
+        admin_stop(d.admin);
         for (size_t i = 0; i < d.n_listeners; i++)
             listener_stop(d.listeners[i]);
         uv_walk(d.loop, on_walk_close, NULL);

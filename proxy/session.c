@@ -156,15 +156,6 @@ static void on_timer(uv_timer_t *t)
     session_close(s, 1, "timeout");
 }
 
-static void session_maybe_free(session_t *s)
-{
-    if (s->handles > 0 || !s->closing)
-        return;
-    if (!uv_is_closing((uv_handle_t *)&s->timer)) {
-        return;
-    }
-}
-
 static void on_timer_closed(uv_handle_t *h)
 {
     session_t *s = h->data;
@@ -180,7 +171,6 @@ static void session_release_handle(session_t *s)
     s->handles--;
     if (s->handles == 0 && s->closing)
         uv_close((uv_handle_t *)&s->timer, on_timer_closed);
-    session_maybe_free(s);
 }
 
 static void session_close(session_t *s, int graceful, const char *why)
@@ -303,11 +293,13 @@ static void open_passive(session_t *s, uint16_t backend_port)
         .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
         .session_id = s->id,
         .peer = s->peer,
+        .metrics = listener_metrics(s->listener),
     };
     int rc = datalink_new(s->loop, &o, on_datalink_done, s, &s->dl);
     if (rc != FG_OK) {
         s->dl = NULL;
         LOG_WARN(s->id, s->peer, "no passive port available (%s)", fg_strerror(rc));
+        listener_metrics(s->listener)->passive_ports_exhausted++;
         reply(s, 425, "Cannot open passive connection: no free port, try again later");
         return;
     }
@@ -434,6 +426,8 @@ static void handle_command(session_t *s, const char *line, size_t len)
     switch (d.action) {
     case POLICY_REPLY:
         if (d.code == 534 || d.code == 521)
+            listener_metrics(s->listener)->policy_refusals++;
+        if (d.code == 534 || d.code == 521)
             LOG_INFO(s->id, s->peer, "policy refused %s (%d)", cmd.verb, d.code);
         reply(s, d.code, "%s", d.text);
         return;
@@ -447,6 +441,8 @@ static void handle_command(session_t *s, const char *line, size_t len)
         /* SECURITY: plaintext pipelined after AUTH (command injection,
          * CVE-2011-0411 class) is discarded, never executed. */
         size_t dropped = s->cin_len - s->cin_pos + linebuf_partial(s->client_lb);
+        if (dropped > 0)
+            listener_metrics(s->listener)->pipelined_after_auth++;
         if (dropped > 0)
             LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
         s->cin_pos = s->cin_len;
@@ -500,6 +496,7 @@ static void process_input(session_t *s)
         if (rc == FG_TOO_LONG) {
             LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
                      s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
+            listener_metrics(s->listener)->lines_too_long++;
             reply(s, 500, "Command line too long");
             continue;
         }
@@ -675,8 +672,10 @@ static void client_on_end(tstream_t *t, tstream_end_t how, const char *reason)
         tstream_close(t, 0);
         return;
     }
-    if (how == TSTREAM_END_TLS_FAILED)
+    if (how == TSTREAM_END_TLS_FAILED) {
+        listener_metrics(s->listener)->control_tls_failures++;
         LOG_WARN(s->id, s->peer, "control TLS failed: %s", reason);
+    }
     session_close(s, 0, how == TSTREAM_END_CLEAN ? "client closed" : reason);
 }
 
@@ -725,6 +724,7 @@ static void backend_on_connect(tstream_t *t, int status)
         LOG_ERROR(s->id, s->peer, "backend %s unreachable: %s",
                   netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr),
                   uv_strerror(status));
+        listener_metrics(s->listener)->backend_connect_failures++;
         reply(s, 421, "Service not available: cannot reach the FTP server");
         session_close(s, 1, "backend unreachable");
         return;

@@ -1,0 +1,51 @@
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *name;
+    const char *type;
+    const char *help;
+    size_t offset;
+} metric_def_t;
+
+#define M(field, type, help) {"ftpsgate_" #field, type, help, offsetof(metrics_t, field)}
+
+static const metric_def_t defs[] = {
+    M(sessions_total, "counter", "Client control connections accepted."),
+    M(sessions_active, "gauge", "Sessions open now."),
+    M(sessions_refused, "counter", "Connections refused by limits or shutdown."),
+    M(backend_connect_failures, "counter", "Sessions whose backend could not be reached."),
+    M(control_tls_failures, "counter", "Control connection TLS failures."),
+    M(data_tls_failures, "counter", "Data connection TLS handshake failures."),
+    M(transfers_ok, "counter", "Transfers whose every byte was delivered."),
+    M(transfers_failed, "counter", "Transfers aborted or failed."),
+    M(bytes_to_client, "counter", "Data channel bytes delivered to clients."),
+    M(bytes_to_backend, "counter", "Data channel bytes delivered to backends."),
+    M(policy_refusals, "counter", "Commands refused by the protection policy."),
+    M(data_peer_refused, "counter", "Data connections refused: not from the client's IP."),
+    M(lines_too_long, "counter", "Command lines over the cap, discarded."),
+    M(pipelined_after_auth, "counter", "Sessions that sent plaintext after AUTH (discarded)."),
+    M(passive_ports_exhausted, "counter", "PASV/EPSV refused: no free passive port."),
+};
+
+int metrics_format(const metrics_t *m, unsigned passive_in_use, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        const uint64_t *v = (const uint64_t *)((const char *)m + defs[i].offset);
+        int n = snprintf(out + len, cap - len, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+                         defs[i].name, defs[i].help, defs[i].name, defs[i].type, defs[i].name, *v);
+        if (n < 0 || (size_t)n >= cap - len)
+            return -1;
+        len += (size_t)n;
+    }
+    int n = snprintf(out + len, cap - len,
+                     "# HELP ftpsgate_passive_ports_in_use Passive ports reserved now.\n"
+                     "# TYPE ftpsgate_passive_ports_in_use gauge\nftpsgate_passive_ports_in_use %u\n",
+                     passive_in_use);
+    if (n < 0 || (size_t)n >= cap - len)
+        return -1;
+    return (int)(len + (size_t)n);
+}

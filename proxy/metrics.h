@@ -1,0 +1,30 @@
+#ifndef FTPSGATE_METRICS_H
+#define FTPSGATE_METRICS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Counters of one event loop, bumped where each event or rejection happens,
+ * served as Prometheus text by the admin endpoint. Owned by the daemon. */
+typedef struct {
+    uint64_t sessions_total;
+    uint64_t sessions_active;
+    uint64_t sessions_refused;        /* limits or shutdown */
+    uint64_t backend_connect_failures;
+    uint64_t control_tls_failures;
+    uint64_t data_tls_failures;
+    uint64_t transfers_ok;
+    uint64_t transfers_failed;
+    uint64_t bytes_to_client;         /* data channel payload */
+    uint64_t bytes_to_backend;
+    uint64_t policy_refusals;         /* 521/534 answers */
+    uint64_t data_peer_refused;       /* data connections from a foreign IP */
+    uint64_t lines_too_long;
+    uint64_t pipelined_after_auth;    /* sessions that sent plaintext after AUTH */
+    uint64_t passive_ports_exhausted;
+} metrics_t;
+
+/* Prometheus text exposition format 0.0.4. Returns the length written (NUL
+ * excluded), or -1 when cap is too small. Pure. */
+int metrics_format(const metrics_t *m, unsigned passive_in_use, char *out, size_t cap);
+
+#endif

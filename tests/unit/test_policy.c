@@ -1,0 +1,306 @@
+/* Unit tests for proxy/policy.c: every row of the command table (DESIGN.md §2). */
+#include "check.h"
+#include "fgerr.h"
+#include "ftp_cmd.h"
+#include "policy.h"
+
+/* A fresh explicit-mode session before AUTH TLS, defaults of the config. */
+static policy_state_t st_initial(void)
+{
+    policy_state_t st;
+    memset(&st, 0, sizeof st);
+    st.prot = 'C';
+    st.login_requires_tls = 1;
+    st.protection = PROTECT_PRIVATE;
+    return st;
+}
+
+/* After AUTH TLS and PBSZ 0, with the given PROT. */
+static policy_state_t st_secured(char prot, data_protection_t protection)
+{
+    policy_state_t st = st_initial();
+    st.tls_active = 1;
+    st.pbsz_done = 1;
+    st.prot = prot;
+    st.protection = protection;
+    return st;
+}
+
+static policy_decision_t decide(const policy_state_t *st, const char *line)
+{
+    ftp_cmd_t cmd;
+    policy_decision_t d;
+    int rc = ftp_cmd_parse(line, strlen(line), &cmd);
+    CHECK_EQ_INT(rc, FG_OK);
+    if (rc != FG_OK) {
+        fprintf(stderr, "  (cannot parse \"%s\")\n", line);
+        memset(&d, 0xff, sizeof d);
+        return d;
+    }
+    policy_decide(st, &cmd, &d);
+    return d;
+}
+
+/* One check per call, so a failing row names the line in the message. */
+static void expect_action(const policy_state_t *st, const char *line, policy_action_t want)
+{
+    policy_decision_t d = decide(st, line);
+    if (d.action != want)
+        fprintf(stderr, "  line \"%s\": action %d, expected %d (code %d)\n", line, (int)d.action,
+                (int)want, d.code);
+    CHECK_EQ_INT(d.action, want);
+}
+
+static void expect_reply(const policy_state_t *st, const char *line, int code)
+{
+    policy_decision_t d = decide(st, line);
+    if (d.action != POLICY_REPLY || d.code != code)
+        fprintf(stderr, "  line \"%s\": action %d code %d, expected REPLY %d\n", line,
+                (int)d.action, d.code, code);
+    CHECK_EQ_INT(d.action, POLICY_REPLY);
+    CHECK_EQ_INT(d.code, code);
+    /* A local reply always carries a text, one line, no CRLF. */
+    CHECK(d.text != NULL && d.text[0] != '\0' && strpbrk(d.text, "\r\n") == NULL);
+}
+
+static void test_auth(void)
+{
+    policy_state_t st = st_initial();
+    static const char *const ok[] = {"AUTH TLS",   "AUTH tls",   "auth Tls",   "AUTH SSL",
+                                     "AUTH ssl",   "AUTH TLS-C", "AUTH tls-c", "AUTH TLS-P",
+                                     "Auth Tls-P"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        expect_action(&st, ok[i], POLICY_AUTH);
+
+    expect_reply(&st, "AUTH", 501);
+    expect_reply(&st, "AUTH ", 501); /* a space and nothing: no argument */
+    expect_reply(&st, "AUTH KERBEROS", 504);
+    expect_reply(&st, "AUTH GSSAPI", 504);
+    expect_reply(&st, "AUTH TLSX", 504);
+    expect_reply(&st, "AUTH TL", 504);
+    expect_reply(&st, "AUTH TLS ", 504); /* trailing space is part of the argument */
+
+    /* RFC 4217 §4: no second AUTH once TLS is up (also covers implicit mode). */
+    st.tls_active = 1;
+    expect_reply(&st, "AUTH TLS", 503);
+    expect_reply(&st, "AUTH SSL", 503);
+    expect_reply(&st, "AUTH KERBEROS", 503);
+    st.implicit_mode = 1;
+    expect_reply(&st, "AUTH TLS", 503);
+    /* No argument is a syntax error whatever the state. */
+    expect_reply(&st, "AUTH", 501);
+}
+
+static void test_pbsz(void)
+{
+    policy_state_t st = st_initial();
+    expect_reply(&st, "PBSZ 0", 503);
+    expect_reply(&st, "PBSZ", 503);
+
+    st.tls_active = 1;
+    expect_action(&st, "PBSZ 0", POLICY_PBSZ);
+    /* RFC 4217 §9: any size is accepted, the reply is always PBSZ=0. */
+    expect_action(&st, "pbsz 1024", POLICY_PBSZ);
+    expect_action(&st, "PBSZ 4294967295", POLICY_PBSZ);
+    expect_reply(&st, "PBSZ 4294967296", 501);
+    expect_reply(&st, "PBSZ abc", 501);
+    expect_reply(&st, "PBSZ -1", 501);
+    expect_reply(&st, "PBSZ 0x10", 501);
+    expect_reply(&st, "PBSZ", 501);
+    /* A second PBSZ is harmless. */
+    st.pbsz_done = 1;
+    expect_action(&st, "PBSZ 0", POLICY_PBSZ);
+}
+
+static void test_prot(void)
+{
+    policy_state_t st = st_initial();
+    expect_reply(&st, "PROT P", 503); /* before TLS */
+    st.tls_active = 1;
+    expect_reply(&st, "PROT P", 503); /* before PBSZ */
+    st.pbsz_done = 1;
+
+    /* protection: private */
+    policy_decision_t d = decide(&st, "PROT P");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'P');
+    d = decide(&st, "prot p");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'P');
+    expect_reply(&st, "PROT C", 534);
+    expect_reply(&st, "PROT c", 534);
+
+    /* protection: any */
+    st.protection = PROTECT_ANY;
+    d = decide(&st, "PROT C");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'C');
+    d = decide(&st, "prot c");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'C');
+    d = decide(&st, "PROT P");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'P');
+
+    /* protection: clear */
+    st.protection = PROTECT_CLEAR;
+    expect_reply(&st, "PROT P", 534);
+    d = decide(&st, "PROT C");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'C');
+
+    /* levels whatever the policy */
+    static const data_protection_t all[] = {PROTECT_PRIVATE, PROTECT_ANY, PROTECT_CLEAR};
+    for (size_t i = 0; i < 3; i++) {
+        st.protection = all[i];
+        expect_reply(&st, "PROT S", 536);
+        expect_reply(&st, "PROT E", 536);
+        expect_reply(&st, "prot s", 536);
+        expect_reply(&st, "prot e", 536);
+        expect_reply(&st, "PROT X", 504);
+        expect_reply(&st, "PROT PP", 504);
+        expect_reply(&st, "PROT P ", 504);
+        expect_reply(&st, "PROT", 501);
+    }
+}
+
+static void test_ccc(void)
+{
+    policy_state_t st = st_secured('P', PROTECT_PRIVATE);
+    expect_reply(&st, "CCC", 533);
+    st.ccc_allowed = 1; /* the table refuses CCC regardless */
+    expect_reply(&st, "CCC", 533);
+    st = st_initial();
+    expect_reply(&st, "CCC", 533);
+}
+
+static void test_login(void)
+{
+    static const char *const lines[] = {"USER alice", "PASS secret", "ACCT acct", "user bob",
+                                        "PASS"};
+    policy_state_t st = st_initial();
+    for (size_t i = 0; i < 5; i++)
+        expect_reply(&st, lines[i], 534);
+    st.tls_active = 1;
+    for (size_t i = 0; i < 5; i++)
+        expect_action(&st, lines[i], POLICY_FORWARD);
+    st = st_initial();
+    st.login_requires_tls = 0;
+    for (size_t i = 0; i < 5; i++)
+        expect_action(&st, lines[i], POLICY_FORWARD);
+    st.tls_active = 1;
+    for (size_t i = 0; i < 5; i++)
+        expect_action(&st, lines[i], POLICY_FORWARD);
+}
+
+static void test_feat_passive(void)
+{
+    policy_state_t st = st_secured('P', PROTECT_PRIVATE);
+    expect_action(&st, "FEAT", POLICY_FEAT);
+    expect_action(&st, "feat", POLICY_FEAT);
+    st = st_initial();
+    expect_action(&st, "FEAT", POLICY_FEAT); /* before TLS too: clients ask first */
+
+    st = st_secured('P', PROTECT_PRIVATE);
+    expect_action(&st, "PASV", POLICY_PASSIVE);
+    expect_action(&st, "EPSV", POLICY_PASSIVE);
+    expect_action(&st, "EPSV 1", POLICY_PASSIVE);
+    expect_action(&st, "EPSV 2", POLICY_PASSIVE);
+    expect_action(&st, "EPSV ALL", POLICY_EPSV_ALL);
+    expect_action(&st, "epsv all", POLICY_EPSV_ALL);
+    expect_action(&st, "PORT 127,0,0,1,4,1", POLICY_REPLY);
+    expect_reply(&st, "PORT 127,0,0,1,4,1", 502);
+    expect_reply(&st, "EPRT |1|127.0.0.1|1025|", 502);
+    expect_reply(&st, "LPSV", 502);
+    expect_reply(&st, "LPRT 4,4,127,0,0,1,2,4,1", 502);
+    expect_reply(&st, "REIN", 502);
+
+    /* RFC 2428 §4: after EPSV ALL only EPSV may set up a data connection. */
+    st.epsv_all = 1;
+    expect_reply(&st, "PASV", 501);
+    expect_reply(&st, "PORT 127,0,0,1,4,1", 501);
+    expect_reply(&st, "EPRT |1|127.0.0.1|1025|", 501);
+    expect_action(&st, "EPSV", POLICY_PASSIVE);
+    expect_action(&st, "EPSV ALL", POLICY_EPSV_ALL);
+    expect_reply(&st, "LPSV", 502);
+    expect_reply(&st, "LPRT 4,4,127,0,0,1,2,4,1", 502);
+}
+
+static void test_transfer(void)
+{
+    static const char *const lines[] = {"RETR f", "STOR f", "STOU", "APPE f",
+                                        "LIST",   "NLST", "MLSD", "list -la"};
+    const size_t n = sizeof lines / sizeof lines[0];
+
+    policy_state_t st = st_secured('C', PROTECT_PRIVATE);
+    for (size_t i = 0; i < n; i++)
+        expect_reply(&st, lines[i], 521);
+    /* Before TLS at all (login not required): still refused under private. */
+    st = st_initial();
+    st.login_requires_tls = 0;
+    for (size_t i = 0; i < n; i++)
+        expect_reply(&st, lines[i], 521);
+
+    st = st_secured('P', PROTECT_PRIVATE);
+    for (size_t i = 0; i < n; i++)
+        expect_action(&st, lines[i], POLICY_TRANSFER);
+
+    st = st_secured('C', PROTECT_ANY);
+    for (size_t i = 0; i < n; i++)
+        expect_action(&st, lines[i], POLICY_TRANSFER);
+    st = st_secured('P', PROTECT_ANY);
+    for (size_t i = 0; i < n; i++)
+        expect_action(&st, lines[i], POLICY_TRANSFER);
+    st = st_secured('C', PROTECT_CLEAR);
+    for (size_t i = 0; i < n; i++)
+        expect_action(&st, lines[i], POLICY_TRANSFER);
+}
+
+static void test_forward_and_quit(void)
+{
+    policy_state_t st = st_secured('P', PROTECT_PRIVATE);
+    expect_action(&st, "QUIT", POLICY_QUIT);
+    expect_action(&st, "quit", POLICY_QUIT);
+    st = st_initial();
+    expect_action(&st, "QUIT", POLICY_QUIT);
+
+    static const char *const fwd[] = {"NOOP", "SYST", "CWD /pub", "PWD",  "TYPE I", "MKD x",
+                                      "REST 100", "ABOR", "STAT", "OPTS UTF8 ON", "HELP",
+                                      "SIZE f", "MDTM f", "HOST example.com"};
+    st = st_secured('P', PROTECT_PRIVATE);
+    for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++)
+        expect_action(&st, fwd[i], POLICY_FORWARD);
+    st = st_initial();
+    expect_action(&st, "NOOP", POLICY_FORWARD);
+    expect_action(&st, "SYST", POLICY_FORWARD);
+    expect_action(&st, "CWD /", POLICY_FORWARD);
+}
+
+static void test_decision_reset(void)
+{
+    /* policy_decide fills every field: stale values from a previous decision never leak. */
+    policy_state_t st = st_initial();
+    ftp_cmd_t cmd;
+    policy_decision_t d;
+    memset(&d, 0x5a, sizeof d);
+    CHECK_EQ_INT(ftp_cmd_parse("NOOP", 4, &cmd), FG_OK);
+    policy_decide(&st, &cmd, &d);
+    CHECK_EQ_INT(d.action, POLICY_FORWARD);
+    CHECK_EQ_INT(d.code, 0);
+    CHECK(d.text == NULL);
+    CHECK_EQ_INT(d.prot, 0);
+}
+
+int main(void)
+{
+    test_auth();
+    test_pbsz();
+    test_prot();
+    test_ccc();
+    test_login();
+    test_feat_passive();
+    test_transfer();
+    test_forward_and_quit();
+    test_decision_reset();
+    return check_report();
+}
