@@ -36,6 +36,8 @@ struct datalink {
     char peer[64];
     uint64_t bytes_c2b, bytes_b2c;
     metrics_t *metrics;
+    unsigned stall_timeout_s, stalled_s;
+    uint64_t progress_mark;
 };
 
 typedef struct {
@@ -385,6 +387,8 @@ static const tstream_cbs_t backend_cbs = {
 
 static const tstream_cbs_t stray_cbs = {0};
 
+static void on_stall_tick(uv_timer_t *t);
+
 static void on_data_connection(uv_stream_t *server, int status)
 {
     passive_listener_t *pl = (passive_listener_t *)server;
@@ -427,7 +431,7 @@ static void on_data_connection(uv_stream_t *server, int status)
     dl->client = cs;
     tstream_set_connected(cs);
     uv_tcp_nodelay(tstream_tcp(cs), 1);
-    uv_timer_stop(&dl->timer);
+    uv_timer_start(&dl->timer, on_stall_tick, 1000, 1000);
     dl_close_listener(dl);
     if (dl->tls && tstream_start_tls(cs, dl->tls) != FG_OK) {
         dl_fail(dl, 425, "Cannot start TLS on the data connection");
@@ -446,6 +450,28 @@ static void on_data_connection(uv_stream_t *server, int status)
     dl->handles++;
     if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
         dl_fail(dl, 425, "Cannot open data connection to the server");
+}
+
+/* Once a second while the transfer runs: a peer that neither sends nor reads
+ * for stall_timeout_s seconds ends it, so a stuck transfer cannot pin a
+ * session and its buffers forever. */
+static void on_stall_tick(uv_timer_t *t)
+{
+    datalink_t *dl = t->data;
+    uint64_t mark = dl->bytes_c2b + dl->bytes_b2c;
+    if (dl->client)
+        mark += tstream_queued(dl->client);
+    if (dl->backend)
+        mark += tstream_queued(dl->backend);
+    if (mark != dl->progress_mark) {
+        dl->progress_mark = mark;
+        dl->stalled_s = 0;
+        return;
+    }
+    if (++dl->stalled_s >= dl->stall_timeout_s) {
+        LOG_INFO(dl->sid, dl->peer, "data transfer stalled for %u s", dl->stalled_s);
+        dl_fail(dl, 426, "Transfer stalled; aborted");
+    }
 }
 
 static void on_connect_timeout(uv_timer_t *t)
@@ -504,6 +530,7 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->check_peer_ip = opts->check_peer_ip;
     dl->sid = opts->session_id;
     dl->metrics = opts->metrics;
+    dl->stall_timeout_s = opts->stall_timeout_s;
     snprintf(dl->peer, sizeof dl->peer, "%s", opts->peer ? opts->peer : "");
     memcpy(&dl->client_addr, opts->client_addr, netaddr_len(opts->client_addr));
     memcpy(&dl->backend_addr, opts->backend_addr, netaddr_len(opts->backend_addr));

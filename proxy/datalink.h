@@ -32,6 +32,7 @@ typedef struct {
     portpool_t *pool;
     SSL_CTX *tls;                       /* NULL: clear data channel (PROT C) */
     unsigned connect_timeout_ms;
+    unsigned stall_timeout_s;           /* no byte either way for this long: 426 */
     unsigned long long session_id;      /* for logs */
     const char *peer;                   /* for logs */
     metrics_t *metrics;

@@ -115,13 +115,21 @@ static void reply(session_t *s, int code, const char *fmt, ...)
 
 static void backend_write_line(session_t *s, const char *line, size_t len)
 {
-    char buf[70000];
-    if (!s->backend || len + 2 > sizeof buf)
+    /* The line reader turned the client's IAC IAC into one 0xFF byte; toward
+     * the backend it is doubled again (RFC 854), or the backend would read a
+     * Telnet command. Lines are capped, so the worst case fits. */
+    char buf[2 * 65536 + 2];
+    size_t n = 0;
+    if (!s->backend || len > 65536)
         return;
-    memcpy(buf, line, len);
-    buf[len] = '\r';
-    buf[len + 1] = '\n';
-    tstream_write(s->backend, buf, len + 2);
+    for (size_t i = 0; i < len; i++) {
+        buf[n++] = line[i];
+        if ((unsigned char)line[i] == 0xFF)
+            buf[n++] = line[i];
+    }
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    tstream_write(s->backend, buf, n);
 }
 
 /* ---- timers and lifetime -------------------------------------------------- */
@@ -291,6 +299,7 @@ static void open_passive(session_t *s, uint16_t backend_port)
         .pool = listener_pool(s->listener),
         .tls = s->pol.prot == 'P' ? listener_tls(s->listener) : NULL,
         .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
+        .stall_timeout_s = s->limits->transfer_stall_timeout_s,
         .session_id = s->id,
         .peer = s->peer,
         .metrics = listener_metrics(s->listener),

@@ -348,11 +348,16 @@ def free_port(host=HOST):
         s.close()
 
 
+_port_rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
+_blocks_taken = []  # blocks handed out by this process: never hand out an overlapping one
+
+
 def free_port_block(n, lo=20000, hi=32000):
     """A block of n consecutive ports that are all free now (below the ephemeral range)."""
-    rnd = random.Random(os.getpid() ^ int(time.time() * 1000))
     for _ in range(200):
-        base = rnd.randrange(lo, hi - n)
+        base = _port_rng.randrange(lo, hi - n)
+        if any(base <= b_hi and b_lo <= base + n - 1 for b_lo, b_hi in _blocks_taken):
+            continue
         socks = []
         ok = True
         try:
@@ -368,6 +373,7 @@ def free_port_block(n, lo=20000, hi=32000):
             for s in socks:
                 s.close()
         if ok:
+            _blocks_taken.append((base, base + n - 1))
             return base, base + n - 1
     raise RuntimeError("no block of %d free ports found" % n)
 
@@ -1095,6 +1101,8 @@ def ftplib_connect(target, epsv=False, prot="P", login=True, timeout=60):
             if prot == "P":
                 f.prot_p()
             elif prot == "C":
+                # ftplib's prot_c() skips PBSZ, which RFC 4217 §9 requires before PROT.
+                f.voidcmd("PBSZ 0")
                 f.prot_c()
         else:
             f.login(FTP_USER, PASSWORD, secure=False)
