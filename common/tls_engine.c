@@ -244,6 +244,16 @@ const char *tls_engine_cipher(const tls_engine_t *e)
     return c ? c : "";
 }
 
+size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap)
+{
+    size_t n = 0;
+    if (e->state != TLS_ENGINE_CLOSED || cap == 0 || BIO_ctrl_pending(e->rbio) == 0)
+        return 0;
+    if (BIO_read_ex(e->rbio, buf, cap, &n) != 1)
+        return 0;
+    return n;
+}
+
 SSL *tls_engine_ssl(tls_engine_t *e)
 {
     return e->ssl;

@@ -65,6 +65,11 @@ void tls_engine_fail_reuse(tls_engine_t *e, const char *why);
 /* Negotiated protocol and cipher, for logs ("TLSv1.3", "TLS_AES_256_GCM_SHA384"). */
 const char *tls_engine_version(const tls_engine_t *e);
 const char *tls_engine_cipher(const tls_engine_t *e);
+/* After FG_CLOSED: bytes the peer sent after its close_notify, which are not
+ * TLS (CCC, RFC 2228 §5.3.3: the connection goes on in clear). Takes up to
+ * cap bytes; call until it returns 0. */
+size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap);
+
 /* The underlying SSL, for session-reuse checks by the owner. */
 SSL *tls_engine_ssl(tls_engine_t *e);
 

@@ -33,6 +33,7 @@ struct tstream {
     tls_engine_t *tls;
     char *plain; /* decrypt buffer, TLS only */
     held_write_t *held_head, *held_tail;
+    void (*on_tls_stopped)(tstream_t *s);
     size_t queued;
     unsigned connected : 1, reading : 1, paused : 1, ended : 1, read_eof : 1, closing : 1,
         shutdown_wanted : 1, shutdown_started : 1, shutdown_done : 1, close_notify_queued : 1,
@@ -281,6 +282,29 @@ static void stream_update_reading(tstream_t *s)
     }
 }
 
+/* The peer answered our close_notify: drop TLS, keep the connection. */
+static void stream_finish_tls_stop(tstream_t *s)
+{
+    /* Bytes after the peer's close_notify are clear text (a command sent right
+     * after CCC); they are small, a bounded copy keeps them in order. */
+    char leftover[16384];
+    size_t n = 0, got;
+    while (n < sizeof leftover &&
+           (got = tls_engine_take_leftover(s->tls, leftover + n, sizeof leftover - n)) > 0)
+        n += got;
+    void (*cb)(tstream_t *) = s->on_tls_stopped;
+    s->on_tls_stopped = NULL;
+    tls_engine_free(s->tls);
+    s->tls = NULL;
+    free(s->plain);
+    s->plain = NULL;
+    s->handshake_reported = 0;
+    s->close_notify_queued = 0;
+    cb(s);
+    if (!s->closing && n > 0 && s->cbs->on_data)
+        s->cbs->on_data(s, leftover, n);
+}
+
 static void stream_deliver(tstream_t *s)
 {
     if (s->in_deliver || !s->tls)
@@ -313,6 +337,10 @@ static void stream_deliver(tstream_t *s)
         if (rc == FG_NEED_MORE)
             break;
         if (rc == FG_CLOSED) {
+            if (s->on_tls_stopped) {
+                stream_finish_tls_stop(s);
+                break;
+            }
             stream_end(s, TSTREAM_END_CLEAN, "TLS close_notify");
             break;
         }
@@ -389,6 +417,17 @@ int tstream_start_tls(tstream_t *s, SSL_CTX *ctx)
         s->plain = NULL;
         return FG_NOMEM;
     }
+    return FG_OK;
+}
+
+int tstream_stop_tls(tstream_t *s, void (*on_tls_stopped)(tstream_t *s))
+{
+    if (!s->tls || !s->handshake_reported || s->on_tls_stopped || s->closing)
+        return FG_STATE;
+    if (tls_engine_shutdown(s->tls) != FG_OK)
+        return FG_TLS;
+    s->on_tls_stopped = on_tls_stopped;
+    stream_flush_tls(s);
     return FG_OK;
 }
 

@@ -55,6 +55,12 @@ void tstream_resume(tstream_t *s);
 /* Server-side TLS from now on: bytes read afterwards are TLS records. */
 int tstream_start_tls(tstream_t *s, SSL_CTX *ctx);
 int tstream_is_tls(const tstream_t *s);
+
+/* Ends TLS but not the connection (CCC, REIN): close_notify goes out after
+ * the queued bytes; when the peer's close_notify arrives, on_tls_stopped runs
+ * and the stream carries clear bytes from then on (anything the peer sent
+ * after its close_notify is delivered as clear data). */
+int tstream_stop_tls(tstream_t *s, void (*on_tls_stopped)(tstream_t *s));
 int tstream_handshake_done(const tstream_t *s);
 SSL *tstream_ssl(tstream_t *s); /* NULL when clear */
 const char *tstream_tls_desc(tstream_t *s); /* "TLSv1.3 TLS_AES_..." or "clear" */

@@ -350,32 +350,64 @@ def free_port(host=HOST):
 
 _port_rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
 _blocks_taken = []  # blocks handed out by this process: never hand out an overlapping one
+# Test files run in parallel (ctest -j) and the proxy binds its passive ports only
+# when a client sends PASV, so a block must stay reserved for the whole run: a
+# registry file, under an flock, records (pid, first, last); dead pids' entries expire.
+PORT_REGISTRY = os.path.join(tempfile.gettempdir(), "ftpsgate-it-ports.json")
+
+
+def _port_registry(update):
+    import fcntl
+    fd = os.open(PORT_REGISTRY + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with open(PORT_REGISTRY) as f:
+                entries = json.load(f)
+        except (OSError, ValueError):
+            entries = []
+        entries = [e for e in entries if isinstance(e, list) and len(e) == 3 and pid_alive(e[0])]
+        result = update(entries)
+        tmp = PORT_REGISTRY + ".%d" % os.getpid()
+        with open(tmp, "w") as f:
+            json.dump(entries, f)
+        os.replace(tmp, PORT_REGISTRY)
+        return result
+    finally:
+        os.close(fd)
 
 
 def free_port_block(n, lo=20000, hi=32000):
-    """A block of n consecutive ports that are all free now (below the ephemeral range)."""
-    for _ in range(200):
-        base = _port_rng.randrange(lo, hi - n)
-        if any(base <= b_hi and b_lo <= base + n - 1 for b_lo, b_hi in _blocks_taken):
-            continue
-        socks = []
-        ok = True
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                try:
-                    s.bind(("0.0.0.0", p))
-                except OSError:
-                    ok = False
-                    break
-        finally:
-            for s in socks:
-                s.close()
-        if ok:
-            _blocks_taken.append((base, base + n - 1))
-            return base, base + n - 1
-    raise RuntimeError("no block of %d free ports found" % n)
+    """A block of n consecutive ports, free now and reserved against the other test
+    processes (below the kernel's ephemeral range, so no outgoing connection takes one)."""
+
+    def pick(entries):
+        taken = _blocks_taken + [(e[1], e[2]) for e in entries]
+        for _ in range(200):
+            base = _port_rng.randrange(lo, hi - n)
+            if any(base <= b_hi and b_lo <= base + n - 1 for b_lo, b_hi in taken):
+                continue
+            socks = []
+            ok = True
+            try:
+                for p in range(base, base + n):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    socks.append(s)
+                    try:
+                        s.bind(("0.0.0.0", p))
+                    except OSError:
+                        ok = False
+                        break
+            finally:
+                for s in socks:
+                    s.close()
+            if ok:
+                entries.append([os.getpid(), base, base + n - 1])
+                _blocks_taken.append((base, base + n - 1))
+                return base, base + n - 1
+        raise RuntimeError("no block of %d free ports found" % n)
+
+    return _port_registry(pick)
 
 
 def wait_port(host, port, timeout, proc=None):
