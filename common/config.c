@@ -761,17 +761,21 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         { NULL, NULL },
     };
     static const keydef_t policy_keys[] = {
-        { "login_requires_tls", NULL }, { "data_protection", NULL }, { NULL, NULL },
+        { "login_requires_tls", NULL }, { "data_protection", NULL },
+        { "listing_protection", NULL }, { "ccc", NULL },
+        { "require_session_reuse", NULL }, { NULL, NULL },
     };
     char p[PATH_MAX_LEN], pp[PATH_MAX_LEN];
     const char *s;
     json_t *pol;
-    int mode = -1, prot = PROTECT_PRIVATE, rc;
+    int mode = -1, prot = PROTECT_PRIVATE, listing = -1, rc;
     size_t i;
 
     li->passive.check_peer_ip = 1;
     li->policy.login_requires_tls = 1;
     li->policy.data_protection = PROTECT_PRIVATE;
+    li->policy.listing_protection = PROTECT_PRIVATE;
+    li->policy.require_session_reuse = 1;
 
     if (expect_type(c, path, l, JSON_OBJECT, "object") != FG_OK || check_keys(c, l, path, keys) != FG_OK)
         return FG_CONFIG;
@@ -816,9 +820,18 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         subpath(pp, path, "policy");
         if (check_keys(c, pol, pp, policy_keys) != FG_OK ||
             get_bool(c, pol, pp, "login_requires_tls", &li->policy.login_requires_tls) != FG_OK ||
-            get_enum(c, pol, pp, "data_protection", protection_names, &prot) != FG_OK)
+            get_enum(c, pol, pp, "data_protection", protection_names, &prot) != FG_OK ||
+            get_enum(c, pol, pp, "listing_protection", protection_names, &listing) != FG_OK ||
+            get_bool(c, pol, pp, "ccc", &li->policy.ccc_allowed) != FG_OK ||
+            get_bool(c, pol, pp, "require_session_reuse", &li->policy.require_session_reuse) != FG_OK)
             return FG_CONFIG;
         li->policy.data_protection = (data_protection_t)prot;
+        /* Listings follow the file rule unless set on their own. */
+        li->policy.listing_protection = listing < 0 ? li->policy.data_protection : (data_protection_t)listing;
+        if (li->policy.ccc_allowed && li->mode == LISTEN_IMPLICIT) {
+            subpath(p, pp, "ccc");
+            return fail(c, p, "CCC is not available on implicit listeners (MS-FTPS)");
+        }
     }
     return FG_OK;
 }

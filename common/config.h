@@ -66,7 +66,10 @@ typedef struct {
     } passive;
     struct {
         int login_requires_tls;             /* default 1 */
-        data_protection_t data_protection;  /* default private */
+        data_protection_t data_protection;  /* file transfers; default private */
+        data_protection_t listing_protection; /* LIST/NLST/MLSD; default: data_protection */
+        int ccc_allowed;                    /* "ccc": default 0; explicit listeners only */
+        int require_session_reuse;          /* data TLS must resume the control session; default 1 */
     } policy;
 } config_listener_t;
 

@@ -569,6 +569,12 @@ void datalink_set_direction(datalink_t *dl, int upload)
     dl_evaluate(dl);
 }
 
+void datalink_progress(const datalink_t *dl, uint64_t *to_client, uint64_t *to_backend)
+{
+    *to_client = dl->bytes_b2c;
+    *to_backend = dl->bytes_c2b;
+}
+
 void datalink_detach(datalink_t *dl)
 {
     if (!dl || dl->detached)

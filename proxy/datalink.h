@@ -49,6 +49,9 @@ uint16_t datalink_port(const datalink_t *dl);
  * decides which end completes the transfer. */
 void datalink_set_direction(datalink_t *dl, int upload);
 
+/* Payload bytes moved so far, for STAT during a transfer. */
+void datalink_progress(const datalink_t *dl, uint64_t *to_client, uint64_t *to_backend);
+
 /* The owner is gone or no longer wants this link: tear it down (reset) unless
  * it already finished, and free it when its handles are closed. */
 void datalink_detach(datalink_t *dl);

@@ -68,7 +68,7 @@ static void decide_prot(const policy_state_t *st, const ftp_cmd_t *cmd, policy_d
     switch (cmd->arg[0]) {
     case 'C':
     case 'c':
-        if (st->protection == PROTECT_PRIVATE) {
+        if (st->protection == PROTECT_PRIVATE && st->listing_protection == PROTECT_PRIVATE) {
             /* SECURITY: policy forbids clear data channels. */
             reply(out, 534, "Policy requires PROT P");
             return;
@@ -78,7 +78,7 @@ static void decide_prot(const policy_state_t *st, const ftp_cmd_t *cmd, policy_d
         return;
     case 'P':
     case 'p':
-        if (st->protection == PROTECT_CLEAR) {
+        if (st->protection == PROTECT_CLEAR && st->listing_protection == PROTECT_CLEAR) {
             reply(out, 534, "Policy allows only PROT C");
             return;
         }
@@ -112,7 +112,16 @@ void policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decisi
         decide_prot(st, cmd, out);
         return;
     case FTP_CMD_CCC:
-        reply(out, 533, "CCC not allowed by policy");
+        if (st->implicit_mode || !st->ccc_allowed) {
+            /* MS-FTPS: no CCC on implicit sessions; otherwise the policy decides. */
+            reply(out, 533, "CCC not allowed by policy");
+            return;
+        }
+        if (!st->tls_active) {
+            reply(out, 503, "CCC requires an active TLS session");
+            return;
+        }
+        out->action = POLICY_CCC;
         return;
     case FTP_CMD_USER:
     case FTP_CMD_PASS:
@@ -153,18 +162,33 @@ void policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decisi
         reply(out, 502, "Long addresses are not supported; use EPSV");
         return;
     case FTP_CMD_REIN:
-        reply(out, 502, "REIN is not supported");
+        out->action = POLICY_REIN;
+        return;
+    case FTP_CMD_LIST:
+    case FTP_CMD_NLST:
+    case FTP_CMD_MLSD:
+        if (st->listing_protection == PROTECT_PRIVATE && st->prot != 'P') {
+            /* SECURITY: refused before the backend sees it (RFC 4217 §9). */
+            reply(out, 521, "Directory listings must be protected: use PBSZ 0 and PROT P");
+            return;
+        }
+        if (st->listing_protection == PROTECT_CLEAR && st->prot == 'P') {
+            reply(out, 521, "Policy allows only clear directory listings: use PROT C");
+            return;
+        }
+        out->action = POLICY_TRANSFER;
         return;
     case FTP_CMD_RETR:
     case FTP_CMD_STOR:
     case FTP_CMD_STOU:
     case FTP_CMD_APPE:
-    case FTP_CMD_LIST:
-    case FTP_CMD_NLST:
-    case FTP_CMD_MLSD:
         if (st->protection == PROTECT_PRIVATE && st->prot != 'P') {
             /* SECURITY: refused before the backend sees it (RFC 4217 §9). */
             reply(out, 521, "Data connections must be protected: use PBSZ 0 and PROT P");
+            return;
+        }
+        if (st->protection == PROTECT_CLEAR && st->prot == 'P') {
+            reply(out, 521, "Policy allows only clear data connections: use PROT C");
             return;
         }
         out->action = POLICY_TRANSFER;

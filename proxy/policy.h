@@ -13,7 +13,8 @@ typedef struct {
     int pbsz_done;
     char prot;            /* 'C' or 'P' */
     int login_requires_tls;
-    data_protection_t protection;
+    data_protection_t protection;         /* file transfers */
+    data_protection_t listing_protection; /* LIST, NLST, MLSD */
     int ccc_allowed;
     int epsv_all;         /* RFC 2428 §4: EPSV ALL was accepted */
 } policy_state_t;
@@ -28,7 +29,9 @@ typedef enum {
     POLICY_EPSV_ALL,    /* reply 200; PASV/PORT/EPRT refused from now on */
     POLICY_FEAT,        /* forward, merge the reply */
     POLICY_TRANSFER,    /* forward as a transfer over the prepared data channel */
-    POLICY_QUIT         /* forward; close both after the reply */
+    POLICY_QUIT,        /* forward; close both after the reply */
+    POLICY_CCC,         /* reply 200, then end TLS on the control connection */
+    POLICY_REIN         /* reset the session to its state at connect */
 } policy_action_t;
 
 typedef struct {

@@ -31,7 +31,10 @@ typedef enum {
     WAIT_FEAT,      /* FEAT reply, merged */
     WAIT_PASSIVE,   /* backend's 227/229 for the client's PASV/EPSV */
     WAIT_TRANSFER,  /* replies of a transfer command */
-    WAIT_QUIT       /* QUIT's reply, then close */
+    WAIT_QUIT,      /* QUIT's reply, then close */
+    WAIT_REIN,      /* the new backend connection's greeting answers REIN */
+    WAIT_TLS_STOP,  /* CCC/REIN: the client's close_notify */
+    WAIT_ABORT      /* ABOR during a transfer: the transfer's and ABOR's replies */
 } wait_t;
 
 typedef enum { DL_NONE = 0, DL_PENDING, DL_OK, DL_FAILED } dl_status_t;
@@ -62,18 +65,22 @@ struct session {
     int dl_fail_code;
     char dl_fail_text[128];
     int xfer_prelim;
+    int abort_finals;       /* final replies still owed after ABOR */
+    char *deferred;         /* a command that arrived during a transfer, run after it */
+    size_t deferred_len;
     int held_final;
     size_t held_len;
     char held[HELD_REPLY_MAX];
     uv_timer_t timer;
     uv_getaddrinfo_t resolver;
     unsigned handles;
-    unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1;
+    unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1, rein_implicit : 1;
     char user[64];
 };
 
 static void session_close(session_t *s, int graceful, const char *why);
 static void process_input(session_t *s);
+static void connect_backend(session_t *s);
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -171,6 +178,7 @@ static void on_timer_closed(uv_handle_t *h)
     linebuf_free(s->client_lb);
     linebuf_free(s->backend_lb);
     free(s->cin);
+    free(s->deferred);
     free(s);
 }
 
@@ -396,6 +404,146 @@ static void start_transfer(session_t *s, const ftp_cmd_t *cmd, const char *line,
     datalink_set_direction(s->dl, ftp_cmd_is_upload(cmd->id));
 }
 
+/* ---- TLS teardown (CCC, REIN) and REIN ------------------------------------------ */
+
+static void on_client_tls_stopped(tstream_t *t)
+{
+    session_t *s = tstream_userdata(t);
+    if (s->rein_implicit) {
+        /* MS-FTPS: after REIN an implicit session starts over with a new
+         * handshake on the same TCP connection. */
+        s->rein_implicit = 0;
+        if (tstream_start_tls(t, listener_tls(s->listener)) != FG_OK) {
+            session_close(s, 0, "cannot restart TLS");
+            return;
+        }
+    } else {
+        s->pol.tls_active = 0;
+    }
+    linebuf_reset(s->client_lb);
+    s->wait = WAIT_NONE;
+    process_input(s);
+}
+
+static void stop_client_tls(session_t *s, int restart)
+{
+    s->rein_implicit = restart;
+    if (tstream_stop_tls(s->client, on_client_tls_stopped) != FG_OK) {
+        session_close(s, 0, "cannot end TLS on the control connection");
+        return;
+    }
+    s->wait = WAIT_TLS_STOP;
+}
+
+static void retired_on_close(tstream_t *t)
+{
+    session_release_handle(tstream_userdata(t));
+}
+
+static const tstream_cbs_t retired_cbs = {.on_close = retired_on_close};
+
+/* REIN (RFC 959 §4.1.1, RFC 2228 §5.3.3): the session returns to its state at
+ * TCP connect. Backends often lack REIN, so the proxy reconnects to the
+ * backend instead of forwarding it; the new greeting answers the client. */
+static void reinitialize(session_t *s)
+{
+    end_transfer(s);
+    if (s->backend) {
+        tstream_t *old = s->backend;
+        s->backend = NULL;
+        s->backend_paused = 0;
+        tstream_set_userdata(old, &retired_cbs, s);
+        tstream_close(old, 0);
+    }
+    s->logged_in = 0;
+    s->user[0] = '\0';
+    linebuf_set_cap(s->client_lb, s->limits->max_line_prelogin);
+    s->pol.epsv_all = 0;
+    if (s->pol.implicit_mode) {
+        s->pol.pbsz_done = 1;
+        s->pol.prot = s->cfg->policy.data_protection == PROTECT_CLEAR ? 'C' : 'P';
+    } else {
+        s->pol.pbsz_done = 0;
+        s->pol.prot = 'C';
+    }
+    LOG_INFO(s->id, s->peer, "REIN: session reinitialized");
+    s->wait = WAIT_REIN;
+    connect_backend(s);
+}
+
+/* ---- commands during a transfer ---------------------------------------------- */
+
+/* The Telnet "Synch" of RFC 959 §4.1.3: IAC IP, then IAC DM sent as TCP urgent
+ * data, so a backend busy with the transfer notices the ABOR. */
+static void send_abort_to_backend(session_t *s)
+{
+    static const char urgent[] = {(char)0xFF, (char)0xF4, (char)0xFF};
+    static const char rest[] = {(char)0xF2, 'A', 'B', 'O', 'R', '\r', '\n'};
+    uv_os_fd_t fd;
+    if (!s->backend)
+        return;
+    if (tstream_queued(s->backend) == 0 && uv_fileno((uv_handle_t *)tstream_tcp(s->backend), &fd) == 0 &&
+        send(fd, urgent, sizeof urgent, MSG_OOB | MSG_NOSIGNAL) == (ssize_t)sizeof urgent) {
+        tstream_write(s->backend, rest, sizeof rest);
+        return;
+    }
+    static const char plain[] = "ABOR\r\n";
+    tstream_write(s->backend, plain, sizeof plain - 1);
+}
+
+static void abort_transfer(session_t *s)
+{
+    LOG_INFO(s->id, s->peer, "ABOR during a transfer");
+    if (s->dl) {
+        datalink_detach(s->dl);
+        s->dl = NULL;
+    }
+    s->dl_status = DL_NONE;
+    send_abort_to_backend(s);
+    if (s->held_final) {
+        /* The backend finished but the client did not get every byte. */
+        reply(s, 426, "Connection closed; transfer aborted");
+        s->abort_finals = 1;
+    } else {
+        s->abort_finals = 2; /* the transfer's own reply, then ABOR's */
+    }
+    s->held_final = 0;
+    s->held_len = 0;
+    s->xfer_prelim = 0;
+    s->wait = WAIT_ABORT;
+}
+
+/* Only ABOR, STAT and NOOP are taken while a transfer runs (RFC 959 §4.1.3;
+ * FileZilla and WinSCP send NOOP keep-alives); anything else waits. */
+static int handle_during_transfer(session_t *s, const char *line, size_t len)
+{
+    ftp_cmd_t cmd;
+    if (ftp_cmd_parse(line, len, &cmd) != FG_OK)
+        return 0;
+    switch (cmd.id) {
+    case FTP_CMD_NOOP:
+        reply(s, 200, "NOOP ok");
+        return 1;
+    case FTP_CMD_STAT: {
+        char buf[256];
+        uint64_t to_client = 0, to_backend = 0;
+        if (s->dl)
+            datalink_progress(s->dl, &to_client, &to_backend);
+        int n = snprintf(buf, sizeof buf,
+                         "213-Status of the transfer in progress:\r\n %llu bytes to the client, %llu "
+                         "bytes to the server\r\n213 End of status\r\n",
+                         (unsigned long long)to_client, (unsigned long long)to_backend);
+        client_write(s, buf, (size_t)n);
+        return 1;
+    }
+    case FTP_CMD_ABOR:
+        abort_transfer(s);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* ---- client commands -------------------------------------------------------- */
 
 static void send_own_features(session_t *s)
@@ -485,6 +633,16 @@ static void handle_command(session_t *s, const char *line, size_t len)
         backend_write_line(s, line, len);
         s->wait = WAIT_QUIT;
         return;
+    case POLICY_CCC:
+        /* RFC 2228 §5.3.3 / RFC 4217 §6: reply under TLS, then close_notify both
+         * ways; the control connection goes on in clear, data channels keep PROT. */
+        reply(s, 200, "CCC command successful; control connection continues in clear");
+        LOG_INFO(s->id, s->peer, "CCC: control connection returns to clear");
+        stop_client_tls(s, 0);
+        return;
+    case POLICY_REIN:
+        reinitialize(s);
+        return;
     case POLICY_FORWARD:
         backend_write_line(s, line, len);
         s->wait = WAIT_FORWARD;
@@ -492,9 +650,22 @@ static void handle_command(session_t *s, const char *line, size_t len)
     }
 }
 
+static int can_take_input(const session_t *s)
+{
+    if (s->closing)
+        return 0;
+    return s->wait == WAIT_NONE || (s->wait == WAIT_TRANSFER && !s->deferred);
+}
+
 static void process_input(session_t *s)
 {
-    while (!s->closing && s->wait == WAIT_NONE && s->cin_pos < s->cin_len) {
+    if (s->deferred && s->wait == WAIT_NONE && !s->closing) {
+        char *line = s->deferred;
+        s->deferred = NULL;
+        handle_command(s, line, s->deferred_len);
+        free(line);
+    }
+    while (can_take_input(s) && s->cin_pos < s->cin_len) {
         size_t used = 0, llen = 0;
         const char *line = NULL;
         int rc = linebuf_take(s->client_lb, s->cin + s->cin_pos, s->cin_len - s->cin_pos, &used,
@@ -512,6 +683,18 @@ static void process_input(session_t *s)
         if (rc == FG_SYNTAX) {
             reply(s, 500, "Invalid character in command line");
             continue;
+        }
+        if (s->wait == WAIT_TRANSFER) {
+            if (handle_during_transfer(s, line, llen))
+                continue;
+            s->deferred = malloc(llen + 1);
+            if (!s->deferred) {
+                session_close(s, 0, "out of memory");
+                return;
+            }
+            memcpy(s->deferred, line, llen);
+            s->deferred_len = llen;
+            break;
         }
         handle_command(s, line, llen);
     }
@@ -623,6 +806,24 @@ static void on_backend_line(session_t *s, const char *line, size_t len)
     case WAIT_TRANSFER:
         transfer_reply(s, &r, line, len);
         break;
+    case WAIT_ABORT:
+        client_line(s, line, len);
+        if (r.last && r.code >= 200 && --s->abort_finals <= 0)
+            end_transfer(s);
+        break;
+    case WAIT_REIN:
+        client_line(s, line, len);
+        if (r.last && r.code >= 200) {
+            if (r.code != 220) {
+                session_close(s, 1, "backend refused the session after REIN");
+                return;
+            }
+            if (s->pol.tls_active)
+                stop_client_tls(s, s->pol.implicit_mode);
+            else
+                s->wait = WAIT_NONE;
+        }
+        break;
     default:
         client_line(s, line, len);
         if (r.last && r.code >= 200) {
@@ -644,7 +845,7 @@ static void on_backend_line(session_t *s, const char *line, size_t len)
         }
         break;
     }
-    if (!s->closing && s->wait == WAIT_NONE)
+    if (!s->closing && (s->wait == WAIT_NONE || s->wait == WAIT_TRANSFER))
         process_input(s);
 }
 
@@ -835,6 +1036,28 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
 }
 
+/* Resolves (without blocking the loop) and connects the backend control
+ * connection; the greeting that follows is awaited in s->wait. */
+static void connect_backend(session_t *s)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)s->cfg->backend.address.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    s->resolver.data = s;
+    s->resolving = 1;
+    s->handles++; /* the resolver, which becomes the backend stream */
+    ftp_reply_init(&s->reply_state);
+    linebuf_reset(s->backend_lb);
+    s->last_reply_code = 0;
+    if (uv_getaddrinfo(s->loop, &s->resolver, on_resolved, s->cfg->backend.address.host, port,
+                       &hints) != 0) {
+        s->resolving = 0;
+        reply(s, 421, "Service not available: cannot reach the FTP server");
+        session_close(s, 1, "backend unresolvable");
+        session_release_handle(s);
+    }
+}
+
 /* ---- start ---------------------------------------------------------------------- */
 
 session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsigned long long id)
@@ -865,7 +1088,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     s->loop = loop;
     s->id = id;
     s->client = client;
-    s->handles = 2; /* client stream, and the resolver that becomes the backend stream */
+    s->handles = 1; /* the client stream; connect_backend adds the backend */
     tstream_set_userdata(client, &client_cbs, s);
     tstream_set_connected(client);
     uv_timer_init(loop, &s->timer);
@@ -880,6 +1103,8 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
 
     s->pol.login_requires_tls = cfg->policy.login_requires_tls;
     s->pol.protection = cfg->policy.data_protection;
+    s->pol.listing_protection = cfg->policy.listing_protection;
+    s->pol.ccc_allowed = cfg->policy.ccc_allowed;
     s->pol.prot = 'C';
     s->wait = WAIT_GREETING;
     LOG_INFO(id, s->peer, "session start listener=%s mode=%s", cfg->name,
@@ -899,17 +1124,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     tstream_start_read(client);
     restart_timer(s);
 
-    char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)cfg->backend.address.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    s->resolver.data = s;
-    s->resolving = 1;
-    if (uv_getaddrinfo(loop, &s->resolver, on_resolved, cfg->backend.address.host, port, &hints) != 0) {
-        s->resolving = 0;
-        reply(s, 421, "Service not available: cannot reach the FTP server");
-        session_close(s, 1, "backend unresolvable");
-        session_release_handle(s);
-    }
+    connect_backend(s);
     return s;
 }
 

@@ -11,13 +11,15 @@
 # the whole run is held under $RUN_BUDGET seconds (CI allows 25 minutes on 2
 # cores). The last line is "N passed, N failed", counting suites.
 #
-# Env: JOBS (2), FUZZ_SECONDS (15), RUN_BUDGET (1440), SKIP_SETUP=1 (no apt),
+# Env: JOBS (2), FUZZ_SECONDS (15), RUN_BUDGET (1440), BUILD_ROOT (the repo: where
+#      build/, build-asan/ and build-fuzz/ go), SKIP_SETUP=1 (no apt),
 #      SKIP_ASAN=1, SKIP_FUZZ=1 (for quick local runs; CI sets none of them).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
+BUILD_ROOT="${BUILD_ROOT:-$ROOT}"
 JOBS="${JOBS:-2}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
 RUN_BUDGET="${RUN_BUDGET:-1440}"
@@ -81,9 +83,9 @@ fi
 # ---- 2. normal build ---------------------------------------------------------
 log "build (normal) in build/"
 rc=0
-build "$ROOT/build" || rc=$?
+build "$BUILD_ROOT/build" || rc=$?
 if [ "$rc" -eq 0 ]; then
-  run_ctest "ctest (normal build)" "$ROOT/build"
+  run_ctest "ctest (normal build)" "$BUILD_ROOT/build"
 else
   record "ctest (normal build)" "$rc" "build failed, exit $rc"
 fi
@@ -92,11 +94,11 @@ fi
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   log "build (ASan+UBSan) in build-asan/"
   rc=0
-  build "$ROOT/build-asan" -DFTPSGATE_SANITIZE=ON || rc=$?
+  build "$BUILD_ROOT/build-asan" -DFTPSGATE_SANITIZE=ON || rc=$?
   if [ "$rc" -eq 0 ]; then
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-      run_ctest "ctest (ASan+UBSan build)" "$ROOT/build-asan"
+      run_ctest "ctest (ASan+UBSan build)" "$BUILD_ROOT/build-asan"
   else
     record "ctest (ASan+UBSan build)" "$rc" "build failed, exit $rc"
   fi
@@ -113,15 +115,18 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if [ "${#targets[@]}" -gt 0 ]; then
       log "build (libFuzzer, clang) in build-fuzz/: ${targets[*]}"
       rc=0
-      CC=clang bounded "$(budget 900)" cmake -S "$ROOT" -B "$ROOT/build-fuzz" -DFTPSGATE_FUZZ=ON \
-          -DFTPSGATE_INTEGRATION=OFF || rc=$?
+      # The library is instrumented for coverage too (fuzzer-no-link), so that
+      # libFuzzer is guided by the parsers' own branches, not only the driver's.
+      CC=clang bounded "$(budget 900)" cmake -S "$ROOT" -B "$BUILD_ROOT/build-fuzz" -DFTPSGATE_FUZZ=ON \
+          -DFTPSGATE_INTEGRATION=OFF -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -g" \
+          || rc=$?
       if [ "$rc" -eq 0 ]; then
-        bounded "$(budget 900)" cmake --build "$ROOT/build-fuzz" -j "$JOBS" --target "${targets[@]}" || rc=$?
+        bounded "$(budget 900)" cmake --build "$BUILD_ROOT/build-fuzz" -j "$JOBS" --target "${targets[@]}" || rc=$?
       fi
       if [ "$rc" -ne 0 ]; then
         record "fuzz build" "$rc" "exit $rc"
       else
-        mkdir -p "$ROOT/build-fuzz/artifacts"
+        mkdir -p "$BUILD_ROOT/build-fuzz/artifacts"
         for t in "${targets[@]}"; do
           parser="${t#fuzz_}"
           work="$(mktemp -d "${TMPDIR:-/tmp}/ftpsgate-fuzz-$parser.XXXXXX")"
@@ -132,12 +137,12 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
           # New inputs go to the temp dir (first corpus dir); the repo's corpus is read only.
           ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-            bounded "$(budget $((FUZZ_SECONDS + 60)))" "$ROOT/build-fuzz/$t" \
+            bounded "$(budget $((FUZZ_SECONDS + 60)))" "$BUILD_ROOT/build-fuzz/$t" \
               -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
-              -artifact_prefix="$ROOT/build-fuzz/artifacts/$t-" "$work" "${seeds[@]}" \
-              > "$ROOT/build-fuzz/$t.log" 2>&1 || rc=$?
-          tail -3 "$ROOT/build-fuzz/$t.log"
-          [ "$rc" -ne 0 ] && tail -40 "$ROOT/build-fuzz/$t.log"
+              -artifact_prefix="$BUILD_ROOT/build-fuzz/artifacts/$t-" "$work" "${seeds[@]}" \
+              > "$BUILD_ROOT/build-fuzz/$t.log" 2>&1 || rc=$?
+          tail -3 "$BUILD_ROOT/build-fuzz/$t.log"
+          [ "$rc" -ne 0 ] && tail -40 "$BUILD_ROOT/build-fuzz/$t.log"
           record "$t (${FUZZ_SECONDS}s)" "$rc" "exit $rc, see build-fuzz/$t.log"
           rm -rf "$work"
         done
