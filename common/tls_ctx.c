@@ -1,5 +1,7 @@
 #include "tls_ctx.h"
 
+#include "tls_engine.h"
+
 #include <openssl/err.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,6 +91,10 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
      * ticket on each; a few spare tickets avoid falling back to full handshakes. */
     SSL_CTX_set_num_tickets(ctx, 4);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (tls_engine_prepare_ctx(ctx) != 0) {
+        ctx_error(err, errlen, tls, "cert", "cannot set up session tickets");
+        goto fail;
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -7,6 +7,10 @@
 
 #include "fgerr.h"
 
+/* SSL ex_data slot pointing at the owning engine's token: created once at
+ * start-up (start-up configuration, never changed afterwards). */
+static int token_index = -1;
+
 struct tls_engine {
     SSL *ssl;
     BIO *rbio; /* ciphertext from the peer; owned by ssl */
@@ -15,6 +19,8 @@ struct tls_engine {
     tls_fail_t failure;
     int transport_eof;
     int sent_close_notify;
+    int has_token;
+    unsigned char token[TLS_ENGINE_TOKEN_LEN];
     char reason[160];
 };
 
@@ -90,6 +96,11 @@ static int engine_handshake(tls_engine_t *e)
     int rc = SSL_do_handshake(e->ssl);
     if (rc == 1) {
         e->state = TLS_ENGINE_OPEN;
+        /* A new full-handshake session (the control connection's) carries the
+         * token, also when resumed later from the server cache by session id. */
+        SSL_SESSION *sess = SSL_get_session(e->ssl);
+        if (e->has_token && sess && !SSL_session_reused(e->ssl))
+            SSL_SESSION_set1_ticket_appdata(sess, e->token, sizeof e->token);
         return FG_OK;
     }
     int err = SSL_get_error(e->ssl, rc);
@@ -242,6 +253,74 @@ const char *tls_engine_cipher(const tls_engine_t *e)
 {
     const char *c = SSL_get_cipher_name(e->ssl);
     return c ? c : "";
+}
+
+static int on_ticket_generate(SSL *ssl, void *arg)
+{
+    (void)arg;
+    const unsigned char *token = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    if (token && sess)
+        return SSL_SESSION_set1_ticket_appdata(sess, token, TLS_ENGINE_TOKEN_LEN);
+    return 1;
+}
+
+static SSL_TICKET_RETURN on_ticket_decrypt(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
+                                           size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+    (void)ssl;
+    (void)sess;
+    (void)keyname;
+    (void)keyname_len;
+    (void)arg;
+    /* OpenSSL's own defaults; the token travels inside the session. */
+    switch (status) {
+    case SSL_TICKET_EMPTY:
+    case SSL_TICKET_NO_DECRYPT:
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    case SSL_TICKET_SUCCESS:
+        return SSL_TICKET_RETURN_USE;
+    case SSL_TICKET_SUCCESS_RENEW:
+        return SSL_TICKET_RETURN_USE_RENEW;
+    default:
+        return SSL_TICKET_RETURN_ABORT;
+    }
+}
+
+int tls_engine_prepare_ctx(SSL_CTX *ctx)
+{
+    if (token_index < 0)
+        token_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (token_index < 0)
+        return FG_TLS;
+    return SSL_CTX_set_session_ticket_cb(ctx, on_ticket_generate, on_ticket_decrypt, NULL) == 1
+               ? FG_OK
+               : FG_TLS;
+}
+
+void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
+{
+    memcpy(e->token, token, sizeof e->token);
+    e->has_token = 1;
+    if (token_index >= 0)
+        SSL_set_ex_data(e->ssl, token_index, e->token);
+}
+
+int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
+{
+    if (!tls_engine_handshake_done(e) || !SSL_session_reused(e->ssl))
+        return 0;
+    SSL_SESSION *sess = SSL_get_session(e->ssl);
+    void *data = NULL;
+    size_t len = 0;
+    if (!sess || SSL_SESSION_get0_ticket_appdata(sess, &data, &len) != 1)
+        return 0;
+    return len == TLS_ENGINE_TOKEN_LEN && CRYPTO_memcmp(data, token, len) == 0;
+}
+
+void tls_engine_set_num_tickets(tls_engine_t *e, size_t n)
+{
+    SSL_set_num_tickets(e->ssl, n);
 }
 
 size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap)

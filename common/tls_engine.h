@@ -70,6 +70,20 @@ const char *tls_engine_cipher(const tls_engine_t *e);
  * cap bytes; call until it returns 0. */
 size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap);
 
+/* Data-session reuse (RFC 4217 §10.2, vsftpd's require_ssl_reuse): every TLS
+ * session and ticket an engine issues carries its token (a random id of the
+ * control connection), so a data connection can prove that it resumed *this*
+ * control connection's session and not another client's. */
+#define TLS_ENGINE_TOKEN_LEN 16
+void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
+/* After the handshake: 1 when it resumed a session that carries token. */
+int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
+/* TLS 1.3 tickets sent after the handshake (0 on upload data connections:
+ * a client that never reads would reset the connection over unread tickets). */
+void tls_engine_set_num_tickets(tls_engine_t *e, size_t n);
+/* Called once per SSL_CTX (by tls_ctx_new): makes tickets carry the token. */
+int tls_engine_prepare_ctx(SSL_CTX *ctx);
+
 /* The underlying SSL, for session-reuse checks by the owner. */
 SSL *tls_engine_ssl(tls_engine_t *e);
 

@@ -6,6 +6,7 @@
 #include "fgerr.h"
 #include "log.h"
 #include "netaddr.h"
+#include "tls_engine.h"
 #include "tstream.h"
 
 #define DATALINK_LINGER_MS 3000
@@ -37,6 +38,8 @@ struct datalink {
     uint64_t bytes_c2b, bytes_b2c;
     metrics_t *metrics;
     unsigned stall_timeout_s, stalled_s;
+    int require_session_reuse;
+    unsigned char tls_token[TLS_ENGINE_TOKEN_LEN];
     uint64_t progress_mark;
 };
 
@@ -218,8 +221,18 @@ static void dl_evaluate(datalink_t *dl)
 static void client_on_handshake(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
+    int resumed = tls_engine_resumed_with_token(tstream_engine(s), dl->tls_token);
     LOG_DEBUG(dl->sid, dl->peer, "data TLS established (%s, %s)", tstream_tls_desc(s),
-              SSL_session_reused(tstream_ssl(s)) ? "resumed" : "new session");
+              resumed ? "resumed the control session"
+                      : SSL_session_reused(tstream_ssl(s)) ? "resumed ANOTHER session" : "new session");
+    /* SECURITY: data-connection theft with a TLS session of its own (RFC 4217
+     * §10.2): only a resumption of this control connection's session proves
+     * the data connection comes from the same client. */
+    if (dl->require_session_reuse && !resumed) {
+        LOG_WARN(dl->sid, dl->peer, "SECURITY: data TLS did not resume the control session (%s); refused",
+                 SSL_session_reused(tstream_ssl(s)) ? "another connection's session" : "full handshake");
+        dl_fail(dl, 522, "Data connection must resume the control connection's TLS session");
+    }
 }
 
 static void client_on_data(tstream_t *s, const char *buf, size_t len)
@@ -433,9 +446,14 @@ static void on_data_connection(uv_stream_t *server, int status)
     uv_tcp_nodelay(tstream_tcp(cs), 1);
     uv_timer_start(&dl->timer, on_stall_tick, 1000, 1000);
     dl_close_listener(dl);
-    if (dl->tls && tstream_start_tls(cs, dl->tls) != FG_OK) {
-        dl_fail(dl, 425, "Cannot start TLS on the data connection");
-        return;
+    if (dl->tls) {
+        if (tstream_start_tls(cs, dl->tls) != FG_OK) {
+            dl_fail(dl, 425, "Cannot start TLS on the data connection");
+            return;
+        }
+        tls_engine_set_token(tstream_engine(cs), dl->tls_token);
+        /* Tickets only where the client reads (downloads); see tls_engine.h. */
+        tls_engine_set_num_tickets(tstream_engine(cs), dl->direction == DIR_DOWNLOAD ? 1 : 0);
     }
     tstream_start_read(cs);
     /* The backend's passive port is connected only now, once the real client
@@ -531,6 +549,9 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->sid = opts->session_id;
     dl->metrics = opts->metrics;
     dl->stall_timeout_s = opts->stall_timeout_s;
+    dl->require_session_reuse = opts->require_session_reuse;
+    if (opts->tls_token)
+        memcpy(dl->tls_token, opts->tls_token, sizeof dl->tls_token);
     snprintf(dl->peer, sizeof dl->peer, "%s", opts->peer ? opts->peer : "");
     memcpy(&dl->client_addr, opts->client_addr, netaddr_len(opts->client_addr));
     memcpy(&dl->backend_addr, opts->backend_addr, netaddr_len(opts->backend_addr));
@@ -557,6 +578,8 @@ uint16_t datalink_port(const datalink_t *dl)
 void datalink_set_direction(datalink_t *dl, int upload)
 {
     dl->direction = upload ? DIR_UPLOAD : DIR_DOWNLOAD;
+    if (!upload && dl->client && tstream_engine(dl->client) && !tstream_handshake_done(dl->client))
+        tls_engine_set_num_tickets(tstream_engine(dl->client), 1);
     if (dl->failed)
         dl_poke_backend(dl);
     if (dl->finished)

@@ -36,6 +36,8 @@ typedef struct {
     unsigned long long session_id;      /* for logs */
     const char *peer;                   /* for logs */
     metrics_t *metrics;
+    const unsigned char *tls_token;     /* the control connection's session token (tls_engine.h) */
+    int require_session_reuse;          /* data TLS must resume the control session */
 } datalink_opts_t;
 
 /* Opens the passive listener. Returns FG_OK and *out, FG_RANGE when the pool

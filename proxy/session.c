@@ -15,6 +15,9 @@
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
+#include "tls_engine.h"
+
+#include <openssl/rand.h>
 
 /* Unparsed client bytes: reading pauses above CLIENT_INPUT_PAUSE, so the
  * buffer stays below it plus one delivery (64 KiB clear, 16 KiB TLS). */
@@ -76,6 +79,7 @@ struct session {
     unsigned handles;
     unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1, rein_implicit : 1;
     char user[64];
+    unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
 };
 
 static void session_close(session_t *s, int graceful, const char *why);
@@ -83,6 +87,16 @@ static void process_input(session_t *s);
 static void connect_backend(session_t *s);
 
 /* ---- output -------------------------------------------------------------- */
+
+static int start_client_tls(session_t *s)
+{
+    if (tstream_start_tls(s->client, listener_tls(s->listener)) != FG_OK) {
+        session_close(s, 0, "cannot start TLS");
+        return FG_TLS;
+    }
+    tls_engine_set_token(tstream_engine(s->client), s->tls_token);
+    return FG_OK;
+}
 
 static void client_write(session_t *s, const char *data, size_t len)
 {
@@ -311,6 +325,8 @@ static void open_passive(session_t *s, uint16_t backend_port)
         .session_id = s->id,
         .peer = s->peer,
         .metrics = listener_metrics(s->listener),
+        .tls_token = s->tls_token,
+        .require_session_reuse = s->cfg->policy.require_session_reuse,
     };
     int rc = datalink_new(s->loop, &o, on_datalink_done, s, &s->dl);
     if (rc != FG_OK) {
@@ -413,10 +429,8 @@ static void on_client_tls_stopped(tstream_t *t)
         /* MS-FTPS: after REIN an implicit session starts over with a new
          * handshake on the same TCP connection. */
         s->rein_implicit = 0;
-        if (tstream_start_tls(t, listener_tls(s->listener)) != FG_OK) {
-            session_close(s, 0, "cannot restart TLS");
+        if (start_client_tls(s) != FG_OK)
             return;
-        }
     } else {
         s->pol.tls_active = 0;
     }
@@ -590,10 +604,8 @@ static void handle_command(session_t *s, const char *line, size_t len)
         return;
     case POLICY_AUTH: {
         reply(s, 234, "Proceed with negotiation.");
-        if (tstream_start_tls(s->client, listener_tls(s->listener)) != FG_OK) {
-            session_close(s, 0, "cannot start TLS");
+        if (start_client_tls(s) != FG_OK)
             return;
-        }
         s->pol.tls_active = 1;
         /* SECURITY: plaintext pipelined after AUTH (command injection,
          * CVE-2011-0411 class) is discarded, never executed. */
@@ -1082,6 +1094,14 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     }
     linebuf_set_cap(s->client_lb, lim->max_line_prelogin);
     ftp_reply_init(&s->reply_state);
+    if (RAND_bytes(s->tls_token, sizeof s->tls_token) != 1) {
+        linebuf_free(s->client_lb);
+        linebuf_free(s->backend_lb);
+        free(s->cin);
+        free(s);
+        tstream_close(client, 1);
+        return NULL;
+    }
     s->listener = l;
     s->cfg = cfg;
     s->limits = lim;
@@ -1116,10 +1136,8 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
         s->pol.tls_active = 1;
         s->pol.pbsz_done = 1;
         s->pol.prot = cfg->policy.data_protection == PROTECT_CLEAR ? 'C' : 'P';
-        if (tstream_start_tls(client, listener_tls(l)) != FG_OK) {
-            session_close(s, 0, "cannot start TLS");
+        if (start_client_tls(s) != FG_OK)
             return s;
-        }
     }
     tstream_start_read(client);
     restart_timer(s);

@@ -441,6 +441,11 @@ int tstream_handshake_done(const tstream_t *s)
     return s->tls && s->handshake_reported;
 }
 
+struct tls_engine *tstream_engine(tstream_t *s)
+{
+    return s->tls;
+}
+
 SSL *tstream_ssl(tstream_t *s)
 {
     return s->tls ? tls_engine_ssl(s->tls) : NULL;

@@ -63,6 +63,7 @@ int tstream_is_tls(const tstream_t *s);
 int tstream_stop_tls(tstream_t *s, void (*on_tls_stopped)(tstream_t *s));
 int tstream_handshake_done(const tstream_t *s);
 SSL *tstream_ssl(tstream_t *s); /* NULL when clear */
+struct tls_engine *tstream_engine(tstream_t *s); /* NULL when clear */
 const char *tstream_tls_desc(tstream_t *s); /* "TLSv1.3 TLS_AES_..." or "clear" */
 
 /* 0 or a negative FG_ code. */

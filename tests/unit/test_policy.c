@@ -1,4 +1,6 @@
-/* Unit tests for proxy/policy.c: every row of the command table (DESIGN.md §2). */
+/* Unit tests for proxy/policy.c: every row of the command table (DESIGN.md §2).
+ * File transfers follow policy.data_protection, listings follow
+ * policy.listing_protection; most rows set both the same. */
 #include "check.h"
 #include "fgerr.h"
 #include "ftp_cmd.h"
@@ -12,6 +14,7 @@ static policy_state_t st_initial(void)
     st.prot = 'C';
     st.login_requires_tls = 1;
     st.protection = PROTECT_PRIVATE;
+    st.listing_protection = PROTECT_PRIVATE;
     return st;
 }
 
@@ -23,6 +26,7 @@ static policy_state_t st_secured(char prot, data_protection_t protection)
     st.pbsz_done = 1;
     st.prot = prot;
     st.protection = protection;
+    st.listing_protection = protection;
     return st;
 }
 
@@ -131,7 +135,7 @@ static void test_prot(void)
     expect_reply(&st, "PROT c", 534);
 
     /* protection: any */
-    st.protection = PROTECT_ANY;
+    st.protection = st.listing_protection = PROTECT_ANY;
     d = decide(&st, "PROT C");
     CHECK_EQ_INT(d.action, POLICY_PROT);
     CHECK_EQ_INT(d.prot, 'C');
@@ -143,16 +147,46 @@ static void test_prot(void)
     CHECK_EQ_INT(d.prot, 'P');
 
     /* protection: clear */
-    st.protection = PROTECT_CLEAR;
+    st.protection = st.listing_protection = PROTECT_CLEAR;
     expect_reply(&st, "PROT P", 534);
     d = decide(&st, "PROT C");
     CHECK_EQ_INT(d.action, POLICY_PROT);
     CHECK_EQ_INT(d.prot, 'C');
 
+    /* Mixed: a level is refused only when neither files nor listings may use it. */
+    st.protection = PROTECT_PRIVATE;
+    st.listing_protection = PROTECT_ANY;
+    d = decide(&st, "PROT C");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'C');
+    st.listing_protection = PROTECT_CLEAR;
+    d = decide(&st, "PROT C");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'C');
+    d = decide(&st, "PROT P");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    CHECK_EQ_INT(d.prot, 'P');
+    st.protection = PROTECT_CLEAR;
+    st.listing_protection = PROTECT_PRIVATE;
+    d = decide(&st, "PROT C");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    d = decide(&st, "PROT P");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    st.listing_protection = PROTECT_ANY;
+    d = decide(&st, "PROT P");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    st.protection = PROTECT_ANY;
+    st.listing_protection = PROTECT_PRIVATE;
+    d = decide(&st, "PROT C");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+    st.listing_protection = PROTECT_CLEAR;
+    d = decide(&st, "PROT P");
+    CHECK_EQ_INT(d.action, POLICY_PROT);
+
     /* levels whatever the policy */
     static const data_protection_t all[] = {PROTECT_PRIVATE, PROTECT_ANY, PROTECT_CLEAR};
     for (size_t i = 0; i < 3; i++) {
-        st.protection = all[i];
+        st.protection = st.listing_protection = all[i];
         expect_reply(&st, "PROT S", 536);
         expect_reply(&st, "PROT E", 536);
         expect_reply(&st, "prot s", 536);
@@ -166,11 +200,27 @@ static void test_prot(void)
 
 static void test_ccc(void)
 {
+    /* Default (ccc off): 533 in every state. */
     policy_state_t st = st_secured('P', PROTECT_PRIVATE);
     expect_reply(&st, "CCC", 533);
-    st.ccc_allowed = 1; /* the table refuses CCC regardless */
-    expect_reply(&st, "CCC", 533);
     st = st_initial();
+    expect_reply(&st, "CCC", 533);
+
+    /* Allowed by policy: only under TLS. */
+    st = st_initial();
+    st.ccc_allowed = 1;
+    expect_reply(&st, "CCC", 503);
+    st.tls_active = 1;
+    expect_action(&st, "CCC", POLICY_CCC);
+    expect_action(&st, "ccc", POLICY_CCC);
+    st = st_secured('P', PROTECT_PRIVATE);
+    st.ccc_allowed = 1;
+    expect_action(&st, "CCC", POLICY_CCC);
+
+    /* MS-FTPS: never on an implicit session, even if the flag were set. */
+    st.implicit_mode = 1;
+    expect_reply(&st, "CCC", 533);
+    st.ccc_allowed = 0;
     expect_reply(&st, "CCC", 533);
 }
 
@@ -213,7 +263,10 @@ static void test_feat_passive(void)
     expect_reply(&st, "EPRT |1|127.0.0.1|1025|", 502);
     expect_reply(&st, "LPSV", 502);
     expect_reply(&st, "LPRT 4,4,127,0,0,1,2,4,1", 502);
-    expect_reply(&st, "REIN", 502);
+    expect_action(&st, "REIN", POLICY_REIN);
+    st = st_initial();
+    expect_action(&st, "REIN", POLICY_REIN);
+    st = st_secured('P', PROTECT_PRIVATE);
 
     /* RFC 2428 §4: after EPSV ALL only EPSV may set up a data connection. */
     st.epsv_all = 1;
@@ -226,34 +279,59 @@ static void test_feat_passive(void)
     expect_reply(&st, "LPRT 4,4,127,0,0,1,2,4,1", 502);
 }
 
+static const char *const files[] = {"RETR f", "STOR f", "STOU", "APPE f", "retr a b"};
+static const char *const lists[] = {"LIST", "NLST", "MLSD", "list -la", "NLST dir"};
+#define N_FILES (sizeof files / sizeof files[0])
+#define N_LISTS (sizeof lists / sizeof lists[0])
+
+/* want_files / want_lists: 0 for POLICY_TRANSFER, else the reply code. */
+static void expect_transfers(data_protection_t prot_files, data_protection_t prot_lists, char prot,
+                             int want_files, int want_lists)
+{
+    policy_state_t st = st_secured(prot, prot_files);
+    st.listing_protection = prot_lists;
+    for (size_t i = 0; i < N_FILES; i++) {
+        if (want_files)
+            expect_reply(&st, files[i], want_files);
+        else
+            expect_action(&st, files[i], POLICY_TRANSFER);
+    }
+    for (size_t i = 0; i < N_LISTS; i++) {
+        if (want_lists)
+            expect_reply(&st, lists[i], want_lists);
+        else
+            expect_action(&st, lists[i], POLICY_TRANSFER);
+    }
+}
+
 static void test_transfer(void)
 {
-    static const char *const lines[] = {"RETR f", "STOR f", "STOU", "APPE f",
-                                        "LIST",   "NLST", "MLSD", "list -la"};
-    const size_t n = sizeof lines / sizeof lines[0];
+    /* Same protection for files and listings. */
+    expect_transfers(PROTECT_PRIVATE, PROTECT_PRIVATE, 'C', 521, 521);
+    expect_transfers(PROTECT_PRIVATE, PROTECT_PRIVATE, 'P', 0, 0);
+    expect_transfers(PROTECT_ANY, PROTECT_ANY, 'C', 0, 0);
+    expect_transfers(PROTECT_ANY, PROTECT_ANY, 'P', 0, 0);
+    expect_transfers(PROTECT_CLEAR, PROTECT_CLEAR, 'C', 0, 0);
+    expect_transfers(PROTECT_CLEAR, PROTECT_CLEAR, 'P', 521, 521);
 
-    policy_state_t st = st_secured('C', PROTECT_PRIVATE);
-    for (size_t i = 0; i < n; i++)
-        expect_reply(&st, lines[i], 521);
+    /* Listings governed separately. */
+    expect_transfers(PROTECT_PRIVATE, PROTECT_ANY, 'C', 521, 0);
+    expect_transfers(PROTECT_PRIVATE, PROTECT_ANY, 'P', 0, 0);
+    expect_transfers(PROTECT_PRIVATE, PROTECT_CLEAR, 'C', 521, 0);
+    expect_transfers(PROTECT_PRIVATE, PROTECT_CLEAR, 'P', 0, 521);
+    expect_transfers(PROTECT_ANY, PROTECT_PRIVATE, 'C', 0, 521);
+    expect_transfers(PROTECT_ANY, PROTECT_CLEAR, 'P', 0, 521);
+    expect_transfers(PROTECT_CLEAR, PROTECT_PRIVATE, 'C', 0, 521);
+    expect_transfers(PROTECT_CLEAR, PROTECT_PRIVATE, 'P', 521, 0);
+    expect_transfers(PROTECT_CLEAR, PROTECT_ANY, 'P', 521, 0);
+
     /* Before TLS at all (login not required): still refused under private. */
-    st = st_initial();
+    policy_state_t st = st_initial();
     st.login_requires_tls = 0;
-    for (size_t i = 0; i < n; i++)
-        expect_reply(&st, lines[i], 521);
-
-    st = st_secured('P', PROTECT_PRIVATE);
-    for (size_t i = 0; i < n; i++)
-        expect_action(&st, lines[i], POLICY_TRANSFER);
-
-    st = st_secured('C', PROTECT_ANY);
-    for (size_t i = 0; i < n; i++)
-        expect_action(&st, lines[i], POLICY_TRANSFER);
-    st = st_secured('P', PROTECT_ANY);
-    for (size_t i = 0; i < n; i++)
-        expect_action(&st, lines[i], POLICY_TRANSFER);
-    st = st_secured('C', PROTECT_CLEAR);
-    for (size_t i = 0; i < n; i++)
-        expect_action(&st, lines[i], POLICY_TRANSFER);
+    for (size_t i = 0; i < N_FILES; i++)
+        expect_reply(&st, files[i], 521);
+    for (size_t i = 0; i < N_LISTS; i++)
+        expect_reply(&st, lists[i], 521);
 }
 
 static void test_forward_and_quit(void)

@@ -968,6 +968,117 @@ out:
     SSL_CTX_free(cctx);
 }
 
+/* CCC (RFC 4217 §12.3): after the close_notify exchange the connection goes on
+ * in clear; bytes behind the peer's close_notify are handed back by
+ * tls_engine_take_leftover. Both orders: the peer closes first, or we do. */
+static void test_leftover(SSL_CTX *sctx, int version)
+{
+    SSL_CTX *cctx = client_ctx(version);
+    pair_t p;
+    unsigned char buf[64];
+    size_t got = 0;
+    if (!cctx)
+        return;
+    /* We send close_notify (the proxy's 200 reply to CCC came before it); the
+     * client answers with its own and goes on in clear. */
+    if (pair_init(&p, sctx, cctx, NULL)) {
+        if (handshake(&p)) {
+            CHECK_EQ_INT(tls_engine_write(p.eng, "200 CCC ok\r\n", 12), FG_OK);
+            CHECK_EQ_INT(tls_engine_shutdown(p.eng), FG_OK);
+            /* nothing to take while the engine is not CLOSED */
+            CHECK_EQ_INT(tls_engine_take_leftover(p.eng, buf, sizeof buf), 0);
+            s2c(&p);
+            c_poll(&p);
+            CHECK_EQ_MEM(p.crx.p, p.crx.len, "200 CCC ok\r\n");
+            CHECK_EQ_INT(p.cli_err, SSL_ERROR_ZERO_RETURN);
+            CHECK_EQ_INT(SSL_shutdown(p.cli), 1);
+            size_t w = 0;
+            CHECK(BIO_write_ex(p.from_cli, "PWD\r\nNOOP\r\n", 11, &w) == 1); /* clear text */
+            c2s(&p);
+            CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_CLOSED);
+            CHECK_EQ_INT(tls_engine_state(p.eng), TLS_ENGINE_CLOSED);
+            /* small caps: taken in pieces, in order */
+            char left[32];
+            size_t n = 0, k;
+            while (n < sizeof left && (k = tls_engine_take_leftover(p.eng, left + n, 4)) > 0)
+                n += k;
+            CHECK_EQ_MEM(left, n, "PWD\r\nNOOP\r\n");
+            CHECK_EQ_INT(tls_engine_take_leftover(p.eng, buf, sizeof buf), 0);
+            CHECK_EQ_INT(tls_engine_take_leftover(p.eng, buf, 0), 0);
+            /* more clear text fed later is available too */
+            CHECK_EQ_INT(tls_engine_feed(p.eng, "QUIT\r\n", 6), FG_OK);
+            CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_CLOSED);
+            n = tls_engine_take_leftover(p.eng, buf, sizeof buf);
+            CHECK_EQ_MEM(buf, n, "QUIT\r\n");
+        }
+        pair_free(&p);
+    }
+    /* The client's close_notify, data before it and clear text after it, in
+     * one feed. */
+    if (pair_init(&p, sctx, cctx, NULL)) {
+        if (handshake(&p)) {
+            size_t w = 0;
+            CHECK(SSL_write_ex(p.cli, "CCC\r\n", 5, &w) == 1);
+            CHECK_EQ_INT(SSL_shutdown(p.cli), 0);
+            CHECK(BIO_write_ex(p.from_cli, "USER x\r\n", 8, &w) == 1);
+            c2s(&p);
+            CHECK_EQ_INT(tls_engine_take_leftover(p.eng, buf, sizeof buf), 0); /* not CLOSED yet */
+            CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_OK);
+            CHECK_EQ_MEM(buf, got, "CCC\r\n");
+            CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_CLOSED);
+            size_t n = tls_engine_take_leftover(p.eng, buf, sizeof buf);
+            CHECK_EQ_MEM(buf, n, "USER x\r\n");
+        }
+        pair_free(&p);
+    }
+    /* No leftover on a plain close. */
+    if (pair_init(&p, sctx, cctx, NULL)) {
+        if (handshake(&p)) {
+            close_both(&p);
+            CHECK_EQ_INT(tls_engine_take_leftover(p.eng, buf, sizeof buf), 0);
+        }
+        pair_free(&p);
+    }
+    SSL_CTX_free(cctx);
+}
+
+/* TLS 1.3: the client's Finished and its first command arrive in one feed
+ * (clients write right after their handshake completes). One read finishes
+ * the handshake and returns the command. */
+static void test_finished_and_data_together(SSL_CTX *sctx)
+{
+    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
+    pair_t p;
+    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
+        SSL_CTX_free(cctx);
+        return;
+    }
+    ERR_clear_error();
+    CHECK_EQ_INT(SSL_do_handshake(p.cli), -1); /* ClientHello */
+    c2s(&p);
+    unsigned char buf[64];
+    size_t got = 0;
+    CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_NEED_MORE);
+    CHECK_EQ_INT(tls_engine_state(p.eng), TLS_ENGINE_HANDSHAKING);
+    CHECK(tls_engine_pending_out(p.eng) > 0); /* ServerHello .. Finished */
+    s2c(&p);
+    CHECK_EQ_INT(SSL_do_handshake(p.cli), 1); /* client done; its Finished queued */
+    size_t w = 0;
+    CHECK(SSL_write_ex(p.cli, "USER x\r\n", 8, &w) == 1);
+    c2s(&p);
+    CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_OK);
+    CHECK_EQ_MEM(buf, got, "USER x\r\n");
+    CHECK_EQ_INT(tls_engine_state(p.eng), TLS_ENGINE_OPEN);
+    CHECK_EQ_INT(tls_engine_handshake_done(p.eng), 1);
+    CHECK(tls_engine_pending_out(p.eng) > 0); /* session tickets */
+    CHECK(pump(&p) > 0);
+    CHECK_EQ_INT(tls_engine_write(p.eng, "331 ok\r\n", 8), FG_OK);
+    CHECK(pump(&p) > 0);
+    CHECK_EQ_MEM(p.crx.p, p.crx.len, "331 ok\r\n");
+    pair_free(&p);
+    SSL_CTX_free(cctx);
+}
+
 static void test_fail_reuse(SSL_CTX *sctx)
 {
     SSL_CTX *cctx = client_ctx(0);
@@ -1140,6 +1251,9 @@ int main(void)
         test_renegotiation_then_write(sctx);
         test_key_update(sctx);
         test_fail_reuse(sctx);
+        test_leftover(sctx, TLS1_2_VERSION);
+        test_leftover(sctx, TLS1_3_VERSION);
+        test_finished_and_data_together(sctx);
     }
     SSL_CTX_free(sctx);
     test_version_mismatch();
