@@ -751,6 +751,60 @@ static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_li
     return FG_OK;
 }
 
+static int valid_server_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return 0;
+    if (s[0] == '*') {
+        if (s[1] != '.' || s[2] == '\0')
+            return 0;
+        s += 2;
+    }
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+static int parse_sni(ctx_t *c, const char *path, const json_t *l, const config_t *cfg,
+                     config_listener_t *li)
+{
+    char p[PATH_MAX_LEN], kp[PATH_MAX_LEN];
+    json_t *sni;
+    const char *name;
+    json_t *v;
+    size_t i;
+
+    if (get_member(c, l, path, "sni", 0, JSON_OBJECT, "object", &sni) != FG_OK)
+        return FG_CONFIG;
+    if (sni == NULL || json_object_size(sni) == 0)
+        return FG_OK;
+    subpath(p, path, "sni");
+    li->sni = calloc(json_object_size(sni), sizeof *li->sni);
+    if (li->sni == NULL)
+        return fail_nomem(c);
+    json_object_foreach(sni, name, v) {
+        subpath(kp, p, name);
+        if (!valid_server_name(name))
+            return fail(c, kp, "not a server name (letters, digits, '-', '.', optional leading \"*.\")");
+        if (!json_is_string(v))
+            return fail(c, kp, "expected string (a key of tls)");
+        for (i = 0; i < cfg->n_tls; i++)
+            if (strcmp(cfg->tls[i].id, json_string_value(v)) == 0)
+                break;
+        if (i == cfg->n_tls)
+            return fail(c, kp, "\"%s\" is not an identity under tls", show(json_string_value(v)).s);
+        config_sni_t *e = &li->sni[li->n_sni];
+        if ((e->name = xstrdup(name)) == NULL)
+            return fail_nomem(c);
+        e->tls_index = i;
+        li->n_sni++;
+    }
+    return FG_OK;
+}
+
 static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t *cfg,
                           config_listener_t *li)
 {
@@ -758,6 +812,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         { "name", NULL },    { "bind", NULL },    { "mode", NULL },
         { "tls", NULL },     { "backend", NULL }, { "passive", NULL },
         { "policy", NULL },  { "proxy_protocol", "not supported in this version" },
+        { "sni", NULL },
         { NULL, NULL },
     };
     static const keydef_t policy_keys[] = {
@@ -811,6 +866,8 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         return fail(c, p, "\"%s\" is not an identity under tls", show(s).s);
     li->tls_index = i;
 
+    if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK)
+        return rc;
     if ((rc = parse_backend(c, path, l, li)) != FG_OK || (rc = parse_passive(c, path, l, li)) != FG_OK)
         return rc;
 
@@ -1186,6 +1243,9 @@ void config_free(config_t *cfg)
         for (size_t j = 0; j < l->passive.n_announce; j++)
             free(l->passive.announce[j].address);
         free(l->passive.announce);
+        for (size_t j = 0; j < l->n_sni; j++)
+            free(l->sni[j].name);
+        free(l->sni);
     }
     free(cfg->listeners);
     free_hostport(&cfg->admin.bind);

@@ -49,11 +49,19 @@ typedef struct {
     char *address;          /* literal IPv4/IPv6 address announced */
 } config_announce_t;
 
+/* SNI: a server name (exact, or "*.example.com" for one label) -> identity. */
+typedef struct {
+    char *name;
+    size_t tls_index;
+} config_sni_t;
+
 typedef struct {
     char *name;
     config_hostport_t bind;
     listen_mode_t mode;
-    size_t tls_index;                 /* index into config_t.tls */
+    size_t tls_index;                 /* index into config_t.tls: the default identity */
+    config_sni_t *sni;                /* "sni": other identities chosen by server name */
+    size_t n_sni;
     struct {
         config_hostport_t address;
         data_mode_t data_mode;

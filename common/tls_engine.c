@@ -10,6 +10,7 @@
 /* SSL ex_data slot pointing at the owning engine's token: created once at
  * start-up (start-up configuration, never changed afterwards). */
 static int token_index = -1;
+static int sni_index = -1;
 
 struct tls_engine {
     SSL *ssl;
@@ -287,12 +288,50 @@ static SSL_TICKET_RETURN on_ticket_decrypt(SSL *ssl, SSL_SESSION *sess, const un
     }
 }
 
+SSL_CTX *tls_sni_lookup(const tls_sni_t *sni, const char *name)
+{
+    if (!sni || !name)
+        return NULL;
+    for (size_t i = 0; i < sni->n; i++) {
+        const char *pat = sni->entries[i].name;
+        if (OPENSSL_strcasecmp(pat, name) == 0)
+            return sni->entries[i].ctx;
+        /* "*.example.com" matches exactly one more label (RFC 6125 §6.4.3). */
+        if (pat[0] == '*' && pat[1] == '.') {
+            const char *dot = strchr(name, '.');
+            if (dot && dot != name && OPENSSL_strcasecmp(pat + 1, dot) == 0)
+                return sni->entries[i].ctx;
+        }
+    }
+    return NULL;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    (void)arg;
+    const tls_sni_t *sni = sni_index >= 0 ? SSL_get_ex_data(ssl, sni_index) : NULL;
+    SSL_CTX *ctx = tls_sni_lookup(sni, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+    if (ctx)
+        SSL_set_SSL_CTX(ssl, ctx);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+void tls_engine_set_sni(tls_engine_t *e, const tls_sni_t *sni)
+{
+    if (sni_index >= 0)
+        SSL_set_ex_data(e->ssl, sni_index, (void *)sni);
+}
+
 int tls_engine_prepare_ctx(SSL_CTX *ctx)
 {
     if (token_index < 0)
         token_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    if (token_index < 0)
+    if (sni_index < 0)
+        sni_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (token_index < 0 || sni_index < 0)
         return FG_TLS;
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     return SSL_CTX_set_session_ticket_cb(ctx, on_ticket_generate, on_ticket_decrypt, NULL) == 1
                ? FG_OK
                : FG_TLS;

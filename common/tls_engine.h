@@ -81,6 +81,22 @@ int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char tok
 /* TLS 1.3 tickets sent after the handshake (0 on upload data connections:
  * a client that never reads would reset the connection over unread tickets). */
 void tls_engine_set_num_tickets(tls_engine_t *e, size_t n);
+/* SNI: server names (exact, or "*.example.com" for one label) mapped to the
+ * SSL_CTX of another identity. Borrowed; must outlive the engine. The
+ * connection starts on the listener's default context, whose ticket keys and
+ * session cache stay in use, so data sessions resume across identities. */
+typedef struct {
+    const char *name;
+    SSL_CTX *ctx;
+} tls_sni_entry_t;
+typedef struct {
+    const tls_sni_entry_t *entries;
+    size_t n;
+} tls_sni_t;
+void tls_engine_set_sni(tls_engine_t *e, const tls_sni_t *sni);
+/* Pure: the context for server name, or NULL when none matches. */
+SSL_CTX *tls_sni_lookup(const tls_sni_t *sni, const char *server_name);
+
 /* Called once per SSL_CTX (by tls_ctx_new): makes tickets carry the token. */
 int tls_engine_prepare_ctx(SSL_CTX *ctx);
 

@@ -39,6 +39,7 @@ struct datalink {
     metrics_t *metrics;
     unsigned stall_timeout_s, stalled_s;
     int require_session_reuse;
+    const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN];
     uint64_t progress_mark;
 };
@@ -452,6 +453,7 @@ static void on_data_connection(uv_stream_t *server, int status)
             return;
         }
         tls_engine_set_token(tstream_engine(cs), dl->tls_token);
+        tls_engine_set_sni(tstream_engine(cs), dl->sni);
         /* Tickets only where the client reads (downloads); see tls_engine.h. */
         tls_engine_set_num_tickets(tstream_engine(cs), dl->direction == DIR_DOWNLOAD ? 1 : 0);
     }
@@ -550,6 +552,7 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->metrics = opts->metrics;
     dl->stall_timeout_s = opts->stall_timeout_s;
     dl->require_session_reuse = opts->require_session_reuse;
+    dl->sni = opts->sni;
     if (opts->tls_token)
         memcpy(dl->tls_token, opts->tls_token, sizeof dl->tls_token);
     snprintf(dl->peer, sizeof dl->peer, "%s", opts->peer ? opts->peer : "");

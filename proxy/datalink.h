@@ -7,6 +7,7 @@
 
 #include "metrics.h"
 #include "portpool.h"
+#include "tls_engine.h"
 
 /* One data transfer (DESIGN.md §3–4): a passive listener for the client, the
  * client-facing endpoint (TLS server under PROT P, or clear) and the
@@ -36,6 +37,7 @@ typedef struct {
     unsigned long long session_id;      /* for logs */
     const char *peer;                   /* for logs */
     metrics_t *metrics;
+    const tls_sni_t *sni;               /* borrowed from the listener */
     const unsigned char *tls_token;     /* the control connection's session token (tls_engine.h) */
     int require_session_reuse;          /* data TLS must resume the control session */
 } datalink_opts_t;

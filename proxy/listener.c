@@ -16,6 +16,8 @@ struct listener {
     const config_listener_t *cfg;
     const config_limits_t *limits;
     SSL_CTX *tls;
+    tls_sni_t sni;
+    tls_sni_entry_t *sni_entries;
     portpool_t *pool;
     session_t *sessions;
     unsigned n_sessions;
@@ -107,7 +109,7 @@ static void on_connection(uv_stream_t *server, int status)
 }
 
 int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
-                 SSL_CTX *ctx, unsigned long long *id_counter, metrics_t *metrics,
+                 SSL_CTX *const *all_tls, unsigned long long *id_counter, metrics_t *metrics,
                  listener_t **out, char *err, size_t errlen)
 {
     listener_t *l = calloc(1, sizeof *l);
@@ -120,14 +122,31 @@ int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_lim
     l->limits = limits;
     l->next_id = id_counter;
     l->metrics = metrics;
+    SSL_CTX *ctx = all_tls[cfg->tls_index];
     l->tls = ctx;
     SSL_CTX_up_ref(ctx);
+    if (cfg->n_sni) {
+        l->sni_entries = calloc(cfg->n_sni, sizeof *l->sni_entries);
+        if (!l->sni_entries) {
+            SSL_CTX_free(ctx);
+            free(l);
+            snprintf(err, errlen, "out of memory");
+            return FG_NOMEM;
+        }
+        for (size_t i = 0; i < cfg->n_sni; i++) {
+            l->sni_entries[i].name = cfg->sni[i].name;
+            l->sni_entries[i].ctx = all_tls[cfg->sni[i].tls_index];
+        }
+        l->sni.entries = l->sni_entries;
+        l->sni.n = cfg->n_sni;
+    }
     l->pool = portpool_new(cfg->passive.first, cfg->passive.last);
     struct sockaddr_storage addr;
     if (!l->pool || netaddr_parse_ip(cfg->bind.host, cfg->bind.port, &addr) != FG_OK) {
         snprintf(err, errlen, "listener %s: bad bind address %s", cfg->name, cfg->bind.host);
         portpool_free(l->pool);
         SSL_CTX_free(ctx);
+        free(l->sni_entries);
         free(l);
         return FG_CONFIG;
     }
@@ -169,6 +188,7 @@ int listener_try_free(listener_t *l)
         return 0;
     portpool_free(l->pool);
     SSL_CTX_free(l->tls);
+    free(l->sni_entries);
     free(l);
     return 1;
 }
@@ -186,6 +206,11 @@ const config_limits_t *listener_limits(const listener_t *l)
 SSL_CTX *listener_tls(const listener_t *l)
 {
     return l->tls;
+}
+
+const tls_sni_t *listener_sni(const listener_t *l)
+{
+    return &l->sni;
 }
 
 portpool_t *listener_pool(listener_t *l)

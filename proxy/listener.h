@@ -6,6 +6,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "portpool.h"
+#include "tls_engine.h"
 
 /* One configured listener: its bound socket, TLS context, passive port pool,
  * and the sessions it accepted (for limits and draining). */
@@ -16,8 +17,9 @@ typedef struct session session_t;
 /* Binds and listens. cfg, limits and id_counter are borrowed and must
  * outlive the listener; ctx gets a reference of its own. On FG_IO (bind
  * failed) *out is still set and must be stopped and freed. */
+/* all_tls: the contexts of every identity, indexed like config_t.tls. */
 int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
-                 SSL_CTX *ctx, unsigned long long *id_counter, metrics_t *metrics,
+                 SSL_CTX *const *all_tls, unsigned long long *id_counter, metrics_t *metrics,
                  listener_t **out, char *err, size_t errlen);
 
 /* Stops accepting; live sessions go on. on_closed runs when the socket is closed. */
@@ -28,6 +30,7 @@ int listener_try_free(listener_t *l);
 const config_listener_t *listener_config(const listener_t *l);
 const config_limits_t *listener_limits(const listener_t *l);
 SSL_CTX *listener_tls(const listener_t *l);
+const tls_sni_t *listener_sni(const listener_t *l);
 portpool_t *listener_pool(listener_t *l);
 unsigned listener_session_count(const listener_t *l);
 metrics_t *listener_metrics(listener_t *l);

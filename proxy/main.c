@@ -233,7 +233,7 @@ int main(int argc, char **argv)
     int failed = d.listeners == NULL;
     for (size_t i = 0; !failed && i < d.cfg->n_listeners; i++) {
         const config_listener_t *lc = &d.cfg->listeners[i];
-        int rc = listener_new(d.loop, lc, &d.cfg->limits, d.tls[lc->tls_index], &d.session_ids,
+        int rc = listener_new(d.loop, lc, &d.cfg->limits, d.tls, &d.session_ids,
                               &d.metrics, &d.listeners[i], err, sizeof err);
         if (d.listeners[i])
             d.n_listeners = i + 1;

@@ -95,6 +95,7 @@ static int start_client_tls(session_t *s)
         return FG_TLS;
     }
     tls_engine_set_token(tstream_engine(s->client), s->tls_token);
+    tls_engine_set_sni(tstream_engine(s->client), listener_sni(s->listener));
     return FG_OK;
 }
 
@@ -326,6 +327,7 @@ static void open_passive(session_t *s, uint16_t backend_port)
         .peer = s->peer,
         .metrics = listener_metrics(s->listener),
         .tls_token = s->tls_token,
+        .sni = listener_sni(s->listener),
         .require_session_reuse = s->cfg->policy.require_session_reuse,
     };
     int rc = datalink_new(s->loop, &o, on_datalink_done, s, &s->dl);
