@@ -7,15 +7,13 @@
  * both itself whatever the backend supports.
  *
  * The proxy's own lines use the plain RFC 4217 §6 form, one feature per line:
- *     " AUTH TLS"          when auth_allowed (explicit session not yet secured;
- *                          AUTH SSL/TLS-C/TLS-P are still accepted, just not
- *                          advertised — lftp and curl both ask for TLS)
+ *     " AUTH TLS", " AUTH SSL"  when auth_allowed (explicit session not yet
+ *                          secured; as vsftpd and FileZilla Server list them)
  *     " PBSZ", " PROT"     when tls_available
  *     " CCC"               when ccc_allowed
- *     " EPSV", " EPRT"     always
- * The PROT levels (prot_c_allowed/prot_p_allowed) are not listed: RFC 4217
- * defines the PROT feature without arguments, and a forbidden level is refused
- * with 534 when asked for. */
+ *     " EPSV"              always; " EPRT" when eprt_allowed (active mode served)
+ * The PROT levels are not listed: RFC 4217 defines the PROT feature without
+ * arguments, and a forbidden level is refused with 534 when asked for. */
 #include "feat.h"
 
 #include <string.h>
@@ -76,7 +74,7 @@ int feat_own_lines(const feat_policy_t *p, char *out, size_t cap)
     size_t pos = 0;
     int ok = 1;
     if (p != NULL && p->auth_allowed)
-        ok = ok && append(out, cap, &pos, " AUTH TLS\r\n");
+        ok = ok && append(out, cap, &pos, " AUTH TLS\r\n") && append(out, cap, &pos, " AUTH SSL\r\n");
     if (p != NULL && p->tls_available) {
         ok = ok && append(out, cap, &pos, " PBSZ\r\n");
         ok = ok && append(out, cap, &pos, " PROT\r\n");
@@ -84,7 +82,8 @@ int feat_own_lines(const feat_policy_t *p, char *out, size_t cap)
     if (p != NULL && p->ccc_allowed)
         ok = ok && append(out, cap, &pos, " CCC\r\n");
     ok = ok && append(out, cap, &pos, " EPSV\r\n");
-    ok = ok && append(out, cap, &pos, " EPRT\r\n");
+    if (p != NULL && p->eprt_allowed)
+        ok = ok && append(out, cap, &pos, " EPRT\r\n");
     if (!ok) {
         out[0] = '\0';
         return FG_RANGE;

@@ -9,9 +9,8 @@
 typedef struct {
     int tls_available;   /* advertise AUTH TLS/PBSZ/PROT (explicit, or implicit after TLS) */
     int auth_allowed;    /* advertise AUTH (explicit and not yet secured) */
-    int prot_c_allowed;
-    int prot_p_allowed;
     int ccc_allowed;
+    int eprt_allowed;    /* active mode is served (else PORT/EPRT are refused, so not advertised) */
 } feat_policy_t;
 
 /* line: one middle line of a multi-line 211 reply (leading space included).

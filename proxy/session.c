@@ -566,10 +566,9 @@ static void send_own_features(session_t *s)
 {
     feat_policy_t fp = {
         .tls_available = 1,
-        .auth_allowed = s->cfg->mode == LISTEN_EXPLICIT,
-        .prot_c_allowed = s->cfg->policy.data_protection != PROTECT_PRIVATE,
-        .prot_p_allowed = s->cfg->policy.data_protection != PROTECT_CLEAR,
-        .ccc_allowed = 0,
+        .auth_allowed = s->cfg->mode == LISTEN_EXPLICIT && !s->pol.tls_active,
+        .ccc_allowed = s->cfg->policy.ccc_allowed,
+        .eprt_allowed = 0,
     };
     char buf[512];
     int n = feat_own_lines(&fp, buf, sizeof buf);

@@ -43,15 +43,14 @@ static void test_own(void)
 
     memset(&p, 0, sizeof(p));
     int n = feat_own_lines(&p, out, sizeof(out));
-    CHECK_STR(out, " EPSV\r\n EPRT\r\n");
+    CHECK_STR(out, " EPSV\r\n");
     CHECK_EQ_INT(n, (int)strlen(out));
 
     p.auth_allowed = 1;
     p.tls_available = 1;
-    p.prot_c_allowed = 1;
-    p.prot_p_allowed = 1;
+    p.eprt_allowed = 1;
     n = feat_own_lines(&p, out, sizeof(out));
-    CHECK_STR(out, " AUTH TLS\r\n PBSZ\r\n PROT\r\n EPSV\r\n EPRT\r\n");
+    CHECK_STR(out, " AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n EPRT\r\n");
     CHECK_EQ_INT(n, (int)strlen(out));
 
     p.auth_allowed = 0;
@@ -76,7 +75,7 @@ static void test_own(void)
         lines++;
         s = e + 2;
     }
-    CHECK_EQ_INT(lines, 6);
+    CHECK_EQ_INT(lines, 7);
 
     /* cap: exact fit, one short, tiny, zero */
     size_t full = strlen(out);
@@ -88,7 +87,7 @@ static void test_own(void)
     CHECK_EQ_INT(feat_own_lines(&p, NULL, 10), FG_RANGE);
     /* NULL policy: only what is always there */
     n = feat_own_lines(NULL, out, sizeof(out));
-    CHECK_STR(out, " EPSV\r\n EPRT\r\n");
+    CHECK_STR(out, " EPSV\r\n");
 }
 
 int main(void)
