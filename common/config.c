@@ -664,7 +664,8 @@ static int parse_announce_entry(ctx_t *c, const char *path, const json_t *e, con
 static int parse_passive(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
 {
     static const keydef_t keys[] = {
-        { "ports", NULL }, { "announce", NULL }, { "check_peer_ip", NULL }, { NULL, NULL },
+        { "ports", NULL }, { "announce", NULL }, { "check_peer_ip", NULL },
+        { "announce_ports", NULL }, { NULL, NULL },
     };
     char path[PATH_MAX_LEN], p[PATH_MAX_LEN];
     json_t *pas, *ann;
@@ -716,7 +717,43 @@ static int parse_passive(ctx_t *c, const char *lpath, const json_t *l, config_li
     } else if (ann != NULL) {
         return fail(c, p, "expected string or array, got %s", type_name(ann));
     }
+    const char *aports = NULL;
+    if (get_str(c, pas, path, "announce_ports", 0, &aports) != FG_OK)
+        return FG_CONFIG;
+    if (aports != NULL) {
+        uint16_t afirst, alast;
+        subpath(p, path, "announce_ports");
+        if (parse_ports(c, p, aports, &afirst, &alast) != FG_OK)
+            return FG_CONFIG;
+        /* Docker's -p 31000-31099:50000-50099 maps ranges one to one. */
+        if ((unsigned)(alast - afirst) != (unsigned)(li->passive.last - li->passive.first))
+            return fail(c, p, "\"%s\": must hold as many ports as passive.ports (%u)", show(aports).s,
+                        (unsigned)(li->passive.last - li->passive.first) + 1);
+        li->passive.announce_first = afirst;
+    }
     return get_bool(c, pas, path, "check_peer_ip", &li->passive.check_peer_ip);
+}
+
+static int parse_active(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
+{
+    static const keydef_t keys[] = {
+        { "enabled", NULL }, { "allow_low_ports", NULL }, { "source_port", NULL }, { NULL, NULL },
+    };
+    char path[PATH_MAX_LEN];
+    json_t *act;
+
+    li->active.enabled = 1;
+    if (get_member(c, l, lpath, "active", 0, JSON_OBJECT, "object", &act) != FG_OK)
+        return FG_CONFIG;
+    if (act == NULL)
+        return FG_OK;
+    subpath(path, lpath, "active");
+    if (check_keys(c, act, path, keys) != FG_OK ||
+        get_bool(c, act, path, "enabled", &li->active.enabled) != FG_OK ||
+        get_bool(c, act, path, "allow_low_ports", &li->active.allow_low_ports) != FG_OK ||
+        get_uint(c, act, path, "source_port", 0, 65535, &li->active.source_port) != FG_OK)
+        return FG_CONFIG;
+    return FG_OK;
 }
 
 static const char *const mode_names[] = { "explicit", "implicit", NULL };
@@ -812,7 +849,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         { "name", NULL },    { "bind", NULL },    { "mode", NULL },
         { "tls", NULL },     { "backend", NULL }, { "passive", NULL },
         { "policy", NULL },  { "proxy_protocol", "not supported in this version" },
-        { "sni", NULL },
+        { "sni", NULL },     { "active", NULL },
         { NULL, NULL },
     };
     static const keydef_t policy_keys[] = {
@@ -866,7 +903,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         return fail(c, p, "\"%s\" is not an identity under tls", show(s).s);
     li->tls_index = i;
 
-    if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK)
+    if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK || (rc = parse_active(c, path, l, li)) != FG_OK)
         return rc;
     if ((rc = parse_backend(c, path, l, li)) != FG_OK || (rc = parse_passive(c, path, l, li)) != FG_OK)
         return rc;

@@ -68,10 +68,17 @@ typedef struct {
     } backend;
     struct {
         uint16_t first, last;         /* listen port range, inclusive */
+        uint16_t announce_first;      /* "announce_ports": first announced port (NAT/Docker
+                                         port mapping); 0: the listen port itself */
         config_announce_t *announce;  /* NULL/0: the local address of the control connection */
         size_t n_announce;
         int check_peer_ip;            /* default 1: data peer IP must equal control peer IP */
     } passive;
+    struct {
+        int enabled;                  /* PORT/EPRT accepted; default 1 */
+        int allow_low_ports;          /* client data ports below 1024; default 0 (RFC 2577) */
+        unsigned source_port;         /* local port for connections to clients; 0: ephemeral */
+    } active;
     struct {
         int login_requires_tls;             /* default 1 */
         data_protection_t data_protection;  /* file transfers; default private */

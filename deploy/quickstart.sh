@@ -12,7 +12,8 @@
 #   2. builds build/ftpsgate with CMake;
 #   3. makes a throwaway CA and a server certificate for 127.0.0.1/localhost;
 #   4. starts vsftpd, plain FTP, on 127.0.0.1:2121 (anonymous, uploads into /upload);
-#   5. starts ftpsgate, explicit FTPS (AUTH TLS), on 127.0.0.1:2990 in front of it;
+#   5. starts ftpsgate, explicit FTPS (AUTH TLS), on 127.0.0.1:2990 in front of it, with its
+#      metrics endpoint on 127.0.0.1:9121;
 #   6. fetches hello.txt through the proxy once with curl, then prints the commands to try.
 #
 # Everything it writes (certificates, FTP root, configs, logs, PID files) goes under
@@ -22,8 +23,8 @@
 # setsid, so its process group is its own session processes) and only when the PID
 # still runs the expected program.
 #
-# ftpsgate's implicit FTPS mode (ftps://, port 990) comes in a later issue; this quick
-# start uses explicit FTPS only.
+# This quick start shows explicit FTPS (AUTH TLS) only. Implicit FTPS (ftps://, usually
+# port 990) is one more listener with "mode": "implicit" (README.md, Configuration).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,7 @@ QS="${FTPSGATE_QS_DIR:-/var/lib/ftpsgate-quickstart}"
 HOST=127.0.0.1
 FTP_PORT="${QS_FTP_PORT:-2121}"       # vsftpd, plain FTP (the "legacy" backend)
 PROXY_PORT="${QS_PROXY_PORT:-2990}"   # ftpsgate, explicit FTPS
+ADMIN_PORT="${QS_ADMIN_PORT:-9121}"   # ftpsgate's /metrics and /healthz
 BACKEND_PASV_MIN=40000
 BACKEND_PASV_MAX=40049
 PROXY_PASV="50000-50049"
@@ -49,7 +51,7 @@ say() { printf 'quickstart: %s\n' "$*"; }
 die() { printf 'quickstart: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---- processes ------------------------------------------------------------------------
@@ -81,19 +83,27 @@ signal_tree() {
     fi
 }
 
+wait_gone() {   # PID TENTHS: 0 once PID has exited, 1 if it still runs after TENTHS/10 s
+    local _
+    for _ in $(seq 1 "$2"); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    ! kill -0 "$1" 2>/dev/null
+}
+
 stop_one() {   # NAME EXE
     local name="$1" exe="$2" f="$QS/pids/$1.pid" pid
     [ -f "$f" ] || return 0
     pid="$(cat "$f")"
     if is_ours "$pid" "$exe"; then
+        # ftpsgate drains live sessions on SIGTERM and stops at once on a second one.
         signal_tree TERM "$pid"
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
+        wait_gone "$pid" 50 || signal_tree TERM "$pid"
+        if ! wait_gone "$pid" 50; then
             say "$name (pid $pid) did not stop within 10 s; sending SIGKILL"
             signal_tree KILL "$pid"
+            wait_gone "$pid" 20 || true
         fi
         say "stopped $name (pid $pid)"
     else
@@ -103,6 +113,10 @@ stop_one() {   # NAME EXE
 }
 
 stop_all() {
+    if [ ! -f "$QS/pids/ftpsgate.pid" ] && [ ! -f "$QS/pids/vsftpd.pid" ]; then
+        say "nothing to stop (no PID recorded in $QS/pids)"
+        return 0
+    fi
     stop_one ftpsgate "$FG_BIN"
     stop_one vsftpd "$VS_BIN"
 }
@@ -301,7 +315,8 @@ write_ftpsgate_conf() {
       "policy": { "login_requires_tls": true, "data_protection": "private" }
     }
   ],
-  "log": { "level": "info", "format": "text" }
+  "log": { "level": "info", "format": "text" },
+  "admin": { "bind": "$HOST:$ADMIN_PORT" }
 }
 EOF
     "$FG_BIN" --check-config --config "$QS/conf/ftpsgate.json" ||
@@ -340,12 +355,13 @@ Upload (into /upload; the file lands in $up/):
 List and fetch with lftp (drop "ls; cat hello.txt; bye" for an interactive session):
   lftp -u anonymous,x -e 'set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file $CA; ls; cat hello.txt; bye' ftp://$HOST:$PROXY_PORT
 
-Without TLS the login is refused (policy login_requires_tls):
+Without TLS the login is refused (policy login_requires_tls): "curl: (67) Access denied: 534"
   curl ftp://$HOST:$PROXY_PORT/hello.txt --user anonymous:x
 
-Logs:
+Logs and metrics:
   tail -f $QS/logs/ftpsgate.log     # ftpsgate, one line per event
   tail -f $QS/logs/vsftpd.log       # the backend's transfer log
+  curl -s http://$HOST:$ADMIN_PORT/metrics
 
 Stop:
   sudo bash $REPO/deploy/quickstart.sh --stop
@@ -382,8 +398,9 @@ make_ftp_root
 write_vsftpd_conf
 write_ftpsgate_conf
 
-for p in "$FTP_PORT" "$PROXY_PORT"; do
-    port_listening "$p" && die "TCP port $p is already in use by another program (set QS_FTP_PORT / QS_PROXY_PORT)"
+for p in "$FTP_PORT" "$PROXY_PORT" "$ADMIN_PORT"; do
+    port_listening "$p" &&
+        die "TCP port $p is already in use by another program (set QS_FTP_PORT, QS_PROXY_PORT, QS_ADMIN_PORT)"
 done
 
 "$VS_BIN" -v 0>&1 2>&1 | head -n 1 || true

@@ -9,48 +9,70 @@
 #include "portpool.h"
 #include "tls_engine.h"
 
-/* One data transfer (DESIGN.md §3–4): a passive listener for the client, the
- * client-facing endpoint (TLS server under PROT P, or clear) and the
- * backend-facing endpoint (plain), with a pump each way that stops reading
- * its source while its sink is above the high mark.
+/* One data transfer (DESIGN.md §3–4): a client-facing endpoint (TLS server
+ * under PROT P, or clear) and a backend-facing endpoint (plain), with a pump
+ * each way that stops reading its source while its sink is above the high
+ * mark.
  *
- * The owner (a session) learns the outcome once, through done_cb: code 0 when
- * every byte of the transfer was delivered (download: close_notify/FIN sent to
- * the client; upload: FIN sent to the backend after the last byte), or an FTP
- * reply code (425, 426, 522) and text when it failed. The link frees itself
- * once all its handles are closed; after datalink_detach the owner must not
- * touch it again and gets no callback. */
+ * Client side:  passive (the client connects to a port of the pool) or
+ *               active (the proxy connects to the client's PORT/EPRT address
+ *               when the transfer command goes out; still the TLS server,
+ *               RFC 4217 §7).
+ * Backend side: connect (to the port of the backend's 227/229), or listen
+ *               (the proxy sent PORT/EPRT; only the backend's IP may connect).
+ *
+ * The owner learns the outcome once, through done_cb: code 0 when every byte
+ * was delivered (download: close_notify/FIN sent to the client; upload: FIN
+ * sent to the backend after the last byte), or an FTP reply code (425, 426,
+ * 522) and text. The link frees itself once its handles are closed; after
+ * datalink_detach the owner must not touch it and gets no callback. */
 
 typedef struct datalink datalink_t;
 
 typedef void (*datalink_done_cb)(void *owner, int code, const char *text);
 
+typedef enum { DL_CLIENT_PASSIVE = 0, DL_CLIENT_ACTIVE } dl_client_mode_t;
+typedef enum { DL_BACKEND_CONNECT = 0, DL_BACKEND_LISTEN } dl_backend_mode_t;
+
 typedef struct {
-    const struct sockaddr *listen_addr; /* address to bind the passive listener on (port ignored) */
-    const struct sockaddr *client_addr; /* the control connection's peer */
-    int check_peer_ip;                  /* only accept data connections from client_addr's IP */
-    const struct sockaddr *backend_addr;/* backend data port to connect to */
-    portpool_t *pool;
-    SSL_CTX *tls;                       /* NULL: clear data channel (PROT C) */
+    dl_client_mode_t client_mode;
+    const struct sockaddr *listen_addr;   /* passive: bind address of the client-facing port (port ignored) */
+    portpool_t *pool;                     /* passive: where that port comes from */
+    const struct sockaddr *client_addr;   /* the control connection's peer */
+    int check_peer_ip;                    /* passive: only client_addr's IP may connect */
+    const struct sockaddr *client_target; /* active: the validated PORT/EPRT address */
+    const struct sockaddr *active_source; /* active: local address to connect from (NULL: any) */
+
+    dl_backend_mode_t backend_mode;
+    const struct sockaddr *backend_addr;  /* connect: backend control peer (port set later);
+                                             listen: the only IP allowed to connect */
+    const struct sockaddr *backend_local; /* listen: local address to bind (port 0: ephemeral) */
+
+    SSL_CTX *tls;                         /* NULL: clear data channel (PROT C) */
+    const tls_sni_t *sni;                 /* borrowed from the listener */
+    const unsigned char *tls_token;       /* the control connection's session token */
+    int require_session_reuse;            /* data TLS must resume the control session */
     unsigned connect_timeout_ms;
-    unsigned stall_timeout_s;           /* no byte either way for this long: 426 */
-    unsigned long long session_id;      /* for logs */
-    const char *peer;                   /* for logs */
+    unsigned stall_timeout_s;             /* no byte either way for this long: 426 */
+    unsigned long long session_id;        /* for logs */
+    const char *peer;                     /* for logs */
     metrics_t *metrics;
-    const tls_sni_t *sni;               /* borrowed from the listener */
-    const unsigned char *tls_token;     /* the control connection's session token (tls_engine.h) */
-    int require_session_reuse;          /* data TLS must resume the control session */
 } datalink_opts_t;
 
-/* Opens the passive listener. Returns FG_OK and *out, FG_RANGE when the pool
- * has no free port, FG_IO when no port could be bound. */
+/* Opens the listeners the modes need. Returns FG_OK and *out, FG_RANGE when
+ * the passive pool has no free port, FG_IO when nothing could be bound. */
 int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb cb, void *owner,
                  datalink_t **out);
 
-uint16_t datalink_port(const datalink_t *dl);
+/* Passive client side: the port the client must connect to. */
+uint16_t datalink_client_port(const datalink_t *dl);
+/* Listen backend side: the address to put in PORT/EPRT toward the backend. */
+const struct sockaddr *datalink_backend_listen_addr(const datalink_t *dl);
+/* Connect backend side: the port from the backend's 227/229. */
+void datalink_set_backend_port(datalink_t *dl, uint16_t port);
 
 /* Called when the transfer command is forwarded: which way the bytes go
- * decides which end completes the transfer. */
+ * decides which end completes the transfer; an active client is dialled now. */
 void datalink_set_direction(datalink_t *dl, int upload);
 
 /* Payload bytes moved so far, for STAT during a transfer. */

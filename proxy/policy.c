@@ -155,7 +155,7 @@ void policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decisi
             reply(out, 501, "EPSV ALL in effect: use EPSV");
             return;
         }
-        reply(out, 502, "Active mode is not supported; use PASV or EPSV");
+        out->action = POLICY_ACTIVE;
         return;
     case FTP_CMD_LPSV:
     case FTP_CMD_LPRT:

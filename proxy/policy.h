@@ -26,6 +26,7 @@ typedef enum {
     POLICY_PBSZ,        /* reply 200 PBSZ=0 */
     POLICY_PROT,        /* reply 200 and set prot */
     POLICY_PASSIVE,     /* PASV/EPSV: a data channel through the backend */
+    POLICY_ACTIVE,      /* PORT/EPRT: the proxy dials the client (after anti-bounce checks) */
     POLICY_EPSV_ALL,    /* reply 200; PASV/PORT/EPRT refused from now on */
     POLICY_FEAT,        /* forward, merge the reply */
     POLICY_TRANSFER,    /* forward as a transfer over the prepared data channel */

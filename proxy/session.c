@@ -32,7 +32,7 @@ typedef enum {
     WAIT_GREETING,  /* backend connection and its 220 */
     WAIT_FORWARD,   /* reply to a forwarded command */
     WAIT_FEAT,      /* FEAT reply, merged */
-    WAIT_PASSIVE,   /* backend's 227/229 for the client's PASV/EPSV */
+    WAIT_DATA_SETUP,/* backend's reply to our PASV/EPSV/PORT/EPRT */
     WAIT_TRANSFER,  /* replies of a transfer command */
     WAIT_QUIT,      /* QUIT's reply, then close */
     WAIT_REIN,      /* the new backend connection's greeting answers REIN */
@@ -60,7 +60,10 @@ struct session {
     policy_state_t pol;
     int logged_in;
     int last_reply_code;
-    ftp_cmd_id_t passive_cmd;
+    ftp_cmd_id_t data_cmd;       /* the client's PASV/EPSV/PORT/EPRT */
+    dl_backend_mode_t data_backend_mode;
+    uint16_t data_port;          /* announced passive port */
+    int data_sent_epsv, backend_wants_epsv;
     int feat_multiline;
     datalink_t *dl;
     char dl_prot;
@@ -307,64 +310,133 @@ static const struct sockaddr *announce_for(session_t *s, struct sockaddr_storage
     return (const struct sockaddr *)&s->local_addr;
 }
 
-static void open_passive(session_t *s, uint16_t backend_port)
+/* The reply the client gets once the data channel is prepared. */
+static void reply_data_ready(session_t *s)
 {
-    struct sockaddr_storage bdata;
-    memcpy(&bdata, &s->backend_addr, sizeof bdata);
-    /* The IP in the backend's 227 is ignored (RFC 2577 §3: a server-chosen
-     * address is a bounce vector); the data port is on the control peer. */
-    netaddr_set_port((struct sockaddr *)&bdata, backend_port);
-    datalink_opts_t o = {
-        .listen_addr = (const struct sockaddr *)&s->local_addr,
-        .client_addr = (const struct sockaddr *)&s->client_addr,
-        .check_peer_ip = s->cfg->passive.check_peer_ip,
-        .backend_addr = (const struct sockaddr *)&bdata,
-        .pool = listener_pool(s->listener),
-        .tls = s->pol.prot == 'P' ? listener_tls(s->listener) : NULL,
-        .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
-        .stall_timeout_s = s->limits->transfer_stall_timeout_s,
-        .session_id = s->id,
-        .peer = s->peer,
-        .metrics = listener_metrics(s->listener),
-        .tls_token = s->tls_token,
-        .sni = listener_sni(s->listener),
-        .require_session_reuse = s->cfg->policy.require_session_reuse,
-    };
-    int rc = datalink_new(s->loop, &o, on_datalink_done, s, &s->dl);
-    if (rc != FG_OK) {
-        s->dl = NULL;
-        LOG_WARN(s->id, s->peer, "no passive port available (%s)", fg_strerror(rc));
-        listener_metrics(s->listener)->passive_ports_exhausted++;
-        reply(s, 425, "Cannot open passive connection: no free port, try again later");
-        return;
-    }
-    s->dl_prot = s->pol.prot;
-    s->dl_status = DL_PENDING;
-    uint16_t port = datalink_port(s->dl);
     char line[128];
-    int n;
-    if (s->passive_cmd == FTP_CMD_EPSV) {
-        n = ftp_addr_format_229(line, sizeof line, port);
-    } else {
+    int n = -1;
+    switch (s->data_cmd) {
+    case FTP_CMD_PORT:
+        reply(s, 200, "PORT command successful");
+        return;
+    case FTP_CMD_EPRT:
+        reply(s, 200, "EPRT command successful");
+        return;
+    case FTP_CMD_EPSV:
+        n = ftp_addr_format_229(line, sizeof line, s->data_port);
+        break;
+    default: {
         struct sockaddr_storage tmp;
         struct in_addr ip4;
         if (!netaddr_ipv4(announce_for(s, &tmp), &ip4)) {
-            datalink_detach(s->dl);
-            s->dl = NULL;
-            s->dl_status = DL_NONE;
+            /* RFC 2428 §4: PASV cannot name an IPv6 address. */
+            end_transfer(s);
             reply(s, 425, "PASV needs an IPv4 address; use EPSV");
             return;
         }
-        n = ftp_addr_format_227(line, sizeof line, ip4, port);
+        n = ftp_addr_format_227(line, sizeof line, ip4, s->data_port);
+        break;
+    }
     }
     if (n > 0)
         client_write(s, line, (size_t)n);
-    LOG_DEBUG(s->id, s->peer, "passive port %u -> backend port %u", (unsigned)port,
-              (unsigned)backend_port);
 }
 
-static void start_passive(session_t *s, const ftp_cmd_t *cmd)
+/* Validates PORT/EPRT (RFC 2577 §3, anti-bounce). 0 and *target, or -1 after
+ * a refusal was sent. */
+static int check_active_target(session_t *s, const ftp_cmd_t *cmd, struct sockaddr_storage *target)
 {
+    int rc;
+    memset(target, 0, sizeof *target);
+    if (!cmd->arg) {
+        reply(s, 501, "Syntax error in parameters");
+        return -1;
+    }
+    if (cmd->id == FTP_CMD_PORT) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)target;
+        uint16_t port;
+        rc = ftp_addr_parse_port(cmd->arg, cmd->arg_len, &sin->sin_addr, &port);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+    } else {
+        rc = ftp_addr_parse_eprt(cmd->arg, cmd->arg_len, target);
+        if (rc == FG_RANGE && cmd->arg_len > 2 && cmd->arg[1] != '1' && cmd->arg[1] != '2') {
+            reply(s, 522, "Network protocol not supported, use (1,2)");
+            return -1;
+        }
+    }
+    if (rc != FG_OK) {
+        reply(s, 501, "Syntax error in parameters");
+        return -1;
+    }
+    /* SECURITY: FTP bounce (RFC 2577 §3): the data connection may only go back
+     * to the client itself, never to a third host named in PORT/EPRT. */
+    if (!netaddr_same_ip((const struct sockaddr *)target, (const struct sockaddr *)&s->client_addr)) {
+        char ip[64];
+        LOG_WARN(s->id, s->peer, "SECURITY: refused %s to %s (not the client's address)", cmd->verb,
+                 netaddr_format_ip((const struct sockaddr *)target, ip, sizeof ip));
+        listener_metrics(s->listener)->policy_refusals++;
+        reply(s, 500, "Illegal %s command: the address must be your own", cmd->verb);
+        return -1;
+    }
+    /* SECURITY: privileged ports are services, not FTP clients (RFC 2577 §3). */
+    if (netaddr_port((const struct sockaddr *)target) < 1024 && !s->cfg->active.allow_low_ports) {
+        LOG_WARN(s->id, s->peer, "SECURITY: refused %s to privileged port %u", cmd->verb,
+                 (unsigned)netaddr_port((const struct sockaddr *)target));
+        listener_metrics(s->listener)->policy_refusals++;
+        reply(s, 500, "Illegal %s command: port below 1024", cmd->verb);
+        return -1;
+    }
+    /* The client's address is the control peer's; keep its family (a v4-mapped
+     * control peer gets a v4-mapped data target). */
+    uint16_t port = netaddr_port((const struct sockaddr *)target);
+    memcpy(target, &s->client_addr, sizeof *target);
+    netaddr_set_port((struct sockaddr *)target, port);
+    return 0;
+}
+
+static dl_backend_mode_t backend_mode_for(const session_t *s, ftp_cmd_id_t client_cmd)
+{
+    switch (s->cfg->backend.data_mode) {
+    case DATA_MODE_ACTIVE:
+        return DL_BACKEND_LISTEN;
+    case DATA_MODE_CLIENT:
+        return client_cmd == FTP_CMD_PORT || client_cmd == FTP_CMD_EPRT ? DL_BACKEND_LISTEN
+                                                                        : DL_BACKEND_CONNECT;
+    default:
+        return DL_BACKEND_CONNECT;
+    }
+}
+
+/* Asks the backend for its side of the data channel. */
+static void send_backend_data_command(session_t *s)
+{
+    char line[128];
+    int n;
+    if (s->data_backend_mode == DL_BACKEND_LISTEN) {
+        const struct sockaddr *la = datalink_backend_listen_addr(s->dl);
+        struct in_addr ip4;
+        if (netaddr_ipv4(la, &ip4) && s->backend_addr.ss_family == AF_INET)
+            n = ftp_addr_format_port(line, sizeof line, ip4, netaddr_port(la));
+        else
+            n = ftp_addr_format_eprt(line, sizeof line, la);
+    } else {
+        /* PASV first toward an IPv4 server (every legacy server has it), EPSV
+         * for IPv6 or once PASV was refused; learnt once per session. */
+        int epsv = s->backend_addr.ss_family == AF_INET6 || s->backend_wants_epsv;
+        n = snprintf(line, sizeof line, "%s\r\n", epsv ? "EPSV" : "PASV");
+        s->data_sent_epsv = epsv;
+    }
+    if (n > 0 && s->backend)
+        tstream_write(s->backend, line, (size_t)n);
+    s->wait = WAIT_DATA_SETUP;
+}
+
+/* PASV, EPSV, PORT, EPRT from the client: prepare both sides of a data link. */
+static void start_data_setup(session_t *s, const ftp_cmd_t *cmd)
+{
+    struct sockaddr_storage target;
+    int active = cmd->id == FTP_CMD_PORT || cmd->id == FTP_CMD_EPRT;
     if (cmd->id == FTP_CMD_EPSV && cmd->arg) {
         /* RFC 2428 §3: EPSV <net-prt> asks for a given protocol family. */
         struct in_addr v4;
@@ -384,18 +456,112 @@ static void start_passive(session_t *s, const ftp_cmd_t *cmd)
             return;
         }
     }
-    if (s->dl) {
-        datalink_detach(s->dl);
-        s->dl = NULL;
-        s->dl_status = DL_NONE;
+    if (active && !s->cfg->active.enabled) {
+        reply(s, 502, "Active mode is disabled; use PASV or EPSV");
+        return;
     }
-    s->passive_cmd = cmd->id;
-    static const char pasv[] = "PASV", epsv[] = "EPSV";
-    if (s->backend_addr.ss_family == AF_INET)
-        backend_write_line(s, pasv, sizeof pasv - 1);
-    else
-        backend_write_line(s, epsv, sizeof epsv - 1);
-    s->wait = WAIT_PASSIVE;
+    if (active && check_active_target(s, cmd, &target) != 0)
+        return;
+    end_transfer(s); /* a new PASV/PORT replaces the previous data channel */
+
+    struct sockaddr_storage backend_local, source;
+    int blen = sizeof backend_local;
+    memset(&backend_local, 0, sizeof backend_local);
+    if (s->backend)
+        uv_tcp_getsockname(tstream_tcp(s->backend), (struct sockaddr *)&backend_local, &blen);
+    netaddr_set_port((struct sockaddr *)&backend_local, 0);
+    memcpy(&source, &s->local_addr, sizeof source);
+    netaddr_set_port((struct sockaddr *)&source, (uint16_t)s->cfg->active.source_port);
+
+    s->data_cmd = cmd->id;
+    s->data_backend_mode = backend_mode_for(s, cmd->id);
+    datalink_opts_t o = {
+        .client_mode = active ? DL_CLIENT_ACTIVE : DL_CLIENT_PASSIVE,
+        .listen_addr = (const struct sockaddr *)&s->local_addr,
+        .pool = listener_pool(s->listener),
+        .client_addr = (const struct sockaddr *)&s->client_addr,
+        .check_peer_ip = s->cfg->passive.check_peer_ip,
+        .client_target = active ? (const struct sockaddr *)&target : NULL,
+        .active_source = s->cfg->active.source_port ? (const struct sockaddr *)&source : NULL,
+        .backend_mode = s->data_backend_mode,
+        .backend_addr = (const struct sockaddr *)&s->backend_addr,
+        .backend_local = (const struct sockaddr *)&backend_local,
+        .tls = s->pol.prot == 'P' ? listener_tls(s->listener) : NULL,
+        .sni = listener_sni(s->listener),
+        .tls_token = s->tls_token,
+        .require_session_reuse = s->cfg->policy.require_session_reuse,
+        .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
+        .stall_timeout_s = s->limits->transfer_stall_timeout_s,
+        .session_id = s->id,
+        .peer = s->peer,
+        .metrics = listener_metrics(s->listener),
+    };
+    int rc = datalink_new(s->loop, &o, on_datalink_done, s, &s->dl);
+    if (rc != FG_OK) {
+        s->dl = NULL;
+        if (rc == FG_RANGE)
+            listener_metrics(s->listener)->passive_ports_exhausted++;
+        LOG_WARN(s->id, s->peer, "cannot prepare a data channel (%s)", fg_strerror(rc));
+        reply(s, 425, "Cannot open data connection: no free port, try again later");
+        return;
+    }
+    s->dl_prot = s->pol.prot;
+    s->dl_status = DL_PENDING;
+    s->data_port = active ? 0 : datalink_client_port(s->dl);
+    if (!active && s->cfg->passive.announce_first) /* NAT / Docker port mapping */
+        s->data_port = (uint16_t)(s->cfg->passive.announce_first + (s->data_port - s->cfg->passive.first));
+    send_backend_data_command(s);
+}
+
+/* The backend's answer to our PASV/EPSV/PORT/EPRT. */
+static void data_setup_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
+{
+    if (!r->last)
+        return;
+    s->wait = WAIT_NONE;
+    if (!s->dl) {
+        reply(s, 425, "Cannot open data connection");
+        return;
+    }
+    if (s->data_backend_mode == DL_BACKEND_LISTEN) {
+        if (r->code / 100 != 2) {
+            client_line(s, line, len);
+            end_transfer(s);
+            return;
+        }
+        reply_data_ready(s);
+        return;
+    }
+    if ((r->code == 500 || r->code == 502) && !s->data_sent_epsv && !s->backend_wants_epsv) {
+        s->backend_wants_epsv = 1; /* no PASV here: ask with EPSV from now on */
+        send_backend_data_command(s);
+        return;
+    }
+    uint16_t port = 0;
+    struct in_addr ignored;
+    int rc = FG_SYNTAX;
+    if (r->code == 227)
+        rc = ftp_addr_parse_227(r->text, r->text_len, &ignored, &port);
+    else if (r->code == 229)
+        rc = ftp_addr_parse_229(r->text, r->text_len, &port);
+    else {
+        client_line(s, line, len); /* e.g. 530 not logged in: the client sees why */
+        end_transfer(s);
+        return;
+    }
+    if (rc != FG_OK) {
+        LOG_WARN(s->id, s->peer, "backend sent an unusable passive reply (%d)", r->code);
+        end_transfer(s);
+        reply(s, 425, "Cannot open data connection: bad passive reply from server");
+        return;
+    }
+    /* The IP in a 227 is ignored (RFC 2577 §3: a server-chosen address is a
+     * bounce vector); the data port is on the backend control peer. */
+    datalink_set_backend_port(s->dl, port);
+    LOG_DEBUG(s->id, s->peer, "data channel: client %s port %u, backend port %u",
+              s->data_cmd == FTP_CMD_PORT || s->data_cmd == FTP_CMD_EPRT ? "active" : "passive",
+              (unsigned)s->data_port, (unsigned)port);
+    reply_data_ready(s);
 }
 
 static void start_transfer(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t len)
@@ -568,7 +734,7 @@ static void send_own_features(session_t *s)
         .tls_available = 1,
         .auth_allowed = s->cfg->mode == LISTEN_EXPLICIT && !s->pol.tls_active,
         .ccc_allowed = s->cfg->policy.ccc_allowed,
-        .eprt_allowed = 0,
+        .eprt_allowed = s->cfg->active.enabled,
     };
     char buf[512];
     int n = feat_own_lines(&fp, buf, sizeof buf);
@@ -632,7 +798,8 @@ static void handle_command(session_t *s, const char *line, size_t len)
         reply(s, 200, "EPSV ALL ok");
         return;
     case POLICY_PASSIVE:
-        start_passive(s, &cmd);
+    case POLICY_ACTIVE:
+        start_data_setup(s, &cmd);
         return;
     case POLICY_FEAT:
         backend_write_line(s, line, len);
@@ -724,30 +891,6 @@ static void process_input(session_t *s)
 
 /* ---- backend replies ------------------------------------------------------- */
 
-static void passive_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
-{
-    if (!r->last)
-        return;
-    s->wait = WAIT_NONE;
-    uint16_t port = 0;
-    struct in_addr ignored;
-    int rc = FG_SYNTAX;
-    if (r->code == 227)
-        rc = ftp_addr_parse_227(r->text, r->text_len, &ignored, &port);
-    else if (r->code == 229)
-        rc = ftp_addr_parse_229(r->text, r->text_len, &port);
-    else {
-        client_line(s, line, len); /* e.g. 530 not logged in: the client sees why */
-        return;
-    }
-    if (rc != FG_OK) {
-        LOG_WARN(s->id, s->peer, "backend sent an unusable passive reply (%d)", r->code);
-        reply(s, 425, "Cannot open data connection: bad passive reply from server");
-        return;
-    }
-    open_passive(s, port);
-}
-
 static void feat_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
 {
     if (r->first && !r->last && r->code == 211) {
@@ -813,8 +956,8 @@ static void on_backend_line(session_t *s, const char *line, size_t len)
     case WAIT_FEAT:
         feat_reply(s, &r, line, len);
         break;
-    case WAIT_PASSIVE:
-        passive_reply(s, &r, line, len);
+    case WAIT_DATA_SETUP:
+        data_setup_reply(s, &r, line, len);
         break;
     case WAIT_TRANSFER:
         transfer_reply(s, &r, line, len);

@@ -385,6 +385,7 @@ void tstream_resume(tstream_t *s)
 void tstream_set_connected(tstream_t *s)
 {
     s->connected = 1;
+    stream_flush_held(s);
 }
 
 static void on_connected(uv_connect_t *req, int status)

@@ -18,7 +18,12 @@ Cases that test what only the proxy does raise Skip in the self-check modes.
 
 Other env knobs: FTPSGATE_KEEP_TMP=1 keeps the temp dir; FTPSGATE_VSFTPD is the
 vsftpd binary (default: where tests/setup-deps.sh unpacks it);
-FTPSGATE_TEST_USER the account vsftpd maps anonymous sessions to.
+FTPSGATE_TEST_USER the account vsftpd maps anonymous sessions to;
+FTPSGATE_TEST_BIG_MIB the size of the big file (300; smaller only for a quick
+local run, never in CI).
+
+Run one file by hand:
+  cd tests/integration && FTPSGATE_BIN=../../build/ftpsgate /usr/bin/python3 test_policy.py
 """
 
 import atexit
@@ -50,8 +55,8 @@ TEST_USER = os.environ.get("FTPSGATE_TEST_USER", "ftpsgate-test")
 SELFCHECK = os.environ.get("FTPSGATE_SELFCHECK", "").strip().lower()
 HOST = "127.0.0.1"
 FTP_USER = "anonymous"
-# Distinctive password: the proxy's log must never contain it (RFC 2577 §… /
-# DESIGN.md: passwords are redacted before anything is logged).
+# A distinctive password: the proxy's log must never contain it (STYLE.md:
+# passwords are redacted before anything is logged).
 PASSWORD = "Pw-%s-never-logged" % os.urandom(6).hex()
 
 if SELFCHECK not in ("", "plain", "tls"):
@@ -502,6 +507,12 @@ class Vsftpd:
     the tests what the backend really saw."""
 
     def __init__(self, env, name, tls=False):
+        import pwd
+        try:
+            pwd.getpwnam(TEST_USER)
+        except KeyError:
+            raise RuntimeError("no account %r for vsftpd's anonymous sessions (run tests/setup-deps.sh)"
+                               % TEST_USER) from None
         self.env = env
         self.name = name
         self.tls = tls
@@ -1023,11 +1034,6 @@ class Ctl:
         _, port = ftplib.parse229(r[1].splitlines()[0], (self.target.host, self.target.port))
         return self.target.host, port
 
-    def data_connect(self, addr, ctx, tls, timeout=None, source=None):
-        s = socket.create_connection(addr, timeout=timeout or self.timeout,
-                                     source_address=(source, 0) if source else None)
-        return s
-
     def wrap_data(self, s, ctx):
         sess = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
         return ctx.wrap_socket(s, server_hostname=self.target.host, session=sess)
@@ -1066,25 +1072,25 @@ def abort_socket(s):
 
 
 def recv_until_closed(s, timeout, limit=MiB):
-    """Reads until EOF/RST: returns (how, bytes) with how in 'eof', 'reset', 'timeout'."""
+    """Reads until EOF/RST: returns (how, bytes) with how in 'eof', 'reset', 'timeout', ..."""
     deadline = time.monotonic() + timeout
-    got = b""
+    got = bytearray()
     while time.monotonic() < deadline and len(got) <= limit:
         s.settimeout(max(0.01, deadline - time.monotonic()))
         try:
-            b = s.recv(65536)
+            b = s.recv(256 * KiB)
         except socket.timeout:
-            return "timeout", got
+            return "timeout", bytes(got)
         except (ConnectionResetError, BrokenPipeError):
-            return "reset", got
+            return "reset", bytes(got)
         except ssl.SSLError as e:
-            return "ssl-error:%s" % e.reason, got
+            return "ssl-error:%s" % e.reason, bytes(got)
         except OSError as e:
-            return "error:%s" % e, got
+            return "error:%s" % e, bytes(got)
         if not b:
-            return "eof", got
+            return "eof", bytes(got)
         got += b
-    return "timeout", got
+    return ("timeout" if len(got) <= limit else "over-limit"), bytes(got)
 
 
 # --------------------------------------------------------------------------

@@ -13,9 +13,11 @@ One ftpsgate process with four explicit listeners:
 import os
 import socket
 import ssl
+import sys
 
-import harness as H
-from harness import check, check_code, check_eq
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness as H  # noqa: E402
+from harness import check, check_code, check_eq  # noqa: E402
 
 
 def sync_quit(ctl, vs, mark):
@@ -188,16 +190,27 @@ def body(s, env):
 
     def feat():
         H.needs_proxy()
+
+        def feats(c):
+            code, text = c.cmd("FEAT")
+            check_eq(code, 211, "FEAT reply code")
+            lines = [ln.strip().upper() for ln in text.splitlines()[1:-1]]
+            check_eq(len(lines), len(set(lines)), "distinct lines in the FEAT reply %r" % lines)
+            return lines
+
+        def has(lines, want):
+            return any(f == want or f.startswith(want + " ") or f.startswith(want + ";") for f in lines)
+
         c = H.Ctl(private)
+        before = feats(c)  # RFC 4217 §6: how a client learns it may send AUTH TLS
+        check(has(before, "AUTH TLS"), "FEAT before TLS lacks AUTH TLS: %r" % before)
         c.auth_tls(ctx)
-        code, text = c.cmd("FEAT")
-        check_eq(code, 211, "FEAT reply code")
-        feats = [ln.strip().upper() for ln in text.splitlines()[1:-1]]
-        for want in ("AUTH TLS", "PBSZ", "PROT"):
-            check(any(f == want or f.startswith(want + " ") or f.startswith(want + ";") for f in feats),
-                  "FEAT lacks %s: %r" % (want, feats))
+        c.login()
+        after = feats(c)
+        for want in ("PBSZ", "PROT"):
+            check(has(after, want), "FEAT after TLS lacks %s: %r" % (want, after))
         for want in ("SIZE", "REST STREAM", "EPSV"):  # the backend's own (vsftpd 3.0.3) lines are kept
-            check(want in feats, "FEAT lacks the backend's %s: %r" % (want, feats))
+            check(want in after, "FEAT lacks the backend's %s: %r" % (want, after))
         c.close()
 
     s.run("FEAT merges AUTH TLS/PBSZ/PROT with the backend's features", feat)

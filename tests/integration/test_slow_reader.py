@@ -1,6 +1,14 @@
 #!/usr/bin/python3
-"""A slow reader of the 300 MiB file must not make ftpsgate buffer it (issue 3:
-"a slow reader stops the proxy reading the other side; memory stays flat").
+"""Delivery order and memory: the final reply comes after the bytes, and a slow
+reader of the 300 MiB file must not make ftpsgate buffer it (issue 3: "a slow
+reader stops the proxy reading the other side; memory stays flat").
+
+Order (DESIGN.md §2: the 226 is released only once every byte of the transfer
+was delivered, for downloads once close_notify went to the client): the client
+sends RETR of a small file but holds back its data-channel TLS handshake. The
+backend sends the file and its 226 at once (checked in vsftpd's log); the proxy
+cannot have delivered a byte, so nothing may show on the control connection
+until the client has done the handshake and read the data to its end.
 
 The client downloads /pub/big.bin through the proxy under PROT P, reading 64 KiB
 every 10 ms for the first 10 s (about 6 MiB/s, against a backend that can send
@@ -20,11 +28,13 @@ arrive on the control connection: the 226 comes only after every byte (DESIGN.md
 import hashlib
 import os
 import socket
+import sys
 import threading
 import time
 
-import harness as H
-from harness import check, check_code, check_eq
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness as H  # noqa: E402
+from harness import check, check_code, check_eq  # noqa: E402
 
 RSS_BOUND_KIB = 64 * 1024
 SAN_EXTRA_KIB = 96 * 1024
@@ -38,7 +48,7 @@ def body(s, env):
     tgt = env.front(vs, "explicit1", protection="private")
     size = H.BIG
     sha = vs.add_pub("big.bin", size)
-    vs.add_pub("small.bin", 1000)
+    sha_small = vs.add_pub("small.bin", 1000)
     if env.proxy is not None and env.proxy.sanitized:
         opts = os.environ.get("ASAN_OPTIONS", "")
         env.proxy.extra_env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "quarantine_size_mb=16"
@@ -60,6 +70,33 @@ def body(s, env):
         check(res["idle"] > 0, "could not read the proxy's VmRSS")
 
     s.run("idle RSS", idle)
+
+    def held_final_reply(use_epsv):
+        H.needs_proxy()  # against vsftpd itself, the TLS endpoint waits for the handshake anyway
+        mark = vs.log_mark()
+        c = H.Ctl(tgt).secure_login(ctx, "P")
+        addr = c.epsv() if use_epsv else c.pasv()
+        d = socket.create_connection(addr, timeout=30)
+        check_code(c.cmd("RETR /pub/small.bin"), (150, 125), "RETR")
+        # The backend is done: its 226 for this RETR is in its log.
+        check(H.wait_until(lambda: any(r.startswith("226") for _, r in vs.responses_since(mark)), 10),
+              "the backend did not finish sending 1000 bytes within 10 s")
+        time.sleep(0.5)  # time for a wrongly relayed 226 to arrive
+        early = c.readable()
+        if tgt.tls:
+            d = c.wrap_data(d, ctx)
+        how, data = H.recv_until_closed(d, 30)
+        d.close()
+        reply = c.reply(30)
+        c.close()
+        check(not early, "the final reply reached the client before any byte of the data did: %r"
+              % (c.buf[:100] if c.buf else "(in the socket)"))
+        check_eq(how, "eof", "end of the data connection")
+        check_eq((len(data), H.sha256_bytes(data)), (1000, sha_small), "downloaded bytes (size, sha256)")
+        check_code(reply, 226, "final reply")
+
+    s.run("226 held until the data was delivered (PASV)", held_final_reply, False)
+    s.run("226 held until the data was delivered (EPSV)", held_final_reply, True)
 
     def slow_download():
         pid = env.proxy.pid if env.proxy is not None else None

@@ -10,9 +10,11 @@ the control connection's local address and a port of the listener's range.
 
 import os
 import re
+import sys
 
-import harness as H
-from harness import check, check_eq
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness as H  # noqa: E402
+from harness import check, check_eq  # noqa: E402
 
 
 def body(s, env):
@@ -156,6 +158,37 @@ def body(s, env):
             H.quit_quietly(f)
 
     s.run("20 transfers in one session, PASV and EPSV alternating", many)
+
+    def concurrent(n):
+        # n sessions at once on the proxy's one event loop: each downloads and
+        # uploads 10 MiB; nothing may cross between sessions or data links.
+        rpath, local, sha = files[10 * H.MiB]
+        errors = []
+
+        def worker(i):
+            try:
+                f = H.ftplib_connect(tgt, epsv=bool(i % 2))
+                try:
+                    got = H.ftplib_get(f, rpath)
+                    if got[:2] != (10 * H.MiB, sha):
+                        errors.append("session %d: download size/sha256 %r" % (i, got[:2]))
+                    H.ftplib_put(f, local, "/up/ftplib-conc-%d.bin" % i)
+                finally:
+                    H.quit_quietly(f)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append("session %d: %s: %s" % (i, type(e).__name__, e))
+
+        threads = [H.threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        check(not any(t.is_alive() for t in threads), "sessions still running after 300 s")
+        check(not errors, "; ".join(errors[:4]))
+        for i in range(n):
+            H.check_stored(vs, "ftplib-conc-%d.bin" % i, 10 * H.MiB, sha, "upload of session %d" % i)
+
+    s.run("8 concurrent sessions, each 10MiB down and up", concurrent, 8)
 
 
 if __name__ == "__main__":

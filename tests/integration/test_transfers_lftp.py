@@ -9,9 +9,11 @@ debug trace shows which passive command was really used and that PROT P was.
 
 import os
 import re
+import sys
 
-import harness as H
-from harness import check, check_eq
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness as H  # noqa: E402
+from harness import check, check_eq  # noqa: E402
 
 
 def trace_checks(tgt, trace, epsv, what):
