@@ -11,7 +11,11 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include <arpa/inet.h>
+
 #include "config.h"
+#include "ftp_addr.h"
+#include "netaddr.h"
 #include "fgerr.h"
 #include "admin.h"
 #include "listener.h"
@@ -48,6 +52,48 @@ static void usage(FILE *out)
             "A TLS-terminating FTP proxy: clients speak FTPS (explicit AUTH TLS, or implicit),\n"
             "the backend speaks plain FTP. Logs go to stderr. Signals: SIGTERM/SIGINT drain\n"
             "and stop.\n");
+}
+
+/* --check-config: what a client of each network will be told by PASV/EPSV,
+ * so NAT and Docker port mappings can be checked before going live. */
+static void print_passive_plan(const config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const config_listener_t *l = &cfg->listeners[i];
+        unsigned first = l->passive.announce_first ? l->passive.announce_first : l->passive.first;
+        unsigned last = first + (unsigned)(l->passive.last - l->passive.first);
+        printf("listener %s: %s FTPS on %s:%u -> backend %s:%u (data mode %s)\n", l->name,
+               l->mode == LISTEN_IMPLICIT ? "implicit" : "explicit", l->bind.host, (unsigned)l->bind.port,
+               l->backend.address.host, (unsigned)l->backend.address.port,
+               l->backend.data_mode == DATA_MODE_ACTIVE ? "active"
+               : l->backend.data_mode == DATA_MODE_CLIENT ? "client" : "passive");
+        printf("  passive ports %u-%u, announced as %u-%u\n", (unsigned)l->passive.first,
+               (unsigned)l->passive.last, first, last);
+        if (l->passive.n_announce == 0)
+            printf("  every client: 227 with the local address of its control connection, port %u-%u;\n"
+                   "                229 Entering Extended Passive Mode (|||%u|) (first port)\n",
+                   first, last, first);
+        for (size_t j = 0; j < l->passive.n_announce; j++) {
+            const config_announce_t *a = &l->passive.announce[j];
+            char who[INET6_ADDRSTRLEN + 8] = "default";
+            if (!a->match_all) {
+                char ip[INET6_ADDRSTRLEN];
+                inet_ntop(a->clients.family, a->clients.addr, ip, sizeof ip);
+                snprintf(who, sizeof who, "%s/%u", ip, a->clients.prefix);
+            }
+            char r227[128] = "", r229[128] = "";
+            struct sockaddr_storage sa;
+            struct in_addr ip4;
+            if (netaddr_parse_ip(a->address, 0, &sa) == FG_OK && netaddr_ipv4((struct sockaddr *)&sa, &ip4))
+                ftp_addr_format_227(r227, sizeof r227, ip4, (uint16_t)first);
+            else
+                snprintf(r227, sizeof r227, "425 PASV needs an IPv4 address; use EPSV\r\n");
+            ftp_addr_format_229(r229, sizeof r229, (uint16_t)first);
+            r227[strcspn(r227, "\r")] = '\0';
+            r229[strcspn(r229, "\r")] = '\0';
+            printf("  clients %s: %s\n  %*s  %s\n", who, r227, (int)strlen(who) + 8, "", r229);
+        }
+    }
 }
 
 static int build_tls(daemon_t *d, char *err, size_t errlen)
@@ -222,6 +268,7 @@ int main(int argc, char **argv)
         printf("%s: configuration OK (%zu listener%s, %zu TLS identit%s)\n", config_path,
                d.cfg->n_listeners, d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_tls,
                d.cfg->n_tls == 1 ? "y" : "ies");
+        print_passive_plan(d.cfg);
         free_tls(&d);
         config_free(d.cfg);
         return 0;
