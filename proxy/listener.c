@@ -13,11 +13,10 @@
 struct listener {
     uv_tcp_t tcp;
     uv_loop_t *loop;
-    const config_listener_t *cfg;
+    generation_t *gen;
+    size_t index;
+    const config_listener_t *cfg; /* gen's listener `index` */
     const config_limits_t *limits;
-    SSL_CTX *tls;
-    tls_sni_t sni;
-    tls_sni_entry_t *sni_entries;
     portpool_t *pool;
     session_t *sessions;
     unsigned n_sessions;
@@ -108,45 +107,29 @@ static void on_connection(uv_stream_t *server, int status)
     }
 }
 
-int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
-                 SSL_CTX *const *all_tls, unsigned long long *id_counter, metrics_t *metrics,
-                 listener_t **out, char *err, size_t errlen)
+int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long long *id_counter,
+                 metrics_t *metrics, listener_t **out, char *err, size_t errlen)
 {
+    const config_listener_t *cfg = &generation_config(gen)->listeners[index];
     listener_t *l = calloc(1, sizeof *l);
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return FG_NOMEM;
     }
     l->loop = loop;
+    l->gen = gen;
+    generation_ref(gen);
+    l->index = index;
     l->cfg = cfg;
-    l->limits = limits;
+    l->limits = &generation_config(gen)->limits;
     l->next_id = id_counter;
     l->metrics = metrics;
-    SSL_CTX *ctx = all_tls[cfg->tls_index];
-    l->tls = ctx;
-    SSL_CTX_up_ref(ctx);
-    if (cfg->n_sni) {
-        l->sni_entries = calloc(cfg->n_sni, sizeof *l->sni_entries);
-        if (!l->sni_entries) {
-            SSL_CTX_free(ctx);
-            free(l);
-            snprintf(err, errlen, "out of memory");
-            return FG_NOMEM;
-        }
-        for (size_t i = 0; i < cfg->n_sni; i++) {
-            l->sni_entries[i].name = cfg->sni[i].name;
-            l->sni_entries[i].ctx = all_tls[cfg->sni[i].tls_index];
-        }
-        l->sni.entries = l->sni_entries;
-        l->sni.n = cfg->n_sni;
-    }
     l->pool = portpool_new(cfg->passive.first, cfg->passive.last);
     struct sockaddr_storage addr;
     if (!l->pool || netaddr_parse_ip(cfg->bind.host, cfg->bind.port, &addr) != FG_OK) {
         snprintf(err, errlen, "listener %s: bad bind address %s", cfg->name, cfg->bind.host);
         portpool_free(l->pool);
-        SSL_CTX_free(ctx);
-        free(l->sni_entries);
+        generation_unref(gen);
         free(l);
         return FG_CONFIG;
     }
@@ -160,12 +143,39 @@ int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_lim
                  (unsigned)cfg->bind.port, uv_strerror(rc));
         l->stopped = 1;
         uv_close((uv_handle_t *)&l->tcp, NULL);
-        /* The handle memory must outlive the close: freed by listener_try_free later. */
         *out = l;
         return FG_IO;
     }
     *out = l;
     return FG_OK;
+}
+
+int listener_reconfigure(listener_t *l, generation_t *gen, size_t index, char *err, size_t errlen)
+{
+    const config_listener_t *n = &generation_config(gen)->listeners[index];
+    const char *what = NULL;
+    if (strcmp(n->bind.host, l->cfg->bind.host) != 0 || n->bind.port != l->cfg->bind.port)
+        what = "bind";
+    else if (n->mode != l->cfg->mode)
+        what = "mode";
+    else if (n->passive.first != l->cfg->passive.first || n->passive.last != l->cfg->passive.last)
+        what = "passive.ports";
+    if (what) {
+        snprintf(err, errlen, "listener %s: %s changed; restart ftpsgate to apply it", n->name, what);
+        return FG_CONFIG;
+    }
+    generation_ref(gen);
+    generation_unref(l->gen);
+    l->gen = gen;
+    l->index = index;
+    l->cfg = n;
+    l->limits = &generation_config(gen)->limits;
+    return FG_OK;
+}
+
+generation_t *listener_generation(const listener_t *l)
+{
+    return l->gen;
 }
 
 static void listener_closed(uv_handle_t *h)
@@ -187,8 +197,7 @@ int listener_try_free(listener_t *l)
     if (!l->stopped || l->n_sessions > 0 || !uv_is_closing((uv_handle_t *)&l->tcp))
         return 0;
     portpool_free(l->pool);
-    SSL_CTX_free(l->tls);
-    free(l->sni_entries);
+    generation_unref(l->gen);
     free(l);
     return 1;
 }
@@ -205,12 +214,12 @@ const config_limits_t *listener_limits(const listener_t *l)
 
 SSL_CTX *listener_tls(const listener_t *l)
 {
-    return l->tls;
+    return generation_listener_tls(l->gen, l->index);
 }
 
 const tls_sni_t *listener_sni(const listener_t *l)
 {
-    return &l->sni;
+    return generation_listener_sni(l->gen, l->index);
 }
 
 portpool_t *listener_pool(listener_t *l)

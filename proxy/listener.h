@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "generation.h"
 #include "metrics.h"
 #include "portpool.h"
 #include "tls_engine.h"
@@ -14,13 +15,17 @@
 typedef struct listener listener_t;
 typedef struct session session_t;
 
-/* Binds and listens. cfg, limits and id_counter are borrowed and must
- * outlive the listener; ctx gets a reference of its own. On FG_IO (bind
- * failed) *out is still set and must be stopped and freed. */
-/* all_tls: the contexts of every identity, indexed like config_t.tls. */
-int listener_new(uv_loop_t *loop, const config_listener_t *cfg, const config_limits_t *limits,
-                 SSL_CTX *const *all_tls, unsigned long long *id_counter, metrics_t *metrics,
-                 listener_t **out, char *err, size_t errlen);
+/* Binds and listens for listener `index` of gen's config (the listener takes
+ * a reference). id_counter and metrics are borrowed and must outlive it. On
+ * FG_IO (bind failed) *out is still set and must be stopped and freed. */
+int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long long *id_counter,
+                 metrics_t *metrics, listener_t **out, char *err, size_t errlen);
+
+/* SIGHUP: new sessions use listener `index` of gen from now on; live ones keep
+ * theirs. Refused (FG_CONFIG and a reason in err) when the bind address, the
+ * mode or the passive range changed: those need a restart. */
+int listener_reconfigure(listener_t *l, generation_t *gen, size_t index, char *err, size_t errlen);
+generation_t *listener_generation(const listener_t *l);
 
 /* Stops accepting; live sessions go on. on_closed runs when the socket is closed. */
 void listener_stop(listener_t *l);

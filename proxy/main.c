@@ -21,14 +21,15 @@
 #include "listener.h"
 #include "metrics.h"
 #include "log.h"
-#include "tls_ctx.h"
+#include "generation.h"
 
 #define DRAIN_DEADLINE_MS 30000u
 
 typedef struct {
     uv_loop_t *loop;
-    config_t *cfg;
-    SSL_CTX **tls;
+    const char *config_path;
+    generation_t *gen;     /* the current configuration; listeners and sessions hold their own refs */
+    const config_t *cfg;   /* gen's */
     listener_t **listeners;
     size_t n_listeners;
     unsigned long long session_ids;
@@ -51,7 +52,8 @@ static void usage(FILE *out)
             "\n"
             "A TLS-terminating FTP proxy: clients speak FTPS (explicit AUTH TLS, or implicit),\n"
             "the backend speaks plain FTP. Logs go to stderr. Signals: SIGTERM/SIGINT drain\n"
-            "and stop.\n");
+            "and stop (a second signal ends live sessions at once); SIGHUP reloads the\n"
+            "configuration and certificates for new sessions.\n");
 }
 
 /* --check-config: what a client of each network will be told by PASV/EPSV,
@@ -94,29 +96,6 @@ static void print_passive_plan(const config_t *cfg)
             printf("  clients %s: %s\n  %*s  %s\n", who, r227, (int)strlen(who) + 8, "", r229);
         }
     }
-}
-
-static int build_tls(daemon_t *d, char *err, size_t errlen)
-{
-    d->tls = calloc(d->cfg->n_tls, sizeof *d->tls);
-    if (!d->tls)
-        return FG_NOMEM;
-    for (size_t i = 0; i < d->cfg->n_tls; i++) {
-        d->tls[i] = tls_ctx_new(&d->cfg->tls[i], err, errlen);
-        if (!d->tls[i])
-            return FG_CONFIG;
-    }
-    return FG_OK;
-}
-
-static void free_tls(daemon_t *d)
-{
-    if (!d->tls)
-        return;
-    for (size_t i = 0; i < d->cfg->n_tls; i++)
-        SSL_CTX_free(d->tls[i]);
-    free(d->tls);
-    d->tls = NULL;
 }
 
 static int drop_privileges(const char *user)
@@ -209,11 +188,61 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     uv_timer_start(&d->drain_timer, on_drain_poll, 0, 100);
 }
 
+/* SIGHUP: re-read the config and the certificates. New sessions get them;
+ * live sessions keep what they started with. Changes that need new sockets
+ * (listeners added or removed, bind, mode, passive ports, admin) are refused
+ * as a whole, with the reason logged, and the running config stays. */
 static void on_hup(uv_signal_t *sig, int signum)
 {
-    (void)sig;
     (void)signum;
-    LOG_WARN(0, NULL, "SIGHUP: configuration reload is not implemented yet; restart to apply changes");
+    daemon_t *d = sig->data;
+    char err[512];
+    config_t *cfg = NULL;
+    if (config_load_file(d->config_path, &cfg, err, sizeof err) != FG_OK) {
+        LOG_ERROR(0, NULL, "reload refused: %s", err);
+        return;
+    }
+    generation_t *gen = generation_new(cfg, err, sizeof err);
+    if (!gen) {
+        LOG_ERROR(0, NULL, "reload refused: %s", err);
+        return;
+    }
+    cfg = (config_t *)generation_config(gen);
+    const char *problem = NULL;
+    if (cfg->n_listeners != d->n_listeners)
+        problem = "the number of listeners changed";
+    for (size_t i = 0; !problem && i < cfg->n_listeners; i++)
+        if (strcmp(cfg->listeners[i].name, d->cfg->listeners[i].name) != 0)
+            problem = "listener names or order changed";
+    if (!problem && (cfg->admin.enabled != d->cfg->admin.enabled ||
+                     (cfg->admin.enabled && (cfg->admin.bind.port != d->cfg->admin.bind.port ||
+                                             strcmp(cfg->admin.bind.host, d->cfg->admin.bind.host) != 0))))
+        problem = "admin.bind changed";
+    if (problem) {
+        LOG_ERROR(0, NULL, "reload refused: %s; restart ftpsgate to apply it", problem);
+        generation_unref(gen);
+        return;
+    }
+    /* Check every listener before changing any, so a refusal changes nothing. */
+    for (size_t i = 0; i < d->n_listeners; i++) {
+        const config_listener_t *n = &cfg->listeners[i], *o = &d->cfg->listeners[i];
+        if (strcmp(n->bind.host, o->bind.host) != 0 || n->bind.port != o->bind.port || n->mode != o->mode ||
+            n->passive.first != o->passive.first || n->passive.last != o->passive.last) {
+            LOG_ERROR(0, NULL, "reload refused: listener %s: bind, mode or passive.ports changed; restart "
+                      "ftpsgate to apply it", n->name);
+            generation_unref(gen);
+            return;
+        }
+    }
+    for (size_t i = 0; i < d->n_listeners; i++)
+        if (listener_reconfigure(d->listeners[i], gen, i, err, sizeof err) != FG_OK)
+            LOG_ERROR(0, NULL, "reload: %s", err); /* not reached: checked above */
+    generation_unref(d->gen);
+    d->gen = gen;
+    d->cfg = cfg;
+    log_setup(cfg->log.level, cfg->log.format == LOGFMT_JSON);
+    LOG_INFO(0, NULL, "configuration and certificates reloaded from %s; live sessions keep theirs",
+             d->config_path);
 }
 
 int main(int argc, char **argv)
@@ -252,25 +281,26 @@ int main(int argc, char **argv)
 
     daemon_t d;
     memset(&d, 0, sizeof d);
+    d.config_path = config_path;
     char err[512];
-    if (config_load_file(config_path, &d.cfg, err, sizeof err) != FG_OK) {
+    config_t *loaded = NULL;
+    if (config_load_file(config_path, &loaded, err, sizeof err) != FG_OK) {
         fprintf(stderr, "ftpsgate: %s\n", err);
         return 1;
     }
-    log_setup(d.cfg->log.level, d.cfg->log.format == LOGFMT_JSON);
-    if (build_tls(&d, err, sizeof err) != FG_OK) {
+    log_setup(loaded->log.level, loaded->log.format == LOGFMT_JSON);
+    d.gen = generation_new(loaded, err, sizeof err);
+    if (!d.gen) {
         fprintf(stderr, "ftpsgate: %s\n", err);
-        free_tls(&d);
-        config_free(d.cfg);
         return 1;
     }
+    d.cfg = generation_config(d.gen);
     if (check_only) {
         printf("%s: configuration OK (%zu listener%s, %zu TLS identit%s)\n", config_path,
                d.cfg->n_listeners, d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_tls,
                d.cfg->n_tls == 1 ? "y" : "ies");
         print_passive_plan(d.cfg);
-        free_tls(&d);
-        config_free(d.cfg);
+        generation_unref(d.gen);
         return 0;
     }
 
@@ -280,8 +310,8 @@ int main(int argc, char **argv)
     int failed = d.listeners == NULL;
     for (size_t i = 0; !failed && i < d.cfg->n_listeners; i++) {
         const config_listener_t *lc = &d.cfg->listeners[i];
-        int rc = listener_new(d.loop, lc, &d.cfg->limits, d.tls, &d.session_ids,
-                              &d.metrics, &d.listeners[i], err, sizeof err);
+        int rc = listener_new(d.loop, d.gen, i, &d.session_ids, &d.metrics, &d.listeners[i], err,
+                              sizeof err);
         if (d.listeners[i])
             d.n_listeners = i + 1;
         if (rc != FG_OK) {
@@ -315,8 +345,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < d.n_listeners; i++)
             listener_try_free(d.listeners[i]);
         free(d.listeners);
-        free_tls(&d);
-        config_free(d.cfg);
+        generation_unref(d.gen);
         return 1;
     }
 
@@ -338,8 +367,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < d.n_listeners; i++)
         listener_try_free(d.listeners[i]);
     free(d.listeners);
-    free_tls(&d);
-    config_free(d.cfg);
+    generation_unref(d.gen);
     uv_loop_close(d.loop);
     return 0;
 }

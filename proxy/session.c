@@ -82,6 +82,9 @@ struct session {
     unsigned handles;
     unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1, rein_implicit : 1;
     char user[64];
+    generation_t *gen;         /* the configuration this session started with (kept on reload) */
+    SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
+    const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
 };
 
@@ -93,12 +96,12 @@ static void connect_backend(session_t *s);
 
 static int start_client_tls(session_t *s)
 {
-    if (tstream_start_tls(s->client, listener_tls(s->listener)) != FG_OK) {
+    if (tstream_start_tls(s->client, s->tls_ctx) != FG_OK) {
         session_close(s, 0, "cannot start TLS");
         return FG_TLS;
     }
     tls_engine_set_token(tstream_engine(s->client), s->tls_token);
-    tls_engine_set_sni(tstream_engine(s->client), listener_sni(s->listener));
+    tls_engine_set_sni(tstream_engine(s->client), s->sni);
     return FG_OK;
 }
 
@@ -197,6 +200,7 @@ static void on_timer_closed(uv_handle_t *h)
     linebuf_free(s->backend_lb);
     free(s->cin);
     free(s->deferred);
+    generation_unref(s->gen);
     free(s);
 }
 
@@ -486,8 +490,8 @@ static void start_data_setup(session_t *s, const ftp_cmd_t *cmd)
         .backend_mode = s->data_backend_mode,
         .backend_addr = (const struct sockaddr *)&s->backend_addr,
         .backend_local = (const struct sockaddr *)&backend_local,
-        .tls = s->pol.prot == 'P' ? listener_tls(s->listener) : NULL,
-        .sni = listener_sni(s->listener),
+        .tls = s->pol.prot == 'P' ? s->tls_ctx : NULL,
+        .sni = s->sni,
         .tls_token = s->tls_token,
         .require_session_reuse = s->cfg->policy.require_session_reuse,
         .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
@@ -1247,6 +1251,10 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
         return NULL;
     }
     s->listener = l;
+    s->gen = listener_generation(l);
+    generation_ref(s->gen);
+    s->tls_ctx = listener_tls(l);
+    s->sni = listener_sni(l);
     s->cfg = cfg;
     s->limits = lim;
     s->loop = loop;
