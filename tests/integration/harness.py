@@ -675,6 +675,15 @@ SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtim
                       "ERROR: UndefinedBehaviorSanitizer")
 
 
+def _hostport(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+def _bind_host(ln):
+    h = ln["bind"].rsplit(":", 1)[0]
+    return h[1:-1] if h.startswith("[") else h
+
+
 class Target:
     """Where a client connects: an ftpsgate listener, or vsftpd itself in self-check mode."""
 
@@ -688,7 +697,7 @@ class Target:
         self.listener = listener  # the listener's config dict (proxy mode)
 
     def url(self, path):
-        return "ftp://%s:%d%s" % (self.host, self.port, path)
+        return "ftp://%s%s" % (_hostport(self.host, self.port), path)
 
     @property
     def pasv_range(self):
@@ -710,11 +719,11 @@ class Proxy:
         self.extra_env = {}
 
     def add_listener(self, name, backend_address, protection="private", login_requires_tls=True,
-                     mode="explicit", n_passive=24, announce=None):
+                     mode="explicit", n_passive=24, announce=None, bind_host=HOST):
         lo, hi = free_port_block(n_passive)
         ln = {
             "name": name,
-            "bind": "%s:%d" % (HOST, 0),  # port filled in start()
+            "bind": _hostport(bind_host, 0),  # port filled in start()
             "mode": mode,
             "tls": "main",
             "backend": {"address": backend_address, "data_mode": "passive"},
@@ -740,9 +749,10 @@ class Proxy:
         for attempt in range(3):
             ports = []
             for ln in self.listeners:
-                p = free_port()
-                ln["bind"] = "%s:%d" % (HOST, p)
-                ports.append(p)
+                host = _bind_host(ln)
+                p = free_port(host)
+                ln["bind"] = _hostport(host, p)
+                ports.append((host, p))
             with open(self.config_path, "w") as f:
                 json.dump(self.config(), f, indent=2)
             env = dict(os.environ)
@@ -750,7 +760,7 @@ class Proxy:
             with open(self.log, "ab") as f:
                 f.write(b"=== harness: starting ftpsgate (attempt %d)\n" % (attempt + 1))
             self.proc = spawn([self.binary, "-c", self.config_path], self.log, env=env)
-            ok = all(wait_port(HOST, p, timeout, self.proc) for p in ports)
+            ok = all(wait_port(h, p, timeout, self.proc) for h, p in ports)
             if ok:
                 return self
             rc = stop_process(self.proc, signal.SIGKILL, 5)
@@ -880,7 +890,9 @@ class Env:
         if SELFCHECK:
             return Target(name, backend.port, SELFCHECK == "tls", self.certs.ca, backend)
         ln = self.proxy.add_listener(name, backend.address, protection, login_requires_tls, **kw)
-        return Target(name, None, True, self.certs.ca, backend, ln)
+        t = Target(name, None, True, self.certs.ca, backend, ln)
+        t.host = _bind_host(ln)
+        return t
 
     def start(self, *targets):
         """Starts the proxy with every registered listener and fills in the targets' ports."""

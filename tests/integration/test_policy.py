@@ -8,6 +8,7 @@ One ftpsgate process with four explicit listeners:
   any     -> vs1  (data_protection any)
   clear   -> vs1  (data_protection clear)
   second  -> vs2  (private; a second backend, same process)
+  v6      -> vs1  (private, bound on [::1]: an IPv6 client before an IPv4-only backend)
 """
 
 import os
@@ -42,11 +43,12 @@ def body(s, env):
     anyp = env.front(vs1, "any", protection="any")
     clear = env.front(vs1, "clear", protection="clear")
     second = env.front(vs2, "second", protection="private")
+    v6 = None if H.SELFCHECK else env.front(vs1, "v6", protection="private", bind_host="::1")
     sha_small = vs1.add_pub("small.bin", 64 * H.KiB + 1)
     sha_10m = vs1.add_pub("ten.bin", 10 * H.MiB)
     sha_a = vs1.add_pub("only-on-vs1.bin", 100 * H.KiB + 7)
     sha_b = vs2.add_pub("only-on-vs2.bin", 200 * H.KiB + 3)
-    env.start(private, anyp, clear, second)
+    env.start(*[t for t in (private, anyp, clear, second, v6) if t is not None])
     ctx = env.certs.client_context()
 
     def login_before_tls():
@@ -240,6 +242,24 @@ def body(s, env):
         check(not os.path.exists(vs1.up_path("via-second.bin")), "upload via 'second' landed on vs1")
 
     s.run("two listeners in one process, two backends", two_backends)
+
+    def ipv6_client():
+        # DESIGN.md §3: an IPv6 client must reach an IPv4-only backend. EPSV (RFC 2428),
+        # since a 227 reply cannot carry an IPv6 address.
+        H.needs_proxy()
+        f = H.ftplib_connect(v6, epsv=True)
+        try:
+            check_eq(f.sock.getpeername()[0], "::1", "control connection peer")
+            n, got, _ = H.ftplib_get(f, "/pub/ten.bin")
+            check_eq((n, got), (10 * H.MiB, sha_10m), "download over IPv6 (size, sha256)")
+            resp, host, port = f.last_pasv
+            check(resp.startswith("229"), "EPSV reply %r" % resp)
+            H.ftplib_put(f, vs1.pub_path("small.bin"), "/up/via-v6.bin")
+        finally:
+            H.quit_quietly(f)
+        H.check_stored(vs1, "via-v6.bin", 64 * H.KiB + 1, sha_small, "upload over IPv6")
+
+    s.run("IPv6 client on [::1] through to the IPv4 backend (EPSV)", ipv6_client)
 
 
 if __name__ == "__main__":
