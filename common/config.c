@@ -734,6 +734,50 @@ static int parse_passive(ctx_t *c, const char *lpath, const json_t *l, config_li
     return get_bool(c, pas, path, "check_peer_ip", &li->passive.check_peer_ip);
 }
 
+static const char *const data_peer_names[] = { "client", "balancer", NULL };
+
+static int parse_proxy_protocol(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
+{
+    static const keydef_t keys[] = { { "trusted", NULL }, { "data_peer", NULL }, { NULL, NULL } };
+    char path[PATH_MAX_LEN], p[PATH_MAX_LEN];
+    json_t *pp, *trusted;
+    int data_peer = 0;
+
+    if (get_member(c, l, lpath, "proxy_protocol", 0, JSON_OBJECT, "object", &pp) != FG_OK)
+        return FG_CONFIG;
+    if (pp == NULL)
+        return FG_OK;
+    subpath(path, lpath, "proxy_protocol");
+    if (check_keys(c, pp, path, keys) != FG_OK ||
+        get_member(c, pp, path, "trusted", 1, JSON_ARRAY, "array", &trusted) != FG_OK ||
+        get_enum(c, pp, path, "data_peer", data_peer_names, &data_peer) != FG_OK)
+        return FG_CONFIG;
+    subpath(p, path, "trusted");
+    size_t n = json_array_size(trusted);
+    /* SECURITY: a PROXY header rewrites who the client is; without a list of
+     * trusted senders anyone could claim any address. */
+    if (n == 0)
+        return fail(c, p, "must list at least one trusted network (the load balancers)");
+    li->proxy_protocol.trusted = calloc(n, sizeof *li->proxy_protocol.trusted);
+    if (li->proxy_protocol.trusted == NULL)
+        return fail_nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        char ep[PATH_MAX_LEN];
+        json_t *e = json_array_get(trusted, i);
+        subindex(ep, p, i);
+        if (!json_is_string(e))
+            return fail(c, ep, "expected string (a CIDR), got %s", type_name(e));
+        int rc = config_parse_cidr(json_string_value(e), &li->proxy_protocol.trusted[i]);
+        if (rc != FG_OK)
+            return fail(c, ep, "\"%s\": expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")",
+                        show(json_string_value(e)).s);
+        li->proxy_protocol.n_trusted = i + 1;
+    }
+    li->proxy_protocol.enabled = 1;
+    li->proxy_protocol.data_peer_balancer = data_peer == 1;
+    return FG_OK;
+}
+
 static int parse_active(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
 {
     static const keydef_t keys[] = {
@@ -848,7 +892,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
     static const keydef_t keys[] = {
         { "name", NULL },    { "bind", NULL },    { "mode", NULL },
         { "tls", NULL },     { "backend", NULL }, { "passive", NULL },
-        { "policy", NULL },  { "proxy_protocol", "not supported in this version" },
+        { "policy", NULL },  { "proxy_protocol", NULL },
         { "sni", NULL },     { "active", NULL },
         { NULL, NULL },
     };
@@ -903,7 +947,8 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         return fail(c, p, "\"%s\" is not an identity under tls", show(s).s);
     li->tls_index = i;
 
-    if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK || (rc = parse_active(c, path, l, li)) != FG_OK)
+    if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK || (rc = parse_active(c, path, l, li)) != FG_OK ||
+        (rc = parse_proxy_protocol(c, path, l, li)) != FG_OK)
         return rc;
     if ((rc = parse_backend(c, path, l, li)) != FG_OK || (rc = parse_passive(c, path, l, li)) != FG_OK)
         return rc;
@@ -1283,6 +1328,7 @@ void config_free(config_t *cfg)
         for (size_t j = 0; j < l->n_sni; j++)
             free(l->sni[j].name);
         free(l->sni);
+        free(l->proxy_protocol.trusted);
     }
     free(cfg->listeners);
     free_hostport(&cfg->admin.bind);

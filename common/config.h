@@ -75,6 +75,13 @@ typedef struct {
         int check_peer_ip;            /* default 1: data peer IP must equal control peer IP */
     } passive;
     struct {
+        int enabled;                  /* "proxy_protocol" present: a PROXY v1/v2 header is required */
+        config_cidr_t *trusted;       /* only these peers may send one; others are refused */
+        size_t n_trusted;
+        int data_peer_balancer;       /* "data_peer": "balancer": data connections come from the
+                                         balancer's IP; default "client": from the real client */
+    } proxy_protocol;
+    struct {
         int enabled;                  /* PORT/EPRT accepted; default 1 */
         int allow_low_ports;          /* client data ports below 1024; default 0 (RFC 2577) */
         unsigned source_port;         /* local port for connections to clients; 0: ephemeral */

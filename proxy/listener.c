@@ -74,11 +74,19 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     const char *refusal = NULL;
+    int trusted = 0;
+    for (size_t i = 0; i < l->cfg->proxy_protocol.n_trusted; i++)
+        trusted |= config_cidr_match(&l->cfg->proxy_protocol.trusted[i], (struct sockaddr *)&peer);
     if (l->stopped)
         refusal = "shutting down";
+    /* SECURITY: only trusted balancers may tell us who the client is. */
+    else if (l->cfg->proxy_protocol.enabled && !trusted)
+        refusal = "SECURITY: not a trusted PROXY protocol sender";
     else if (l->limits->max_sessions && l->n_sessions >= l->limits->max_sessions)
         refusal = "too many sessions";
-    else if (l->limits->max_sessions_per_ip &&
+    /* Behind a balancer the real client is known only after the PROXY header:
+     * the session checks its per-IP limit then. */
+    else if (!l->cfg->proxy_protocol.enabled && l->limits->max_sessions_per_ip &&
              sessions_from(l, (const struct sockaddr *)&peer) >= l->limits->max_sessions_per_ip)
         refusal = "too many sessions from this address";
     if (refusal) {
@@ -87,7 +95,7 @@ static void on_connection(uv_stream_t *server, int status)
         LOG_WARN(0, netaddr_format((struct sockaddr *)&peer, who, sizeof who),
                  "listener %s: connection refused: %s", l->cfg->name, refusal);
         tstream_set_connected(client);
-        if (l->cfg->mode == LISTEN_EXPLICIT) {
+        if (l->cfg->mode == LISTEN_EXPLICIT && !l->cfg->proxy_protocol.enabled) {
             char msg[96];
             int n = snprintf(msg, sizeof msg, "421 Service not available: %s\r\n", refusal);
             tstream_write(client, msg, (size_t)n);
@@ -225,6 +233,11 @@ const tls_sni_t *listener_sni(const listener_t *l)
 portpool_t *listener_pool(listener_t *l)
 {
     return l->pool;
+}
+
+unsigned listener_sessions_from(const listener_t *l, const struct sockaddr *addr)
+{
+    return sessions_from(l, addr);
 }
 
 metrics_t *listener_metrics(listener_t *l)

@@ -39,6 +39,8 @@ const tls_sni_t *listener_sni(const listener_t *l);
 portpool_t *listener_pool(listener_t *l);
 unsigned listener_session_count(const listener_t *l);
 metrics_t *listener_metrics(listener_t *l);
+/* Live sessions whose client has addr's IP (per-IP limit). */
+unsigned listener_sessions_from(const listener_t *l, const struct sockaddr *addr);
 
 /* Sessions call this from their final close. */
 void listener_session_gone(listener_t *l, session_t *s);

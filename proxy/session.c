@@ -15,6 +15,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
+#include "proxyproto.h"
 #include "tls_engine.h"
 
 #include <openssl/rand.h>
@@ -82,6 +83,9 @@ struct session {
     unsigned handles;
     unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1, rein_implicit : 1;
     char user[64];
+    struct sockaddr_storage balancer_addr; /* the PROXY protocol sender, when there is one */
+    unsigned char *pp_buf;     /* a PROXY header being read (NULL once done or when not used) */
+    size_t pp_len;
     generation_t *gen;         /* the configuration this session started with (kept on reload) */
     SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
     const tls_sni_t *sni;
@@ -200,6 +204,7 @@ static void on_timer_closed(uv_handle_t *h)
     linebuf_free(s->backend_lb);
     free(s->cin);
     free(s->deferred);
+    free(s->pp_buf);
     generation_unref(s->gen);
     free(s);
 }
@@ -483,7 +488,8 @@ static void start_data_setup(session_t *s, const ftp_cmd_t *cmd)
         .client_mode = active ? DL_CLIENT_ACTIVE : DL_CLIENT_PASSIVE,
         .listen_addr = (const struct sockaddr *)&s->local_addr,
         .pool = listener_pool(s->listener),
-        .client_addr = (const struct sockaddr *)&s->client_addr,
+        .client_addr = s->cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->balancer_addr
+                                                                 : (const struct sockaddr *)&s->client_addr,
         .check_peer_ip = s->cfg->passive.check_peer_ip,
         .client_target = active ? (const struct sockaddr *)&target : NULL,
         .active_source = s->cfg->active.source_port ? (const struct sockaddr *)&source : NULL,
@@ -1011,11 +1017,73 @@ static void on_backend_line(session_t *s, const char *line, size_t len)
 
 /* ---- client stream ---------------------------------------------------------- */
 
+/* The PROXY header (haproxy's proxy-protocol.txt) comes before anything
+ * else, TLS included: it names the real client for logs, limits, the data
+ * peer check and the announce map. */
+static void read_proxy_header(session_t *s, const char *buf, size_t len)
+{
+    size_t room = PROXYPROTO_MAX - s->pp_len, take = len < room ? len : room;
+    memcpy(s->pp_buf + s->pp_len, buf, take);
+    s->pp_len += take;
+    proxyproto_t pp;
+    int rc = proxyproto_parse(s->pp_buf, s->pp_len, &pp);
+    if (rc == FG_NEED_MORE && take == len)
+        return;
+    if (rc != FG_OK) {
+        /* SECURITY: a listener that expects PROXY headers takes nothing else. */
+        LOG_WARN(s->id, s->peer, "SECURITY: missing or malformed PROXY protocol header (%s); closed",
+                 fg_strerror(rc == FG_NEED_MORE ? FG_TOO_LONG : rc));
+        session_close(s, 0, "bad PROXY header");
+        return;
+    }
+    char balancer[72];
+    snprintf(balancer, sizeof balancer, "%s", s->peer);
+    if (!pp.local) {
+        memcpy(&s->client_addr, &pp.src, sizeof s->client_addr);
+        netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
+    }
+    LOG_INFO(s->id, s->peer, "PROXY v%d header from %s: client %s", pp.version, balancer,
+             pp.local ? "(local: the balancer itself)" : s->peer);
+    /* The header ends mid-buffer: what follows (and what the cap cut off) is the client's stream. */
+    size_t rest_len = s->pp_len - pp.header_len + (len - take);
+    unsigned char *rest = malloc(rest_len ? rest_len : 1);
+    if (!rest) {
+        session_close(s, 0, "out of memory");
+        return;
+    }
+    memcpy(rest, s->pp_buf + pp.header_len, s->pp_len - pp.header_len);
+    memcpy(rest + (s->pp_len - pp.header_len), buf + take, len - take);
+    free(s->pp_buf);
+    s->pp_buf = NULL;
+    if (s->limits->max_sessions_per_ip &&
+        listener_sessions_from(s->listener, (const struct sockaddr *)&s->client_addr) >
+            s->limits->max_sessions_per_ip) {
+        LOG_WARN(s->id, s->peer, "connection refused: too many sessions from this address");
+        listener_metrics(s->listener)->sessions_refused++;
+        free(rest);
+        if (s->cfg->mode == LISTEN_EXPLICIT)
+            reply(s, 421, "Service not available: too many sessions from this address");
+        session_close(s, 1, "per-IP limit");
+        return;
+    }
+    if (s->cfg->mode == LISTEN_IMPLICIT && start_client_tls(s) != FG_OK) {
+        free(rest);
+        return;
+    }
+    connect_backend(s);
+    tstream_inject(s->client, rest, rest_len);
+    free(rest);
+}
+
 static void client_on_data(tstream_t *t, const char *buf, size_t len)
 {
     session_t *s = tstream_userdata(t);
     if (s->closing)
         return;
+    if (s->pp_buf) {
+        read_proxy_header(s, buf, len);
+        return;
+    }
     if (s->cin_len + len > CLIENT_INPUT_MAX) {
         session_close(s, 0, "client input overflow");
         return;
@@ -1281,20 +1349,30 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     s->wait = WAIT_GREETING;
     LOG_INFO(id, s->peer, "session start listener=%s mode=%s", cfg->name,
              cfg->mode == LISTEN_IMPLICIT ? "implicit" : "explicit");
+    memcpy(&s->balancer_addr, &s->client_addr, sizeof s->balancer_addr);
+    if (cfg->proxy_protocol.enabled) {
+        s->pp_buf = malloc(PROXYPROTO_MAX);
+        if (!s->pp_buf) {
+            session_close(s, 0, "out of memory");
+            return s;
+        }
+    }
     if (cfg->mode == LISTEN_IMPLICIT) {
-        /* MS-FTPS §3.2.5: TLS from the first byte; the greeting is held by
-         * the stream until the handshake completes. */
+        /* MS-FTPS §3.2.5: TLS from the first byte (after a PROXY header, if
+         * any); the greeting is held by the stream until the handshake completes. */
         s->pol.implicit_mode = 1;
         s->pol.tls_active = 1;
         s->pol.pbsz_done = 1;
         s->pol.prot = cfg->policy.data_protection == PROTECT_CLEAR ? 'C' : 'P';
-        if (start_client_tls(s) != FG_OK)
+        if (!s->pp_buf && start_client_tls(s) != FG_OK)
             return s;
     }
     tstream_start_read(client);
     restart_timer(s);
 
-    connect_backend(s);
+    /* Behind a balancer the backend is dialled once the real client is known. */
+    if (!s->pp_buf)
+        connect_backend(s);
     return s;
 }
 

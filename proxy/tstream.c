@@ -356,6 +356,21 @@ static void stream_deliver(tstream_t *s)
         stream_update_reading(s);
 }
 
+int tstream_inject(tstream_t *s, const void *data, size_t len)
+{
+    if (len == 0 || s->closing || s->ended)
+        return FG_OK;
+    if (!s->tls) {
+        if (s->cbs->on_data)
+            s->cbs->on_data(s, data, len);
+        return FG_OK;
+    }
+    if (tls_engine_feed(s->tls, data, len) != FG_OK)
+        return FG_NOMEM;
+    stream_deliver(s);
+    return FG_OK;
+}
+
 int tstream_start_read(tstream_t *s)
 {
     s->read_started = 1;

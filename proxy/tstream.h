@@ -66,6 +66,10 @@ SSL *tstream_ssl(tstream_t *s); /* NULL when clear */
 struct tls_engine *tstream_engine(tstream_t *s); /* NULL when clear */
 const char *tstream_tls_desc(tstream_t *s); /* "TLSv1.3 TLS_AES_..." or "clear" */
 
+/* Processes bytes already read off the socket (after a PROXY header) as if
+ * they had just arrived: TLS records when TLS is on, else on_data. */
+int tstream_inject(tstream_t *s, const void *data, size_t len);
+
 /* 0 or a negative FG_ code. */
 int tstream_write(tstream_t *s, const void *data, size_t len);
 size_t tstream_queued(const tstream_t *s);

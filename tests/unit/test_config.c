@@ -291,7 +291,13 @@ static void test_bad_tls(void)
 static void test_bad_listener(void)
 {
     expect_err(DOC(",'bogus':1", ""), "listeners[0].bogus: unknown key");
-    expect_err(DOC(",'proxy_protocol':{}", ""), "listeners[0].proxy_protocol: not supported in this version");
+    expect_err(DOC(",'proxy_protocol':{}", ""), "listeners[0].proxy_protocol.trusted: required");
+    expect_err(DOC(",'proxy_protocol':{'trusted':[]}", ""),
+               "listeners[0].proxy_protocol.trusted: must list at least one trusted network (the load balancers)");
+    expect_err(DOC(",'proxy_protocol':{'trusted':['10.0.0.0/33']}", ""),
+               "listeners[0].proxy_protocol.trusted[0]: \"10.0.0.0/33\": expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
+    expect_err(DOC(",'proxy_protocol':{'trusted':['10.0.0.0/8'],'data_peer':'x'}", ""),
+               "listeners[0].proxy_protocol.data_peer: must be \"client\" or \"balancer\", got \"x\"");
     expect_err(DOCL("1"), "listeners[0]: expected object, got integer");
     expect_err(DOCL("{'bind':'0.0.0.0:21'}"), "listeners[0].name: required");
     expect_err(DOCL("{'name':'a b'}"), "listeners[0].name: \"a b\": must match [A-Za-z0-9_.-]{1,64}");
