@@ -806,11 +806,11 @@ static const char *const protection_names[] = { "private", "any", "clear", NULL 
 
 static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
 {
-    static const char nsv[] = "not supported in this version";
     static const keydef_t keys[] = {
-        { "address", NULL }, { "data_mode", NULL }, { "allow", nsv },
-        { "port", nsv },     { "source", nsv },     { NULL, NULL },
+        { "address", NULL }, { "data_mode", NULL }, { "allow", NULL },
+        { "port", NULL },    { "source", NULL },    { NULL, NULL },
     };
+    static const char *const source_names[] = { "proxy", "client", NULL };
     char path[PATH_MAX_LEN], p[PATH_MAX_LEN];
     json_t *be;
     const char *s;
@@ -822,13 +822,47 @@ static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_li
     if (check_keys(c, be, path, keys) != FG_OK || get_str(c, be, path, "address", 1, &s) != FG_OK)
         return FG_CONFIG;
     subpath(p, path, "address");
-    if (strcmp(s, "original-destination") == 0)
-        return fail(c, p, "\"original-destination\" is %s", nsv);
-    if (get_hostport(c, be, path, "address", 0, &li->backend.address) != FG_OK)
-        return FG_CONFIG;
-    if (get_enum(c, be, path, "data_mode", data_mode_names, &dm) != FG_OK)
+    json_t *allow = json_object_get(be, "allow");
+    if (strcmp(s, "original-destination") == 0) {
+        /* Interception: the destination the client dialled is the backend. */
+        li->backend.intercept = 1;
+        if ((li->backend.address.host = xstrdup(s)) == NULL)
+            return fail_nomem(c);
+        subpath(p, path, "allow");
+        /* SECURITY: never a proxy to arbitrary destinations. */
+        if (allow == NULL)
+            return fail(c, p, "required with \"original-destination\" (the networks the servers are in)");
+        if (!json_is_array(allow) || json_array_size(allow) == 0)
+            return fail(c, p, "expected a non-empty array of CIDRs");
+        li->backend.allow = calloc(json_array_size(allow), sizeof *li->backend.allow);
+        if (li->backend.allow == NULL)
+            return fail_nomem(c);
+        for (size_t i = 0; i < json_array_size(allow); i++) {
+            char ep[PATH_MAX_LEN];
+            json_t *e = json_array_get(allow, i);
+            subindex(ep, p, i);
+            if (!json_is_string(e) || config_parse_cidr(json_string_value(e), &li->backend.allow[i]) != FG_OK)
+                return fail(c, ep, "expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
+            li->backend.n_allow = i + 1;
+        }
+        unsigned port = 0;
+        if (get_uint(c, be, path, "port", 1, 65535, &port) != FG_OK)
+            return FG_CONFIG;
+        li->backend.port = (uint16_t)port;
+    } else {
+        if (allow != NULL || json_object_get(be, "port") != NULL) {
+            subpath(p, path, allow != NULL ? "allow" : "port");
+            return fail(c, p, "only with \"address\": \"original-destination\"");
+        }
+        if (get_hostport(c, be, path, "address", 0, &li->backend.address) != FG_OK)
+            return FG_CONFIG;
+    }
+    int source = 0;
+    if (get_enum(c, be, path, "data_mode", data_mode_names, &dm) != FG_OK ||
+        get_enum(c, be, path, "source", source_names, &source) != FG_OK)
         return FG_CONFIG;
     li->backend.data_mode = (data_mode_t)dm;
+    li->backend.source_client = source == 1;
     return FG_OK;
 }
 
@@ -893,7 +927,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         { "name", NULL },    { "bind", NULL },    { "mode", NULL },
         { "tls", NULL },     { "backend", NULL }, { "passive", NULL },
         { "policy", NULL },  { "proxy_protocol", NULL },
-        { "sni", NULL },     { "active", NULL },
+        { "sni", NULL },     { "active", NULL },  { "transparent", NULL },
         { NULL, NULL },
     };
     static const keydef_t policy_keys[] = {
@@ -947,6 +981,8 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         return fail(c, p, "\"%s\" is not an identity under tls", show(s).s);
     li->tls_index = i;
 
+    if (get_bool(c, l, path, "transparent", &li->transparent) != FG_OK)
+        return FG_CONFIG;
     if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK || (rc = parse_active(c, path, l, li)) != FG_OK ||
         (rc = parse_proxy_protocol(c, path, l, li)) != FG_OK)
         return rc;
@@ -1329,6 +1365,7 @@ void config_free(config_t *cfg)
             free(l->sni[j].name);
         free(l->sni);
         free(l->proxy_protocol.trusted);
+        free(l->backend.allow);
     }
     free(cfg->listeners);
     free_hostport(&cfg->admin.bind);

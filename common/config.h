@@ -63,9 +63,15 @@ typedef struct {
     config_sni_t *sni;                /* "sni": other identities chosen by server name */
     size_t n_sni;
     struct {
-        config_hostport_t address;
+        config_hostport_t address;    /* host "original-destination" when intercept */
         data_mode_t data_mode;
+        int intercept;                /* the backend is where the client meant to go (REDIRECT/DNAT/TPROXY) */
+        config_cidr_t *allow;         /* intercept: the backend must be in one of these (required) */
+        size_t n_allow;
+        uint16_t port;                /* intercept: backend port; 0 = the port the client dialled */
+        int source_client;            /* "source": "client": connect from the client's IP (IP_TRANSPARENT) */
     } backend;
+    int transparent;                  /* "transparent": IP_TRANSPARENT listener sockets (TPROXY) */
     struct {
         uint16_t first, last;         /* listen port range, inclusive */
         uint16_t announce_first;      /* "announce_ports": first announced port (NAT/Docker

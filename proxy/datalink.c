@@ -8,6 +8,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "tls_engine.h"
+#include "transparent.h"
 #include "tstream.h"
 
 #define DATALINK_LINGER_MS 3000
@@ -40,7 +41,8 @@ struct datalink {
     lsock_t *client_lsn, *backend_lsn;
     uint16_t client_port;
     struct sockaddr_storage client_addr, client_target, active_source, backend_addr, backend_listen;
-    int check_peer_ip, has_active_source, backend_port_known;
+    int check_peer_ip, has_active_source, backend_port_known, transparent, has_backend_source;
+    struct sockaddr_storage backend_source;
     SSL_CTX *tls;
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN];
@@ -451,7 +453,8 @@ static void dl_dial_client(datalink_t *dl)
     if (dl_adopt_client_stream(dl, cs) != 0)
         return;
     if (dl->has_active_source &&
-        uv_tcp_bind(tstream_tcp(dl->client), (const struct sockaddr *)&dl->active_source, 0) != 0) {
+        ((dl->transparent && transparent_open(tstream_tcp(dl->client), dl->active_source.ss_family) != 0) ||
+         uv_tcp_bind(tstream_tcp(dl->client), (const struct sockaddr *)&dl->active_source, 0) != 0)) {
         dl_fail(dl, 425, "Cannot open data connection (source address)");
         return;
     }
@@ -569,6 +572,13 @@ static void dl_maybe_connect_backend(datalink_t *dl)
     dl->backend = bs;
     dl->backend_started = 1;
     dl->handles++;
+    /* Source-IP transparency: the backend sees the client's address (README). */
+    if (dl->has_backend_source && dl->backend_source.ss_family == dl->backend_addr.ss_family &&
+        (transparent_open(tstream_tcp(bs), dl->backend_source.ss_family) != 0 ||
+         uv_tcp_bind(tstream_tcp(bs), (const struct sockaddr *)&dl->backend_source, 0) != 0)) {
+        dl_fail(dl, 425, "Cannot open data connection from the client's address");
+        return;
+    }
     if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
         dl_fail(dl, 425, "Cannot open data connection to the server");
 }
@@ -635,7 +645,12 @@ static int dl_bind_listen(datalink_t *dl, lsock_t *ls, const struct sockaddr *ad
     ls->dl = dl;
     ls->port = port;
     dl->handles++;
-    int rc = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&sa, 0);
+    int rc = 0;
+    /* TPROXY: the passive port listens on the server's address, not ours. */
+    if (dl->transparent && ls->from_pool)
+        rc = transparent_open(&ls->tcp, sa.ss_family);
+    if (rc == 0)
+        rc = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&ls->tcp, 4, cb);
     return rc;
@@ -767,6 +782,12 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     if (opts->active_source) {
         memcpy(&dl->active_source, opts->active_source, netaddr_len(opts->active_source));
         dl->has_active_source = 1;
+    }
+    dl->transparent = opts->transparent;
+    if (opts->backend_source) {
+        memcpy(&dl->backend_source, opts->backend_source, netaddr_len(opts->backend_source));
+        netaddr_set_port((struct sockaddr *)&dl->backend_source, 0);
+        dl->has_backend_source = 1;
     }
     uv_timer_init(loop, &dl->timer);
     dl->timer.data = dl;

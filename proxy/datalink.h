@@ -42,6 +42,8 @@ typedef struct {
     int check_peer_ip;                    /* passive: only client_addr's IP may connect */
     const struct sockaddr *client_target; /* active: the validated PORT/EPRT address */
     const struct sockaddr *active_source; /* active: local address to connect from (NULL: any) */
+    int transparent;                      /* listen_addr / active_source may be non-local (TPROXY) */
+    const struct sockaddr *backend_source;/* connect: the client's address to connect from (NULL: ours) */
 
     dl_backend_mode_t backend_mode;
     const struct sockaddr *backend_addr;  /* connect: backend control peer (port set later);

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "session.h"
+#include "transparent.h"
 #include "tstream.h"
 
 struct listener {
@@ -143,7 +144,17 @@ int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long
     }
     uv_tcp_init(loop, &l->tcp);
     l->tcp.data = l;
-    int rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0);
+    int rc = 0;
+    /* TPROXY: the listener takes connections addressed to other hosts. */
+    if (cfg->transparent && (rc = transparent_open(&l->tcp, addr.ss_family)) != 0) {
+        snprintf(err, errlen, "listener %s: \"transparent\" needs CAP_NET_ADMIN (IP_TRANSPARENT: %s)",
+                 cfg->name, uv_strerror(rc));
+        l->stopped = 1;
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        *out = l;
+        return FG_IO;
+    }
+    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc != 0) {

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "log.h"
 #include "generation.h"
+#include "transparent.h"
 
 #define DRAIN_DEADLINE_MS 30000u
 
@@ -302,6 +303,16 @@ int main(int argc, char **argv)
         print_passive_plan(d.cfg);
         generation_unref(d.gen);
         return 0;
+    }
+
+    for (size_t i = 0; i < d.cfg->n_listeners; i++) {
+        const config_listener_t *lc = &d.cfg->listeners[i];
+        /* Fail at start, not at the first client, when the capability is missing. */
+        if ((lc->backend.source_client || lc->transparent) && transparent_probe(err, sizeof err) != 0) {
+            fprintf(stderr, "ftpsgate: listeners[%zu] (%s): %s\n", i, lc->name, err);
+            generation_unref(d.gen);
+            return 1;
+        }
     }
 
     signal(SIGPIPE, SIG_IGN);

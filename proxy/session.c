@@ -17,6 +17,7 @@
 #include "policy.h"
 #include "proxyproto.h"
 #include "tls_engine.h"
+#include "transparent.h"
 
 #include <openssl/rand.h>
 
@@ -83,7 +84,9 @@ struct session {
     unsigned handles;
     unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1, rein_implicit : 1;
     char user[64];
-    struct sockaddr_storage balancer_addr; /* the PROXY protocol sender, when there is one */
+    struct sockaddr_storage balancer_addr;
+    struct sockaddr_storage orig_dst;      /* interception: where the client meant to go */
+    int intercepted; /* the PROXY protocol sender, when there is one */
     unsigned char *pp_buf;     /* a PROXY header being read (NULL once done or when not used) */
     size_t pp_len;
     generation_t *gen;         /* the configuration this session started with (kept on reload) */
@@ -95,6 +98,7 @@ struct session {
 static void session_close(session_t *s, int graceful, const char *why);
 static void process_input(session_t *s);
 static void connect_backend(session_t *s);
+static void dial_backend(session_t *s);
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -316,6 +320,9 @@ static const struct sockaddr *announce_for(session_t *s, struct sockaddr_storage
                 return (const struct sockaddr *)tmp;
         }
     }
+    /* Intercepted clients believe they talk to the server: announce its address. */
+    if (s->intercepted)
+        return (const struct sockaddr *)&s->orig_dst;
     return (const struct sockaddr *)&s->local_addr;
 }
 
@@ -479,20 +486,27 @@ static void start_data_setup(session_t *s, const ftp_cmd_t *cmd)
     if (s->backend)
         uv_tcp_getsockname(tstream_tcp(s->backend), (struct sockaddr *)&backend_local, &blen);
     netaddr_set_port((struct sockaddr *)&backend_local, 0);
-    memcpy(&source, &s->local_addr, sizeof source);
+    /* TPROXY interception: data sockets use the server's address, as the
+     * client expects; otherwise ours. */
+    int tproxy = s->intercepted && s->cfg->transparent;
+    const struct sockaddr *own = tproxy ? (const struct sockaddr *)&s->orig_dst
+                                        : (const struct sockaddr *)&s->local_addr;
+    memcpy(&source, own, netaddr_len(own));
     netaddr_set_port((struct sockaddr *)&source, (uint16_t)s->cfg->active.source_port);
 
     s->data_cmd = cmd->id;
     s->data_backend_mode = backend_mode_for(s, cmd->id);
     datalink_opts_t o = {
         .client_mode = active ? DL_CLIENT_ACTIVE : DL_CLIENT_PASSIVE,
-        .listen_addr = (const struct sockaddr *)&s->local_addr,
+        .listen_addr = own,
+        .transparent = tproxy,
+        .backend_source = s->cfg->backend.source_client ? (const struct sockaddr *)&s->client_addr : NULL,
         .pool = listener_pool(s->listener),
         .client_addr = s->cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->balancer_addr
                                                                  : (const struct sockaddr *)&s->client_addr,
         .check_peer_ip = s->cfg->passive.check_peer_ip,
         .client_target = active ? (const struct sockaddr *)&target : NULL,
-        .active_source = s->cfg->active.source_port ? (const struct sockaddr *)&source : NULL,
+        .active_source = s->cfg->active.source_port || tproxy ? (const struct sockaddr *)&source : NULL,
         .backend_mode = s->data_backend_mode,
         .backend_addr = (const struct sockaddr *)&s->backend_addr,
         .backend_local = (const struct sockaddr *)&backend_local,
@@ -1251,17 +1265,86 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     memcpy(&s->backend_addr, res->ai_addr, res->ai_addrlen);
     uv_freeaddrinfo(res);
     netaddr_set_port((struct sockaddr *)&s->backend_addr, s->cfg->backend.address.port);
+    dial_backend(s);
+}
+
+/* Connects the backend control connection to s->backend_addr; owns the
+ * handle count taken by connect_backend. */
+static void dial_backend(session_t *s)
+{
     s->backend = tstream_new(s->loop, &backend_cbs, s);
     if (!s->backend) {
         session_close(s, 0, "out of memory");
         session_release_handle(s);
         return;
     }
-    /* The resolver's handle count passes to the backend stream. */
+    if (s->cfg->backend.source_client) {
+        /* Source-IP transparency: the legacy server sees the client's address. */
+        struct sockaddr_storage src;
+        memcpy(&src, &s->client_addr, sizeof src);
+        netaddr_set_port((struct sockaddr *)&src, 0);
+        if (src.ss_family != s->backend_addr.ss_family ||
+            transparent_open(tstream_tcp(s->backend), src.ss_family) != 0 ||
+            uv_tcp_bind(tstream_tcp(s->backend), (const struct sockaddr *)&src, 0) != 0) {
+            LOG_ERROR(s->id, s->peer, "cannot connect to the backend from the client's address");
+            reply(s, 421, "Service not available: cannot reach the FTP server");
+            session_close(s, 1, "backend source address");
+            return;
+        }
+    }
+    char addr[72];
+    LOG_INFO(s->id, s->peer, "backend %s%s",
+             netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr),
+             s->cfg->backend.source_client ? " (from the client's address)" : "");
     if (tstream_connect(s->backend, (const struct sockaddr *)&s->backend_addr) != FG_OK) {
         reply(s, 421, "Service not available: cannot reach the FTP server");
         session_close(s, 1, "backend connect failed");
     }
+}
+
+/* Interception (backend "original-destination"): the backend is where the
+ * client meant to go, read from the diverted connection. 0, or -1 after the
+ * session was refused. */
+static int resolve_intercepted(session_t *s)
+{
+    int redirected = 0;
+    char dst[72];
+    if (transparent_original_dst(tstream_tcp(s->client), &s->orig_dst, &redirected) != 0) {
+        session_close(s, 0, "cannot read the original destination");
+        return -1;
+    }
+    netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst);
+    const config_listener_t *c = s->cfg;
+    const config_t *all = generation_config(s->gen);
+    const char *why = NULL;
+    struct in_addr v4;
+    int allowed = 0;
+    for (size_t i = 0; i < c->backend.n_allow; i++)
+        allowed |= config_cidr_match(&c->backend.allow[i], (const struct sockaddr *)&s->orig_dst);
+    /* SECURITY: never a relay to arbitrary hosts, to ourselves or to loopback. */
+    if (netaddr_ipv4((const struct sockaddr *)&s->orig_dst, &v4) ? (ntohl(v4.s_addr) >> 24) == 127
+        : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&s->orig_dst)->sin6_addr))
+        why = "loopback destination";
+    else if (netaddr_same_ip((const struct sockaddr *)&s->orig_dst, (const struct sockaddr *)&s->local_addr) &&
+             netaddr_port((const struct sockaddr *)&s->orig_dst) == c->bind.port)
+        why = "not diverted (the client dialled ftpsgate itself)";
+    else if (all->admin.enabled && netaddr_port((const struct sockaddr *)&s->orig_dst) == all->admin.bind.port)
+        why = "the admin port";
+    else if (!allowed)
+        why = "outside backend.allow";
+    if (why) {
+        LOG_WARN(s->id, s->peer, "SECURITY: intercepted connection to %s refused: %s", dst, why);
+        listener_metrics(s->listener)->policy_refusals++;
+        session_close(s, 0, "destination not allowed");
+        return -1;
+    }
+    s->intercepted = 1;
+    memcpy(&s->backend_addr, &s->orig_dst, sizeof s->backend_addr);
+    if (c->backend.port)
+        netaddr_set_port((struct sockaddr *)&s->backend_addr, c->backend.port);
+    LOG_INFO(s->id, s->peer, "intercepted: original destination %s (%s)", dst,
+             redirected ? "REDIRECT/DNAT" : "TPROXY");
+    return 0;
 }
 
 /* Resolves (without blocking the loop) and connects the backend control
@@ -1277,6 +1360,14 @@ static void connect_backend(session_t *s)
     ftp_reply_init(&s->reply_state);
     linebuf_reset(s->backend_lb);
     s->last_reply_code = 0;
+    if (s->cfg->backend.intercept) {
+        s->resolving = 0;
+        if (s->intercepted || resolve_intercepted(s) == 0)
+            dial_backend(s);
+        else
+            session_release_handle(s);
+        return;
+    }
     if (uv_getaddrinfo(s->loop, &s->resolver, on_resolved, s->cfg->backend.address.host, port,
                        &hints) != 0) {
         s->resolving = 0;

@@ -333,9 +333,19 @@ static void test_bad_backend(void)
 {
     expect_err(DOCB("{}"), "listeners[0].backend.address: required");
     expect_err(DOCB("{'address':'original-destination'}"),
-               "listeners[0].backend.address: \"original-destination\" is not supported in this version");
+               "listeners[0].backend.allow: required with \"original-destination\" (the networks the servers are in)");
+    expect_err(DOCB("{'address':'original-destination','allow':[]}"),
+               "listeners[0].backend.allow: expected a non-empty array of CIDRs");
+    expect_err(DOCB("{'address':'original-destination','allow':['10.0.0.0/8','x']}"),
+               "listeners[0].backend.allow[1]: expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
+    expect_err(DOCB("{'address':'original-destination','allow':['10.0.0.0/8'],'port':0}"),
+               "listeners[0].backend.port: 0 is out of range (1..65535)");
     expect_err(DOCB("{'address':'h:21','allow':['10.0.0.0/8']}"),
-               "listeners[0].backend.allow: not supported in this version");
+               "listeners[0].backend.allow: only with \"address\": \"original-destination\"");
+    expect_err(DOCB("{'address':'h:21','port':21}"),
+               "listeners[0].backend.port: only with \"address\": \"original-destination\"");
+    expect_err(DOCB("{'address':'h:21','source':'elsewhere'}"),
+               "listeners[0].backend.source: must be \"proxy\" or \"client\", got \"elsewhere\"");
     expect_err(DOCB("{'address':'h:21','srv':1}"), "listeners[0].backend.srv: unknown key");
     expect_err(DOCB("{'address':'-bad-.example:21'}"),
                "listeners[0].backend.address: \"-bad-.example:21\": expected host:port or [IPv6]:port");

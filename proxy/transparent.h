@@ -1,0 +1,25 @@
+#ifndef FTPSGATE_TRANSPARENT_H
+#define FTPSGATE_TRANSPARENT_H
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+/* Transparent deployment (README "Transparent deployment"): reading where a
+ * diverted client meant to go, and sockets that may use addresses that are
+ * not the host's own (IP_TRANSPARENT: TPROXY listeners, connecting to a
+ * backend from the client's address). Linux only; needs CAP_NET_ADMIN. */
+
+/* Gives h (initialised, no socket yet) a socket of family with
+ * IP_TRANSPARENT / IPV6_TRANSPARENT set. 0 or a negative errno. */
+int transparent_open(uv_tcp_t *h, int family);
+
+/* Start-up check: can this process set IP_TRANSPARENT? 0, or -1 with a
+ * message naming the capability. */
+int transparent_probe(char *err, size_t errlen);
+
+/* The destination the client dialled on an accepted connection: the
+ * conntrack entry of a REDIRECT/DNAT (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST),
+ * else the socket's local address (TPROXY keeps it). 0 or a negative errno. */
+int transparent_original_dst(uv_tcp_t *h, struct sockaddr_storage *out, int *redirected);
+
+#endif
