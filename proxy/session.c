@@ -25,6 +25,7 @@
  * buffer stays below it plus one delivery (64 KiB clear, 16 KiB TLS). */
 #define CLIENT_INPUT_PAUSE (8u * 1024u)
 #define CLIENT_INPUT_MAX (CLIENT_INPUT_PAUSE + 80u * 1024u)
+#define CLIENT_INPUT_START 2048u
 #define BACKEND_LINE_MAX 8192u
 #define HELD_REPLY_MAX 2048u
 #define CLOSE_GRACE_MS 3000u
@@ -57,7 +58,7 @@ struct session {
     linebuf_t *client_lb, *backend_lb;
     ftp_reply_state_t reply_state;
     char *cin;
-    size_t cin_len, cin_pos;
+    size_t cin_len, cin_pos, cin_cap;
     wait_t wait;
     policy_state_t pol;
     int logged_in;
@@ -1102,6 +1103,18 @@ static void client_on_data(tstream_t *t, const char *buf, size_t len)
         session_close(s, 0, "client input overflow");
         return;
     }
+    if (s->cin_len + len > s->cin_cap) {
+        /* Grows only for a client that pipelines or sends big TLS records;
+         * an idle session keeps the small buffer. */
+        size_t cap = s->cin_len + len;
+        char *p = realloc(s->cin, cap);
+        if (!p) {
+            session_close(s, 0, "out of memory");
+            return;
+        }
+        s->cin = p;
+        s->cin_cap = cap;
+    }
     memcpy(s->cin + s->cin_len, buf, len);
     s->cin_len += len;
     if (s->cin_len > CLIENT_INPUT_PAUSE && !s->client_paused) {
@@ -1387,7 +1400,8 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     if (s) {
         s->client_lb = linebuf_new(lim->max_line, 1);
         s->backend_lb = linebuf_new(BACKEND_LINE_MAX, 0);
-        s->cin = malloc(CLIENT_INPUT_MAX);
+        s->cin_cap = CLIENT_INPUT_START;
+        s->cin = malloc(s->cin_cap);
     }
     if (!s || !s->client_lb || !s->backend_lb || !s->cin) {
         if (s) {
