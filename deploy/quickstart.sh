@@ -319,8 +319,9 @@ write_ftpsgate_conf() {
   "admin": { "bind": "$HOST:$ADMIN_PORT" }
 }
 EOF
-    "$FG_BIN" --check-config --config "$QS/conf/ftpsgate.json" ||
+    "$FG_BIN" --check-config --config "$QS/conf/ftpsgate.json" >"$QS/logs/check-config.log" ||
         die "ftpsgate rejected $QS/conf/ftpsgate.json (see the message above)"
+    say "config checked: $QS/conf/ftpsgate.json"
 }
 
 self_check() {
