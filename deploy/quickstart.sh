@@ -33,8 +33,8 @@ HOST=127.0.0.1
 FTP_PORT="${QS_FTP_PORT:-2121}"       # vsftpd, plain FTP (the "legacy" backend)
 PROXY_PORT="${QS_PROXY_PORT:-2990}"   # ftpsgate, explicit FTPS
 ADMIN_PORT="${QS_ADMIN_PORT:-9121}"   # ftpsgate's /metrics and /healthz
-BACKEND_PASV_MIN=40000
-BACKEND_PASV_MAX=40049
+BACKEND_PASV_MIN=40600
+BACKEND_PASV_MAX=40649
 PROXY_PASV="50000-50049"
 FTP_SYSUSER=ftpsgate-qs               # unprivileged account vsftpd maps anonymous sessions to
 

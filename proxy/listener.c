@@ -83,7 +83,8 @@ static void on_connection(uv_stream_t *server, int status)
     /* SECURITY: only trusted balancers may tell us who the client is. */
     else if (l->cfg->proxy_protocol.enabled && !trusted)
         refusal = "SECURITY: not a trusted PROXY protocol sender";
-    else if (l->limits->max_sessions && l->n_sessions >= l->limits->max_sessions)
+    /* The metrics count every listener's sessions: the cap is per process. */
+    else if (l->limits->max_sessions && l->metrics->sessions_active >= l->limits->max_sessions)
         refusal = "too many sessions";
     /* Behind a balancer the real client is known only after the PROXY header:
      * the session checks its per-IP limit then. */

@@ -173,12 +173,19 @@ static void backend_write_line(session_t *s, const char *line, size_t len)
 
 static void on_timer(uv_timer_t *t);
 
+/* Before login the deadline runs from connect (or REIN) and nothing the
+ * client sends extends it; after login every command restarts the idle timer. */
+static void start_login_timer(session_t *s)
+{
+    if (!s->closing)
+        uv_timer_start(&s->timer, on_timer, (uint64_t)s->limits->login_timeout_s * 1000u, 0);
+}
+
 static void restart_timer(session_t *s)
 {
-    if (s->closing)
+    if (s->closing || !s->logged_in)
         return;
-    unsigned secs = s->logged_in ? s->limits->idle_timeout_s : s->limits->login_timeout_s;
-    uv_timer_start(&s->timer, on_timer, (uint64_t)secs * 1000u, 0);
+    uv_timer_start(&s->timer, on_timer, (uint64_t)s->limits->idle_timeout_s * 1000u, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -192,7 +199,7 @@ static void on_timer(uv_timer_t *t)
             tstream_close(s->backend, 0);
         return;
     }
-    if (s->wait == WAIT_TRANSFER) {
+    if (s->wait == WAIT_TRANSFER && s->logged_in) {
         restart_timer(s); /* a transfer in progress is not idleness */
         return;
     }
@@ -674,6 +681,7 @@ static void reinitialize(session_t *s)
         s->pol.prot = 'C';
     }
     LOG_INFO(s->id, s->peer, "REIN: session reinitialized");
+    start_login_timer(s); /* a fresh login deadline */
     s->wait = WAIT_REIN;
     connect_backend(s);
 }
@@ -779,6 +787,8 @@ static void handle_command(session_t *s, const char *line, size_t len)
         ftp_cmd_redact(line, len, shown, sizeof shown); /* SECURITY: never log PASS */
         LOG_DEBUG(s->id, s->peer, "client: %s", shown);
     }
+    /* SECURITY: commands (NOOP...) before login do not extend the login
+     * deadline, so nobody idles unauthenticated (start_login_timer). */
     restart_timer(s);
     if (cmd.id == FTP_CMD_USER && cmd.arg) {
         size_t n = cmd.arg_len < sizeof s->user - 1 ? cmd.arg_len : sizeof s->user - 1;
@@ -1473,7 +1483,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
             return s;
     }
     tstream_start_read(client);
-    restart_timer(s);
+    start_login_timer(s);
 
     /* Behind a balancer the backend is dialled once the real client is known. */
     if (!s->pp_buf)
