@@ -17,6 +17,10 @@ static void ctx_error(char *err, size_t errlen, const config_tls_t *tls, const c
     snprintf(err, errlen, "tls.%s.%s: %s%s%s", tls->id, key, what, ebuf[0] ? ": " : "", ebuf);
 }
 
+/* SSL_CTX ex_data: the identity's settings (owned by the config, which
+ * outlives its contexts), for tls_ctx_switch. Created once at start-up. */
+static int settings_index = -1;
+
 static int version_of(const char *v)
 {
     if (!v || strcmp(v, "1.2") == 0)
@@ -24,6 +28,24 @@ static int version_of(const char *v)
     if (strcmp(v, "1.3") == 0)
         return TLS1_3_VERSION;
     return 0;
+}
+
+int tls_ctx_switch(SSL *ssl, SSL_CTX *ctx)
+{
+    const config_tls_t *tls = settings_index >= 0 ? SSL_CTX_get_ex_data(ctx, settings_index) : NULL;
+    if (!tls || SSL_set_SSL_CTX(ssl, ctx) != ctx)
+        return -1;
+    /* SSL_set_SSL_CTX moves the certificate only; the rest is per SSL. */
+    int ok = SSL_set_min_proto_version(ssl, version_of(tls->min_version)) &&
+             SSL_set_max_proto_version(ssl, tls->max_version ? version_of(tls->max_version) : 0);
+    if (ok && tls->ciphers)
+        ok = SSL_set_cipher_list(ssl, tls->ciphers);
+    if (ok && tls->ciphersuites)
+        ok = SSL_set_ciphersuites(ssl, tls->ciphersuites);
+    if (ok && tls->groups)
+        ok = SSL_set1_groups_list(ssl, tls->groups);
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), NULL);
+    return ok ? 0 : -1;
 }
 
 SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
@@ -91,7 +113,10 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
      * ticket on each; a few spare tickets avoid falling back to full handshakes. */
     SSL_CTX_set_num_tickets(ctx, 4);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (tls_engine_prepare_ctx(ctx) != 0) {
+    if (settings_index < 0)
+        settings_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (settings_index < 0 || !SSL_CTX_set_ex_data(ctx, settings_index, (void *)tls) ||
+        tls_engine_prepare_ctx(ctx) != 0) {
         ctx_error(err, errlen, tls, "cert", "cannot set up session tickets");
         goto fail;
     }

@@ -13,4 +13,9 @@
  * JSON path ("tls.main.cert: ...") on failure. */
 SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen);
 
+/* SNI switched a handshake to ctx (one made by tls_ctx_new): besides the
+ * certificate, the identity's versions, ciphers, groups and client
+ * certificate rule apply to ssl. 0, or -1 when a setting cannot apply. */
+int tls_ctx_switch(SSL *ssl, SSL_CTX *ctx);
+
 #endif

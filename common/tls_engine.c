@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fgerr.h"
+#include "tls_ctx.h"
 
 /* SSL ex_data slot pointing at the owning engine's token: created once at
  * start-up (start-up configuration, never changed afterwards). */
@@ -306,15 +307,51 @@ SSL_CTX *tls_sni_lookup(const tls_sni_t *sni, const char *name)
     return NULL;
 }
 
-static int on_servername(SSL *ssl, int *alert, void *arg)
+/* The host name of a ClientHello's server_name extension (RFC 6066 §3). */
+static int sni_from_hello(SSL *ssl, char *name, size_t cap)
 {
-    (void)alert;
+    const unsigned char *p;
+    size_t len;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 2)
+        return 0;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list + 2 > len)
+        return 0;
+    p += 2;
+    while (list >= 3) {
+        unsigned type = p[0];
+        size_t n = ((size_t)p[1] << 8) | p[2];
+        if (n + 3 > list)
+            return 0;
+        if (type == 0) { /* host_name */
+            if (n == 0 || n >= cap || memchr(p + 3, 0, n))
+                return 0;
+            memcpy(name, p + 3, n);
+            name[n] = '\0';
+            return 1;
+        }
+        p += 3 + n;
+        list -= 3 + n;
+    }
+    return 0;
+}
+
+/* SNI is decided in the ClientHello callback, before the version and the
+ * cipher are chosen, so the chosen identity's whole TLS policy applies (not
+ * only its certificate, as a servername callback would give). */
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
+{
     (void)arg;
     const tls_sni_t *sni = sni_index >= 0 ? SSL_get_ex_data(ssl, sni_index) : NULL;
-    SSL_CTX *ctx = tls_sni_lookup(sni, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
-    if (ctx)
-        SSL_set_SSL_CTX(ssl, ctx);
-    return SSL_TLSEXT_ERR_OK;
+    char name[256];
+    if (!sni || sni->n == 0 || !sni_from_hello(ssl, name, sizeof name))
+        return SSL_CLIENT_HELLO_SUCCESS;
+    SSL_CTX *ctx = tls_sni_lookup(sni, name);
+    if (ctx && ctx != SSL_get_SSL_CTX(ssl) && tls_ctx_switch(ssl, ctx) != 0) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 void tls_engine_set_sni(tls_engine_t *e, const tls_sni_t *sni)
@@ -331,7 +368,7 @@ int tls_engine_prepare_ctx(SSL_CTX *ctx)
         sni_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (token_index < 0 || sni_index < 0)
         return FG_TLS;
-    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
     return SSL_CTX_set_session_ticket_cb(ctx, on_ticket_generate, on_ticket_decrypt, NULL) == 1
                ? FG_OK
                : FG_TLS;
