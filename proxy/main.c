@@ -1,6 +1,9 @@
 /* ftpsgate: a TLS-terminating FTP proxy. Command line, start-up, signals. */
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,14 +68,25 @@ static void print_passive_plan(const config_t *cfg)
         const config_listener_t *l = &cfg->listeners[i];
         unsigned first = l->passive.announce_first ? l->passive.announce_first : l->passive.first;
         unsigned last = first + (unsigned)(l->passive.last - l->passive.first);
-        printf("listener %s: %s FTPS on %s:%u -> backend %s:%u (data mode %s)\n", l->name,
+        char backend[96];
+        if (l->backend.intercept && l->backend.port)
+            snprintf(backend, sizeof backend, "the original destination, port %u", (unsigned)l->backend.port);
+        else if (l->backend.intercept)
+            snprintf(backend, sizeof backend, "the original destination");
+        else
+            snprintf(backend, sizeof backend, "%s:%u", l->backend.address.host, (unsigned)l->backend.address.port);
+        printf("listener %s: %s FTPS on %s:%u -> backend %s (data mode %s)\n", l->name,
                l->mode == LISTEN_IMPLICIT ? "implicit" : "explicit", l->bind.host, (unsigned)l->bind.port,
-               l->backend.address.host, (unsigned)l->backend.address.port,
+               backend,
                l->backend.data_mode == DATA_MODE_ACTIVE ? "active"
                : l->backend.data_mode == DATA_MODE_CLIENT ? "client" : "passive");
         printf("  passive ports %u-%u, announced as %u-%u\n", (unsigned)l->passive.first,
                (unsigned)l->passive.last, first, last);
-        if (l->passive.n_announce == 0)
+        if (l->passive.n_announce == 0 && l->backend.intercept)
+            printf("  every client: 227 with the address of the server it dialled (original destination), "
+                   "port %u-%u;\n                229 Entering Extended Passive Mode (|||%u|) (first port)\n",
+                   first, last, first);
+        else if (l->passive.n_announce == 0)
             printf("  every client: 227 with the local address of its control connection, port %u-%u;\n"
                    "                229 Entering Extended Passive Mode (|||%u|) (first port)\n",
                    first, last, first);
@@ -99,7 +113,19 @@ static void print_passive_plan(const config_t *cfg)
     }
 }
 
-static int drop_privileges(const char *user)
+/* Transparent listeners and source-IP transparency open IP_TRANSPARENT
+ * sockets for every session: CAP_NET_ADMIN (and nothing else) survives the
+ * switch to the unprivileged user. */
+static int keep_only_net_admin(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].effective = data[0].permitted = 1u << CAP_NET_ADMIN;
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int drop_privileges(const char *user, int keep_net_admin)
 {
     if (!user || geteuid() != 0)
         return 0;
@@ -108,8 +134,16 @@ static int drop_privileges(const char *user)
         fprintf(stderr, "ftpsgate: user: no such user \"%s\"\n", user);
         return -1;
     }
+    if (keep_net_admin && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) {
+        fprintf(stderr, "ftpsgate: cannot keep CAP_NET_ADMIN: %s\n", strerror(errno));
+        return -1;
+    }
     if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
         fprintf(stderr, "ftpsgate: cannot drop privileges to %s: %s\n", user, strerror(errno));
+        return -1;
+    }
+    if (keep_net_admin && keep_only_net_admin() != 0) {
+        fprintf(stderr, "ftpsgate: cannot keep CAP_NET_ADMIN after dropping to %s: %s\n", user, strerror(errno));
         return -1;
     }
     /* SECURITY: make sure root cannot be regained. */
@@ -117,7 +151,7 @@ static int drop_privileges(const char *user)
         fprintf(stderr, "ftpsgate: privileges were not dropped\n");
         return -1;
     }
-    LOG_INFO(0, NULL, "running as user %s", user);
+    LOG_INFO(0, NULL, "running as user %s%s", user, keep_net_admin ? " with CAP_NET_ADMIN only" : "");
     return 0;
 }
 
@@ -345,7 +379,10 @@ int main(int argc, char **argv)
                      (unsigned)d.cfg->admin.bind.port);
         }
     }
-    if (!failed && drop_privileges(d.cfg->user) != 0)
+    int needs_net_admin = 0;
+    for (size_t i = 0; i < d.cfg->n_listeners; i++)
+        needs_net_admin |= d.cfg->listeners[i].transparent || d.cfg->listeners[i].backend.source_client;
+    if (!failed && drop_privileges(d.cfg->user, needs_net_admin) != 0)
         failed = 1;
     if (failed) {
         admin_stop(d.admin);
