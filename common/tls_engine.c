@@ -399,6 +399,12 @@ void tls_engine_set_num_tickets(tls_engine_t *e, size_t n)
     SSL_set_num_tickets(e->ssl, n);
 }
 
+void tls_engine_issue_ticket(tls_engine_t *e)
+{
+    if (e->state == TLS_ENGINE_OPEN && SSL_version(e->ssl) >= TLS1_3_VERSION)
+        SSL_new_session_ticket(e->ssl);
+}
+
 size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap)
 {
     size_t n = 0;

@@ -78,9 +78,14 @@ size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap);
 void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
 /* After the handshake: 1 when it resumed a session that carries token. */
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
-/* TLS 1.3 tickets sent after the handshake (0 on upload data connections:
- * a client that never reads would reset the connection over unread tickets). */
+/* TLS 1.3 tickets sent after the handshake. Data connections send none: a
+ * client that never reads one (uploads) resets the connection over the
+ * unread ticket and loses its last bytes (the vsftpd/ProFTPD upload bug). */
 void tls_engine_set_num_tickets(tls_engine_t *e, size_t n);
+/* TLS 1.3: one more ticket, sent with the next write. The control connection
+ * issues one per transfer, so clients that spend a ticket on every data
+ * connection (curl) always hold a fresh one. No-op before TLS 1.3. */
+void tls_engine_issue_ticket(tls_engine_t *e);
 /* SNI: server names (exact, or "*.example.com" for one label) mapped to the
  * SSL_CTX of another identity. Borrowed; must outlive the engine. The
  * connection starts on the listener's default context, whose ticket keys and

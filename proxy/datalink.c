@@ -422,8 +422,8 @@ static int dl_adopt_client_stream(datalink_t *dl, tstream_t *cs)
         }
         tls_engine_set_token(tstream_engine(cs), dl->tls_token);
         tls_engine_set_sni(tstream_engine(cs), dl->sni);
-        /* Tickets only where the client reads (downloads); see tls_engine.h. */
-        tls_engine_set_num_tickets(tstream_engine(cs), dl->direction == DIR_DOWNLOAD ? 1 : 0);
+        /* No tickets on data connections (tls_engine.h); the control connection issues them. */
+        tls_engine_set_num_tickets(tstream_engine(cs), 0);
     }
     return 0;
 }
@@ -832,8 +832,6 @@ void datalink_set_backend_port(datalink_t *dl, uint16_t port)
 void datalink_set_direction(datalink_t *dl, int upload)
 {
     dl->direction = upload ? DIR_UPLOAD : DIR_DOWNLOAD;
-    if (!upload && dl->client && tstream_engine(dl->client) && !tstream_handshake_done(dl->client))
-        tls_engine_set_num_tickets(tstream_engine(dl->client), 1);
     if (dl->failed)
         dl_poke_backend(dl);
     if (dl->finished)

@@ -264,6 +264,11 @@ void session_abort(session_t *s, const char *why)
 
 static void end_transfer(session_t *s)
 {
+    /* The data connection may have spent the client's TLS 1.3 ticket (curl
+     * uses each once): a fresh one goes out with the next control reply,
+     * before the client can open its next data connection. */
+    if (s->dl && s->dl_prot == 'P' && s->client && tstream_engine(s->client))
+        tls_engine_issue_ticket(tstream_engine(s->client));
     if (s->dl) {
         datalink_detach(s->dl);
         s->dl = NULL;
