@@ -11,6 +11,12 @@
 # the repository. Its shared-library dependencies are installed normally.
 #
 # Env: FTPSGATE_VSFTPD_DIR, FTPSGATE_TEST_USER (default ftpsgate-test).
+#
+# pure-ftpd and proftpd-core (the other backends of the topology matrix) conflict
+# the same way, so they are unpacked alike, into $FTPSGATE_PUREFTPD_DIR (default
+# /var/cache/ftpsgate-test/pure-ftpd) and $FTPSGATE_PROFTPD_DIR (default
+# /var/cache/ftpsgate-test/proftpd); their shared libraries are installed normally.
+# nftables is for the NAT test (network namespaces with a DNAT).
 set -euo pipefail
 
 VS_DIR="${FTPSGATE_VSFTPD_DIR:-/var/cache/ftpsgate-test/vsftpd}"
@@ -27,9 +33,17 @@ BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-de
 # Test clients and tools; libwrap0 .. libpam-modules are vsftpd's run-time libraries.
 TEST_PKGS="curl lftp openssl python3 procps iproute2 ca-certificates
            libwrap0 libcap2 libpam0g libpam-modules libssl3"
+# Topology tests (issue 5): pyftpdlib backend, NAT test tools, and the run-time
+# libraries of the privately unpacked pure-ftpd and proftpd.
+TOPO_PKGS="python3-pyftpdlib nftables
+           libsodium23 libcrypt1 libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3"
+# Transparent deployment tests (issue 6): haproxy sends PROXY headers in front of
+# ftpsgate (run as a child of the test, never as a service); iptables, conntrack
+# and iproute2 for deploy/transparent-setup.sh's rule sets and policy routing.
+TRANSPARENT_PKGS="haproxy iptables conntrack iproute2 nftables"
 
 need=""
-for p in $BUILD_PKGS $TEST_PKGS; do
+for p in $BUILD_PKGS $TEST_PKGS $TOPO_PKGS $TRANSPARENT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 
@@ -72,6 +86,27 @@ if [ ! -x "$VS_DIR/usr/sbin/vsftpd" ]; then
   log "vsftpd unpacked into $VS_DIR ($(cat "$VS_DIR/DEB_VERSION"))"
 fi
 "$VS_DIR/usr/sbin/vsftpd" -v 0>&1 2>&1 | head -1 >&2 || true
+
+# pure-ftpd and proftpd, unpacked privately like vsftpd (never installed, never
+# started as services). unpack_private PACKAGE DIR BINARY: idempotent.
+unpack_private() {
+  local pkg="$1" dir="$2" bin="$3" dl
+  [ -x "$dir/$bin" ] && return 0
+  dl="$(dirname "$dir")/dl"
+  mkdir -p "$dl"
+  if ! ( cd "$dl" && rm -f "${pkg}"_*.deb && apt-get download "$pkg" ); then
+    apt-get update
+    ( cd "$dl" && rm -f "${pkg}"_*.deb && apt-get download "$pkg" )
+  fi
+  rm -rf "$dir.tmp"
+  dpkg-deb -x "$dl/${pkg}"_*.deb "$dir.tmp"
+  basename "$dl/${pkg}"_*.deb > "$dir.tmp/DEB_VERSION"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+  log "$pkg unpacked into $dir ($(cat "$dir/DEB_VERSION"))"
+}
+unpack_private pure-ftpd "${FTPSGATE_PUREFTPD_DIR:-/var/cache/ftpsgate-test/pure-ftpd}" usr/sbin/pure-ftpd
+unpack_private proftpd-core "${FTPSGATE_PROFTPD_DIR:-/var/cache/ftpsgate-test/proftpd}" usr/sbin/proftpd
 
 # vsftpd maps anonymous sessions to this unprivileged account (ftp_username).
 # It chdir()s to the account's home before chroot()ing to anon_root, so the
