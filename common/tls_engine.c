@@ -262,6 +262,10 @@ static int on_ticket_generate(SSL *ssl, void *arg)
     (void)arg;
     const unsigned char *token = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
     SSL_SESSION *sess = SSL_get_session(ssl);
+    /* SECURITY: a resumed session keeps the token it came with; writing this
+     * connection's token over it would make any session pass the reuse check. */
+    if (SSL_session_reused(ssl))
+        return 1;
     if (token && sess)
         return SSL_SESSION_set1_ticket_appdata(sess, token, TLS_ENGINE_TOKEN_LEN);
     return 1;

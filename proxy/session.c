@@ -400,7 +400,14 @@ static int check_active_target(session_t *s, const ftp_cmd_t *cmd, struct sockad
     }
     /* SECURITY: FTP bounce (RFC 2577 §3): the data connection may only go back
      * to the client itself, never to a third host named in PORT/EPRT. */
-    if (!netaddr_same_ip((const struct sockaddr *)target, (const struct sockaddr *)&s->client_addr)) {
+    /* An unspecified address (lftp sends "EPRT |2|::|port|") means the
+     * client itself: the connection goes to its control address anyway. */
+    struct sockaddr_storage any;
+    memset(&any, 0, sizeof any);
+    any.ss_family = target->ss_family;
+    int unspecified = netaddr_same_ip((const struct sockaddr *)target, (const struct sockaddr *)&any);
+    if (!unspecified &&
+        !netaddr_same_ip((const struct sockaddr *)target, (const struct sockaddr *)&s->client_addr)) {
         char ip[64];
         LOG_WARN(s->id, s->peer, "SECURITY: refused %s to %s (not the client's address)", cmd->verb,
                  netaddr_format_ip((const struct sockaddr *)target, ip, sizeof ip));

@@ -22,6 +22,13 @@ FTPSGATE_TEST_USER the account vsftpd maps anonymous sessions to;
 FTPSGATE_TEST_BIG_MIB the size of the big file (300; smaller only for a quick
 local run, never in CI).
 
+Implicit FTPS: env.front(..., mode="implicit") gives a Target with .implicit set; Ctl
+then does the TLS handshake before reading the greeting, ftplib_connect returns an
+ImplicitFTPS, curl gets an ftps:// URL and lftp opens ftps://. Proxy.extra_tls,
+Proxy.main_tls and Proxy.extra_limits add identities and limits to the config;
+Certs.issue() makes ECDSA/RSA server and client certificates from the test CA;
+Pyftpd is a second backend implementation (pyftpdlib, optional flavours for FEAT).
+
 Run one file by hand:
   cd tests/integration && FTPSGATE_BIN=../../build/ftpsgate /usr/bin/python3 test_policy.py
 """
@@ -449,8 +456,9 @@ class Certs:
 
     def __init__(self, d):
         os.makedirs(d, exist_ok=True)
+        self.dir = d
         self.ca = os.path.join(d, "ca.pem")
-        ca_key = os.path.join(d, "ca.key")
+        self.ca_key = ca_key = os.path.join(d, "ca.key")
         self.cert = os.path.join(d, "server.pem")
         self.key = os.path.join(d, "server.key")
         csr = os.path.join(d, "server.csr")
@@ -476,6 +484,50 @@ class Certs:
             if r.returncode != 0:
                 raise RuntimeError("openssl failed: %s\n%s" % (" ".join(argv[:3]), r.stderr[-2000:]))
         os.chmod(self.key, 0o600)
+
+    def issue(self, name, cn, sans=None, key_type="rsa", client=False, ca=None, ca_key=None):
+        """Issues one more certificate signed by the test CA (or by ca/ca_key): RSA 2048 or
+        ECDSA P-256 (key_type "ec"), for a server (serverAuth, sans like "DNS:x,IP:127.0.0.1")
+        or a client (clientAuth). Returns (cert path, key path)."""
+        cert = os.path.join(self.dir, name + ".pem")
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        ext = os.path.join(self.dir, name + ".ext")
+        usage = "digitalSignature" if key_type == "ec" else "digitalSignature,keyEncipherment"
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,%s\n"
+                    "extendedKeyUsage=%s\n" % (usage, "clientAuth" if client else "serverAuth"))
+            if sans:
+                f.write("subjectAltName=%s\n" % sans)
+        if key_type == "ec":
+            newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        else:
+            newkey = ["-newkey", "rsa:2048"]
+        steps = [
+            ["openssl", "req"] + newkey + ["-nodes", "-sha256", "-subj", "/CN=%s" % cn,
+                                           "-keyout", key, "-out", csr],
+            ["openssl", "x509", "-req", "-in", csr, "-CA", ca or self.ca, "-CAkey", ca_key or self.ca_key,
+             "-CAcreateserial", "-sha256", "-days", "2", "-extfile", ext, "-out", cert],
+        ]
+        for argv in steps:
+            r = run_cmd(argv, timeout=60)
+            if r.returncode != 0:
+                raise RuntimeError("openssl failed: %s\n%s" % (" ".join(argv[:3]), r.stderr[-2000:]))
+        os.chmod(key, 0o600)
+        return cert, key
+
+    def self_signed(self, name, cn, client=True):
+        """A certificate of its own CA (not the test CA): for 'untrusted' cases. Returns (cert, key)."""
+        ca = os.path.join(self.dir, name + "-ca.pem")
+        ca_key = os.path.join(self.dir, name + "-ca.key")
+        r = run_cmd(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2",
+                     "-subj", "/CN=%s other CA" % name, "-addext", "basicConstraints=critical,CA:TRUE",
+                     "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", ca_key, "-out", ca],
+                    timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("openssl failed: %s" % r.stderr[-2000:])
+        return self.issue(name, cn, client=client, ca=ca, ca_key=ca_key)
 
     def client_context(self):
         ctx = ssl.create_default_context(cafile=self.ca)
@@ -645,6 +697,100 @@ class Vsftpd:
         return wait_until(find, timeout)
 
 
+# --------------------------------------------------------------------------
+# pyftpdlib backend (a second, different FTP server implementation)
+
+PYFTPD_SCRIPT = r'''
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+
+port, root, flavour, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+logging.basicConfig(filename=log, level=logging.DEBUG, format="%(asctime)s %(message)s")
+
+
+class Handler(FTPHandler):
+    def __init__(self, *a, **kw):
+        FTPHandler.__init__(self, *a, **kw)
+        if flavour == "claims-tls":
+            # As a backend that speaks FTPS itself lists them (pyftpdlib's TLS_FTPHandler adds
+            # AUTH TLS/AUTH SSL/PBSZ/PROT the same way): a proxy in front must not pass them on.
+            self._extra_feats = ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT", "CCC"]
+
+
+if flavour == "nofeat":
+    Handler.proto_cmds = dict((k, v) for k, v in FTPHandler.proto_cmds.items() if k != "FEAT")
+auth = DummyAuthorizer()
+auth.add_anonymous(root, perm="elradfmwMT")
+Handler.authorizer = auth
+Handler.banner = "pyftpdlib ready."
+Handler.permit_foreign_addresses = False
+Handler.passive_ports = None
+server = FTPServer(("127.0.0.1", port), Handler)
+server.max_cons = 0
+server.serve_forever(timeout=0.5)
+'''
+
+
+class Pyftpd:
+    """pyftpdlib (Debian python3-pyftpdlib) on 127.0.0.1, anonymous with write access to its
+    whole root (/pub, /up). flavour: "plain" (its stock FEAT), "claims-tls" (its FEAT also
+    lists AUTH TLS/AUTH SSL/PBSZ/PROT/CCC), "nofeat" (FEAT is an unknown command: 500)."""
+
+    PYTHON = "/usr/bin/python3"
+
+    def __init__(self, env, name, flavour="plain"):
+        self.env = env
+        self.name = name
+        self.flavour = flavour
+        d = os.path.join(env.tmp, name)
+        self.root = os.path.join(d, "root")
+        self.pub = os.path.join(self.root, "pub")
+        self.up = os.path.join(self.root, "up")
+        for p in (d, self.root, self.pub, self.up):
+            os.makedirs(p, exist_ok=True)
+        self.script = os.path.join(d, "pyftpd.py")
+        with open(self.script, "w") as f:
+            f.write(PYFTPD_SCRIPT)
+        self.log = os.path.join(d, "pyftpd.log")
+        self.out = os.path.join(d, "pyftpd.out")
+        self.port = None
+        self.proc = None
+
+    @staticmethod
+    def available():
+        r = run_cmd([Pyftpd.PYTHON, "-c", "import pyftpdlib"], timeout=30)
+        return r.returncode == 0
+
+    def start(self):
+        for attempt in range(3):
+            self.port = free_port()
+            self.proc = spawn([self.PYTHON, self.script, str(self.port), self.root, self.flavour, self.log],
+                              self.out)
+            if wait_port(HOST, self.port, 15, self.proc):
+                return self
+            stop_process(self.proc, signal.SIGKILL, 5)
+        raise RuntimeError("pyftpdlib %s did not start; output: %s" % (self.name, tail_file(self.out, 10)))
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, 5)
+
+    @property
+    def address(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def add_pub(self, name, size):
+        return make_file(os.path.join(self.pub, name), size)
+
+    def pub_path(self, name):
+        return os.path.join(self.pub, name)
+
+    def up_path(self, name):
+        return os.path.join(self.up, name)
+
+
 def tail_file(path, n=30):
     try:
         with open(path, "rb") as f:
@@ -695,9 +841,11 @@ class Target:
         self.ca = ca
         self.backend = backend  # the Vsftpd behind it
         self.listener = listener  # the listener's config dict (proxy mode)
+        # implicit FTPS: TLS from the first byte (ftps:// URLs, no AUTH)
+        self.implicit = bool(listener is not None and listener.get("mode") == "implicit")
 
     def url(self, path):
-        return "ftp://%s%s" % (_hostport(self.host, self.port), path)
+        return "%s://%s%s" % ("ftps" if self.implicit else "ftp", _hostport(self.host, self.port), path)
 
     @property
     def pasv_range(self):
@@ -717,30 +865,48 @@ class Proxy:
         self.proc = None
         self.sanitized = _is_sanitized(binary)
         self.extra_env = {}
+        self.extra_tls = {}     # more TLS identities: {"name": {"cert": ..., "key": ..., ...}}
+        self.main_tls = {}      # more keys of the "main" identity (min_version, client_ca, ...)
+        self.extra_limits = {}  # more "limits" keys (e.g. data_connect_timeout)
 
     def add_listener(self, name, backend_address, protection="private", login_requires_tls=True,
-                     mode="explicit", n_passive=24, announce=None, bind_host=HOST):
+                     mode="explicit", n_passive=24, announce=None, bind_host=HOST,
+                     policy=None, tls="main", sni=None, active=None):
+        """policy: more policy keys (ccc, listing_protection, require_session_reuse);
+        tls: the identity name; sni: the listener's "sni" object; active: its "active" object."""
         lo, hi = free_port_block(n_passive)
         ln = {
             "name": name,
             "bind": _hostport(bind_host, 0),  # port filled in start()
             "mode": mode,
-            "tls": "main",
+            "tls": tls,
             "backend": {"address": backend_address, "data_mode": "passive"},
             "passive": {"ports": "%d-%d" % (lo, hi)},
             "policy": {"login_requires_tls": login_requires_tls, "data_protection": protection},
         }
         if announce:
             ln["passive"]["announce"] = announce
+        if policy:
+            ln["policy"].update(policy)
+        if sni:
+            ln["sni"] = sni
+        if active is not None:
+            ln["active"] = active
         self.listeners.append(ln)
         return ln
 
     def config(self):
+        main = {"cert": self.env.certs.cert, "key": self.env.certs.key}
+        main.update(self.main_tls)
+        tls = {"main": main}
+        tls.update(self.extra_tls)
+        limits = {"max_line": 4096}
+        limits.update(self.extra_limits)
         return {
-            "tls": {"main": {"cert": self.env.certs.cert, "key": self.env.certs.key}},
+            "tls": tls,
             "listeners": self.listeners,
             "log": {"level": "debug", "format": "text"},
-            "limits": {"max_line": 4096},
+            "limits": limits,
         }
 
     def start(self, timeout=None):
@@ -885,6 +1051,11 @@ class Env:
         self.backends.append(b)
         return b
 
+    def pyftpd(self, name="py1", flavour="plain"):
+        b = Pyftpd(self, name, flavour).start()
+        self.backends.append(b)
+        return b
+
     def front(self, backend, name="explicit1", protection="private", login_requires_tls=True, **kw):
         """Registers a listener in front of backend; returns its Target (port known after start())."""
         if SELFCHECK:
@@ -957,14 +1128,41 @@ def main_wrapper(name, body, need_bytes=2 * 1024 * MiB):
 class Ctl:
     """A control connection that speaks the protocol by hand: exact bytes out, whole replies in."""
 
-    def __init__(self, target, timeout=20, source=None):
+    def __init__(self, target, timeout=20, source=None, ctx=None, server_name=None):
+        """On an implicit target the TLS handshake (ctx, default: trust target.ca) comes
+        before the greeting. server_name: the SNI/hostname checked (default target.host)."""
         self.target = target
         self.timeout = timeout
+        self.server_name = server_name or target.host
         self.sock = socket.create_connection((target.host, target.port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.buf = b""
         self.tls = False
+        self.ctx = ctx
+        self.saved_session = None  # the control TLS session, kept across CCC / REIN for data connections
+        if getattr(target, "implicit", False):
+            self.start_tls(ctx or ssl.create_default_context(cafile=target.ca))
         self.greeting = self.reply()
+
+    def start_tls(self, ctx):
+        """Client TLS handshake on the control connection as it is now (after 234, or implicit)."""
+        self.ctx = ctx
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.server_name)
+        self.tls = True
+
+    def stop_tls(self, timeout=10):
+        """After CCC's 200 or REIN's 220: close_notify both ways, the TCP connection stays.
+        The control session is kept (saved_session) for data connections."""
+        check(self.buf == b"", "bytes after the reply, before close_notify: %r" % self.buf[:100])
+        try:
+            self.saved_session = self.sock.session
+        except (AttributeError, ValueError):
+            pass
+        self.sock.settimeout(timeout)
+        s = self.sock.unwrap()
+        # unwrap() gives back the SSLSocket object without TLS; make it a plain socket.
+        self.sock = socket.socket(s.family, s.type, s.proto, fileno=s.detach())
+        self.tls = False
 
     def _recv(self, timeout):
         self.sock.settimeout(timeout)
@@ -1013,8 +1211,7 @@ class Ctl:
         r = self.cmd("AUTH " + mech)
         check_code(r, 234, "AUTH " + mech)
         check(self.buf == b"", "bytes after the 234 reply before the handshake: %r" % self.buf[:100])
-        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.target.host)
-        self.tls = True
+        self.start_tls(ctx)
         return r
 
     def login(self, user=FTP_USER, password=PASSWORD):
@@ -1026,7 +1223,7 @@ class Ctl:
 
     def secure_login(self, ctx, prot="P"):
         """AUTH TLS, login, PBSZ 0, PROT prot (explicit FTPS); plain login in plain self-check."""
-        if self.target.tls:
+        if self.target.tls and not getattr(self.target, "implicit", False):
             self.auth_tls(ctx)
         self.login()
         if self.target.tls and prot:
@@ -1046,9 +1243,10 @@ class Ctl:
         _, port = ftplib.parse229(r[1].splitlines()[0], (self.target.host, self.target.port))
         return self.target.host, port
 
-    def wrap_data(self, s, ctx):
-        sess = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
-        return ctx.wrap_socket(s, server_hostname=self.target.host, session=sess)
+    def wrap_data(self, s, ctx, session=None):
+        """TLS on a data connection, resuming the control session (or session, when given)."""
+        sess = session or (self.sock.session if isinstance(self.sock, ssl.SSLSocket) else self.saved_session)
+        return ctx.wrap_socket(s, server_hostname=self.server_name, session=sess)
 
     def readable(self):
         """True when the server sent something on control that we have not read."""
@@ -1139,14 +1337,38 @@ class FTPS(ftplib.FTP_TLS):
         return conn, size
 
 
-def ftplib_connect(target, epsv=False, prot="P", login=True, timeout=60):
-    ctx = ssl.create_default_context(cafile=target.ca)
-    f = FTPS(context=ctx, timeout=timeout)
+class ImplicitFTPS(FTPS):
+    """FTPS with implicit TLS (MS-FTPS §3.2.5): the handshake comes before the greeting;
+    no AUTH (FTP_TLS.login skips it on an SSLSocket). Data TLS resumes the control session."""
+
+    def connect(self, host="", port=0, timeout=-999, source_address=None):
+        if host:
+            self.host = host
+        if port > 0:
+            self.port = port
+        if timeout != -999:
+            self.timeout = timeout
+        if source_address is not None:
+            self.source_address = source_address
+        sock = socket.create_connection((self.host, self.port), self.timeout,
+                                        source_address=self.source_address)
+        self.af = sock.family
+        self.sock = self.context.wrap_socket(sock, server_hostname=self.host)
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+
+def ftplib_connect(target, epsv=False, prot="P", login=True, timeout=60, ctx=None, cls=None):
+    ctx = ctx or ssl.create_default_context(cafile=target.ca)
+    implicit = getattr(target, "implicit", False)
+    f = (cls or (ImplicitFTPS if implicit else FTPS))(context=ctx, timeout=timeout)
     f.use_epsv = epsv
     f.connect(target.host, target.port)
     if login:
         if target.tls:
-            f.auth()
+            if not implicit:
+                f.auth()
             f.login(FTP_USER, PASSWORD)
             if prot == "P":
                 f.prot_p()
@@ -1240,7 +1462,8 @@ def lftp(target, commands, workdir, epsv=True, timeout=600):
         "set ssl:verify-certificate true",
         "set ssl:check-hostname true",
         "debug -o %s -t 9" % dbg,
-        "open -u %s,%s ftp://%s:%d" % (FTP_USER, PASSWORD, target.host, target.port),
+        "open -u %s,%s %s://%s:%d" % (FTP_USER, PASSWORD, "ftps" if getattr(target, "implicit", False) else "ftp",
+                                      target.host, target.port),
     ] + list(commands)
     with open(script, "w") as f:
         f.write("\n".join(lines) + "\n")
