@@ -646,8 +646,10 @@ static int dl_bind_listen(datalink_t *dl, lsock_t *ls, const struct sockaddr *ad
     ls->port = port;
     dl->handles++;
     int rc = 0;
-    /* TPROXY: the passive port listens on the server's address, not ours. */
-    if (dl->transparent && ls->from_pool)
+    /* TPROXY: the passive port listens on the server's address, not ours;
+     * with source-IP transparency the port given to an active backend is on
+     * the client's address. Neither is local without IP_TRANSPARENT. */
+    if ((dl->transparent && ls->from_pool) || (dl->has_backend_source && !ls->from_pool))
         rc = transparent_open(&ls->tcp, sa.ss_family);
     if (rc == 0)
         rc = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&sa, 0);

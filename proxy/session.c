@@ -546,7 +546,10 @@ static void start_data_setup(session_t *s, const ftp_cmd_t *cmd)
         if (rc == FG_RANGE)
             listener_metrics(s->listener)->passive_ports_exhausted++;
         LOG_WARN(s->id, s->peer, "cannot prepare a data channel (%s)", fg_strerror(rc));
-        reply(s, 425, "Cannot open data connection: no free port, try again later");
+        if (rc == FG_RANGE)
+            reply(s, 425, "Cannot open data connection: no free port, try again later");
+        else
+            reply(s, 425, "Cannot open data connection");
         return;
     }
     s->dl_prot = s->pol.prot;
