@@ -31,7 +31,8 @@ COPY config.example.json /usr/share/doc/ftpsgate/config.example.json
 # root (--user 0) and set "user": "ftpsgate" in the config, so that ftpsgate drops
 # root after binding.
 USER ftpsgate
-# 21: explicit FTPS. 990: implicit FTPS (a later release). 50000-50099: passive data
-# ports; they must match listeners[].passive.ports and be published 1:1.
+# 21: explicit FTPS. 990: implicit FTPS. 50000-50099: passive data ports
+# (listeners[].passive.ports); published under other numbers (-p 31000-31099:50000-50099),
+# set passive.announce_ports to the published range (README "Behind NAT / in Docker").
 EXPOSE 21 990 50000-50099
 ENTRYPOINT ["ftpsgate", "--config", "/etc/ftpsgate/config.json"]

@@ -21,7 +21,7 @@ struct tls_engine {
     tls_fail_t failure;
     int transport_eof;
     int sent_close_notify;
-    int has_token;
+    int has_token, control;
     unsigned char token[TLS_ENGINE_TOKEN_LEN];
     char reason[160];
 };
@@ -101,7 +101,7 @@ static int engine_handshake(tls_engine_t *e)
         /* A new full-handshake session (the control connection's) carries the
          * token, also when resumed later from the server cache by session id. */
         SSL_SESSION *sess = SSL_get_session(e->ssl);
-        if (e->has_token && sess && !SSL_session_reused(e->ssl))
+        if (e->has_token && e->control && sess)
             SSL_SESSION_set1_ticket_appdata(sess, e->token, sizeof e->token);
         return FG_OK;
     }
@@ -260,26 +260,28 @@ const char *tls_engine_cipher(const tls_engine_t *e)
 static int on_ticket_generate(SSL *ssl, void *arg)
 {
     (void)arg;
-    const unsigned char *token = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
+    const tls_engine_t *e = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
     SSL_SESSION *sess = SSL_get_session(ssl);
-    /* SECURITY: a resumed session keeps the token it came with; writing this
-     * connection's token over it would make any session pass the reuse check. */
-    if (SSL_session_reused(ssl))
+    /* SECURITY: a data connection keeps the token of the session it resumed;
+     * writing its own over it would make any session pass the reuse check. */
+    if (!e || !e->has_token || !sess || !e->control)
         return 1;
-    if (token && sess)
-        return SSL_SESSION_set1_ticket_appdata(sess, token, TLS_ENGINE_TOKEN_LEN);
-    return 1;
+    return SSL_SESSION_set1_ticket_appdata(sess, e->token, TLS_ENGINE_TOKEN_LEN);
 }
 
 static SSL_TICKET_RETURN on_ticket_decrypt(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
                                            size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
 {
-    (void)ssl;
     (void)sess;
     (void)keyname;
     (void)keyname_len;
     (void)arg;
-    /* OpenSSL's own defaults; the token travels inside the session. */
+    const tls_engine_t *e = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
+    /* A control connection does a full handshake (and gets fresh tickets):
+     * resuming would give it another connection's token. */
+    if (e && e->control && (status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW))
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    /* OpenSSL's own defaults otherwise; the token travels inside the session. */
     switch (status) {
     case SSL_TICKET_EMPTY:
     case SSL_TICKET_NO_DECRYPT:
@@ -378,12 +380,13 @@ int tls_engine_prepare_ctx(SSL_CTX *ctx)
                : FG_TLS;
 }
 
-void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
+void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN], int control)
 {
     memcpy(e->token, token, sizeof e->token);
     e->has_token = 1;
+    e->control = control;
     if (token_index >= 0)
-        SSL_set_ex_data(e->ssl, token_index, e->token);
+        SSL_set_ex_data(e->ssl, token_index, e);
 }
 
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN])

@@ -75,7 +75,10 @@ size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap);
  * control connection), so a data connection can prove that it resumed *this*
  * control connection's session and not another client's. */
 #define TLS_ENGINE_TOKEN_LEN 16
-void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
+/* control: 1 on a control connection, whose sessions and tickets get token
+ * (a control connection never resumes: its own session must carry its own
+ * token); 0 on a data connection, which must resume and keeps what it resumed. */
+void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN], int control);
 /* After the handshake: 1 when it resumed a session that carries token. */
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
 /* TLS 1.3 tickets sent after the handshake. Data connections send none: a

@@ -420,7 +420,7 @@ static int dl_adopt_client_stream(datalink_t *dl, tstream_t *cs)
             dl_fail(dl, 425, "Cannot start TLS on the data connection");
             return -1;
         }
-        tls_engine_set_token(tstream_engine(cs), dl->tls_token);
+        tls_engine_set_token(tstream_engine(cs), dl->tls_token, 0);
         tls_engine_set_sni(tstream_engine(cs), dl->sni);
         /* No tickets on data connections (tls_engine.h); the control connection issues them. */
         tls_engine_set_num_tickets(tstream_engine(cs), 0);

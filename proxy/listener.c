@@ -155,7 +155,9 @@ int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long
         *out = l;
         return FG_IO;
     }
-    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0);
+    /* "[::]:21" is IPv6 only, so it can live beside "0.0.0.0:21" (as the
+     * config check assumes) and an IPv4 client is always seen as IPv4. */
+    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, addr.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc != 0) {

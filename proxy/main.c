@@ -261,10 +261,12 @@ static void on_hup(uv_signal_t *sig, int signum)
     /* Check every listener before changing any, so a refusal changes nothing. */
     for (size_t i = 0; i < d->n_listeners; i++) {
         const config_listener_t *n = &cfg->listeners[i], *o = &d->cfg->listeners[i];
+        /* Socket options and capabilities are set at start: those need a restart too. */
         if (strcmp(n->bind.host, o->bind.host) != 0 || n->bind.port != o->bind.port || n->mode != o->mode ||
-            n->passive.first != o->passive.first || n->passive.last != o->passive.last) {
-            LOG_ERROR(0, NULL, "reload refused: listener %s: bind, mode or passive.ports changed; restart "
-                      "ftpsgate to apply it", n->name);
+            n->passive.first != o->passive.first || n->passive.last != o->passive.last ||
+            n->transparent != o->transparent || n->backend.source_client != o->backend.source_client) {
+            LOG_ERROR(0, NULL, "reload refused: listener %s: bind, mode, passive.ports, transparent or "
+                      "backend.source changed; restart ftpsgate to apply it", n->name);
             generation_unref(gen);
             return;
         }

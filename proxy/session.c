@@ -109,7 +109,7 @@ static int start_client_tls(session_t *s)
         session_close(s, 0, "cannot start TLS");
         return FG_TLS;
     }
-    tls_engine_set_token(tstream_engine(s->client), s->tls_token);
+    tls_engine_set_token(tstream_engine(s->client), s->tls_token, 1);
     tls_engine_set_sni(tstream_engine(s->client), s->sni);
     return FG_OK;
 }

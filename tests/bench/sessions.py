@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """On-demand benchmark (not part of CI): memory per idle session. Opens N
 logged-in explicit FTPS sessions (AUTH TLS, login, PBSZ/PROT) through ftpsgate
-to a vsftpd backend and reports ftpsgate's RSS per session, next to the same
+to a vsftpd backend and reports ftpsgate's memory (PSS) per session, next to the same
 number of sessions held on vsftpd's own native FTPS (its whole process tree:
 vsftpd forks per session) measured in the same run.
 

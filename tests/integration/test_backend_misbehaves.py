@@ -256,7 +256,9 @@ def body(s, env):
         prelim, data, final = retr(c, ctx, "file")
         check_eq(prelim[0], 150, "150 before the data")
         check(len(data) < len(PAYLOAD), "client got the whole file from a reset backend?")
-        check_eq(final[0], 426, "final reply after the backend reset its data connection")
+        # 426 when the reset cut the transfer, 425 when it hit the proxy's data
+        # connect first (the scripted backend is a thread; timing decides).
+        check(final[0] in (425, 426), "final reply after the backend reset its data connection: %r" % (final,))
         check_code(c.cmd("NOOP"), 200, "session usable after the failed transfer")
         c.close()
 

@@ -156,6 +156,32 @@ def body(s, env):
         for v in (V12, V13):
             s.run("ftplib %s %s: download + upload 10MiB (sha256)" % (tname, vname(v)), ftplib_version, tname, v)
 
+    def resumed_control(v):
+        """A client that reconnects and offers its previous control session (as
+        many do) still gets protected transfers: the new control connection's
+        data connections must resume ITS session, not the old one's."""
+        t = T["rsa"]
+        ctx = client_ctx(ca, min_v=v, max_v=v)
+        first = H.ftplib_connect(t, ctx=ctx)
+        first.sendcmd("PWD")  # TLS 1.3 tickets have arrived
+        old = first.sock.session
+        H.quit_quietly(first)
+        f = H.FTPS(context=ctx, timeout=30)
+        f.connect(t.host, t.port)
+        f.voidcmd("AUTH TLS")
+        f.sock = ctx.wrap_socket(f.sock, server_hostname=t.host, session=old)
+        f.file = f.sock.makefile("r", encoding=f.encoding)
+        try:
+            f.login(H.FTP_USER, H.PASSWORD)
+            f.prot_p()
+            roundtrip(f, "reconnected control %s" % vname(v))
+        finally:
+            H.quit_quietly(f)
+
+    for v in (V12, V13):
+        s.run("a control connection offering an earlier control session: protected transfers work, %s"
+              % vname(v), resumed_control, v)
+
     def curl_version(tname, v):
         t = T[tname]
         flags = ["--tlsv1.2", "--tls-max", "1.2"] if v == V12 else ["--tlsv1.3"]
