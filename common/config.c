@@ -933,7 +933,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
     static const keydef_t policy_keys[] = {
         { "login_requires_tls", NULL }, { "data_protection", NULL },
         { "listing_protection", NULL }, { "ccc", NULL },
-        { "require_session_reuse", NULL }, { NULL, NULL },
+        { "require_session_reuse", NULL }, { "upload_requires_close_notify", NULL }, { NULL, NULL },
     };
     char p[PATH_MAX_LEN], pp[PATH_MAX_LEN];
     const char *s;
@@ -946,6 +946,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
     li->policy.data_protection = PROTECT_PRIVATE;
     li->policy.listing_protection = PROTECT_PRIVATE;
     li->policy.require_session_reuse = 1;
+    li->policy.upload_requires_close_notify = 1;
 
     if (expect_type(c, path, l, JSON_OBJECT, "object") != FG_OK || check_keys(c, l, path, keys) != FG_OK)
         return FG_CONFIG;
@@ -998,7 +999,8 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
             get_enum(c, pol, pp, "data_protection", protection_names, &prot) != FG_OK ||
             get_enum(c, pol, pp, "listing_protection", protection_names, &listing) != FG_OK ||
             get_bool(c, pol, pp, "ccc", &li->policy.ccc_allowed) != FG_OK ||
-            get_bool(c, pol, pp, "require_session_reuse", &li->policy.require_session_reuse) != FG_OK)
+            get_bool(c, pol, pp, "require_session_reuse", &li->policy.require_session_reuse) != FG_OK ||
+            get_bool(c, pol, pp, "upload_requires_close_notify", &li->policy.upload_requires_close_notify) != FG_OK)
             return FG_CONFIG;
         li->policy.data_protection = (data_protection_t)prot;
         /* Listings follow the file rule unless set on their own. */

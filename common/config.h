@@ -98,6 +98,9 @@ typedef struct {
         data_protection_t listing_protection; /* LIST/NLST/MLSD; default: data_protection */
         int ccc_allowed;                    /* "ccc": default 0; explicit listeners only */
         int require_session_reuse;          /* data TLS must resume the control session; default 1 */
+        int upload_requires_close_notify;   /* an upload ending in FIN without TLS close_notify is
+                                               truncated (426, backend reset); default 1. 0 accepts
+                                               it, for clients that never send close_notify */
     } policy;
 } config_listener_t;
 

@@ -46,7 +46,7 @@ struct datalink {
     SSL_CTX *tls;
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN];
-    int require_session_reuse;
+    int require_session_reuse, accept_fin_upload;
     unsigned connect_timeout_ms, stall_timeout_s, stalled_s;
     tstream_t *client, *backend;
     stash_t stash_c2b, stash_b2c;
@@ -328,6 +328,13 @@ static void client_on_data(tstream_t *s, const char *buf, size_t len)
 static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
 {
     datalink_t *dl = tstream_userdata(s);
+    /* Policy "upload_requires_close_notify": false — a bare FIN after the
+     * handshake ends the upload (vsftpd's strict_ssl_read_eof=NO). */
+    if (how == TSTREAM_END_TRUNCATED && dl->accept_fin_upload && tstream_handshake_done(s) &&
+        dl->direction != DIR_DOWNLOAD) {
+        LOG_INFO(dl->sid, dl->peer, "upload ended without TLS close_notify; accepted by policy");
+        how = TSTREAM_END_CLEAN;
+    }
     dl->c2b_ended = 1;
     dl->c2b_clean = how == TSTREAM_END_CLEAN;
     if (dl->finished) {
@@ -768,6 +775,7 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->tls = opts->tls;
     dl->sni = opts->sni;
     dl->require_session_reuse = opts->require_session_reuse;
+    dl->accept_fin_upload = opts->accept_upload_without_close_notify;
     if (opts->tls_token)
         memcpy(dl->tls_token, opts->tls_token, sizeof dl->tls_token);
     dl->direction = DIR_UNKNOWN;

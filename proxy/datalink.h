@@ -54,6 +54,7 @@ typedef struct {
     const tls_sni_t *sni;                 /* borrowed from the listener */
     const unsigned char *tls_token;       /* the control connection's session token */
     int require_session_reuse;            /* data TLS must resume the control session */
+    int accept_upload_without_close_notify; /* a TLS upload ending in a bare FIN counts as complete */
     unsigned connect_timeout_ms;
     unsigned stall_timeout_s;             /* no byte either way for this long: 426 */
     unsigned long long session_id;        /* for logs */

@@ -534,6 +534,7 @@ static void start_data_setup(session_t *s, const ftp_cmd_t *cmd)
         .sni = s->sni,
         .tls_token = s->tls_token,
         .require_session_reuse = s->cfg->policy.require_session_reuse,
+        .accept_upload_without_close_notify = !s->cfg->policy.upload_requires_close_notify,
         .connect_timeout_ms = s->limits->data_connect_timeout_s * 1000u,
         .stall_timeout_s = s->limits->transfer_stall_timeout_s,
         .session_id = s->id,
