@@ -365,7 +365,7 @@ Logs and metrics:
   curl -s http://$HOST:$ADMIN_PORT/metrics
 
 Stop:
-  sudo bash $REPO/deploy/quickstart.sh --stop
+  bash $REPO/deploy/quickstart.sh --stop
 EOF
 }
 
