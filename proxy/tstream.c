@@ -301,8 +301,16 @@ static void stream_finish_tls_stop(tstream_t *s)
     s->handshake_reported = 0;
     s->close_notify_queued = 0;
     cb(s);
-    if (!s->closing && n > 0 && s->cbs->on_data)
+    if (s->closing || n == 0)
+        return;
+    /* After REIN on an implicit session the callback started a new TLS
+     * engine: what followed the close_notify is the client's next ClientHello. */
+    if (s->tls) {
+        if (tls_engine_feed(s->tls, leftover, n) != FG_OK)
+            stream_end(s, TSTREAM_END_RESET, "out of memory");
+    } else if (s->cbs->on_data) {
         s->cbs->on_data(s, leftover, n);
+    }
 }
 
 static void stream_deliver(tstream_t *s)
@@ -339,6 +347,8 @@ static void stream_deliver(tstream_t *s)
         if (rc == FG_CLOSED) {
             if (s->on_tls_stopped) {
                 stream_finish_tls_stop(s);
+                if (s->tls && !s->closing)
+                    continue; /* a new handshake, maybe with bytes already fed */
                 break;
             }
             stream_end(s, TSTREAM_END_CLEAN, "TLS close_notify");
