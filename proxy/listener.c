@@ -22,18 +22,37 @@ struct listener {
     session_t *sessions;
     unsigned n_sessions;
     metrics_t *metrics;
+    listener_t *const *siblings;
+    const size_t *n_siblings;
     unsigned long long *next_id; /* shared by the loop's listeners: ids unique per process */
     int stopped, closed;
 };
 
 
-static unsigned sessions_from(const listener_t *l, const struct sockaddr *addr)
+static unsigned sessions_on(const listener_t *l, const struct sockaddr *addr)
 {
     unsigned n = 0;
     for (const session_t *s = l->sessions; s; s = session_next(s))
         if (netaddr_same_ip(session_client_addr(s), addr))
             n++;
     return n;
+}
+
+/* max_sessions_per_ip is per process: a client's sessions on every listener. */
+static unsigned sessions_from(const listener_t *l, const struct sockaddr *addr)
+{
+    if (!l->siblings)
+        return sessions_on(l, addr);
+    unsigned n = 0;
+    for (size_t i = 0; i < *l->n_siblings; i++)
+        n += sessions_on(l->siblings[i], addr);
+    return n;
+}
+
+void listener_set_siblings(listener_t *l, listener_t *const *all, const size_t *n_all)
+{
+    l->siblings = all;
+    l->n_siblings = n_all;
 }
 
 static void reject_on_end(tstream_t *t, tstream_end_t how, const char *reason)

@@ -21,6 +21,10 @@ typedef struct session session_t;
 int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long long *id_counter,
                  metrics_t *metrics, listener_t **out, char *err, size_t errlen);
 
+/* The loop's listeners, so the per-IP limit counts a client's sessions on all
+ * of them (the daemon owns the array; NULL: this listener alone). */
+void listener_set_siblings(listener_t *l, listener_t *const *all, const size_t *n_all);
+
 /* SIGHUP: new sessions use listener `index` of gen from now on; live ones keep
  * theirs. Refused (FG_CONFIG and a reason in err) when the bind address, the
  * mode or the passive range changed: those need a restart. */
@@ -39,7 +43,7 @@ const tls_sni_t *listener_sni(const listener_t *l);
 portpool_t *listener_pool(listener_t *l);
 unsigned listener_session_count(const listener_t *l);
 metrics_t *listener_metrics(listener_t *l);
-/* Live sessions whose client has addr's IP (per-IP limit). */
+/* Live sessions whose client has addr's IP, on every sibling listener (per-IP limit). */
 unsigned listener_sessions_from(const listener_t *l, const struct sockaddr *addr);
 
 /* Sessions call this from their final close. */

@@ -371,6 +371,8 @@ int main(int argc, char **argv)
                      (unsigned)lc->backend.address.port);
         }
     }
+    for (size_t i = 0; !failed && i < d.n_listeners; i++)
+        listener_set_siblings(d.listeners[i], d.listeners, &d.n_listeners);
     if (!failed && d.cfg->admin.enabled) {
         if (admin_start(d.loop, &d.cfg->admin.bind, render_metrics, &d, &d.admin, err, sizeof err) != FG_OK) {
             fprintf(stderr, "ftpsgate: %s\n", err);
