@@ -59,7 +59,7 @@ def hostport(host, port):
 # Backends
 
 
-class Backend:
+class Backend(H.LogFile):
     """Common part: the FTP root, files, start with retries on a lost port race."""
 
     kind = "?"
@@ -125,20 +125,6 @@ class Backend:
         return os.path.join(self.up, name)
 
     # -- log
-    def log_mark(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def log_since(self, mark=0):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
     def command_lines(self, mark=0):
         return None
 

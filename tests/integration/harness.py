@@ -551,7 +551,30 @@ _RESP_RE = re.compile(r'\[pid (\d+)\].*?FTP response: Client "[^"]*", "(.*)"\s*$
 _XFER_RE = re.compile(r'\[pid (\d+)\].*?(OK|FAIL) (UPLOAD|DOWNLOAD): Client "[^"]*", "([^"]*)", (\d+) bytes')
 
 
-class Vsftpd:
+class LogFile:
+    """Reads a server's log file by offset: mark it now, read what came since later."""
+
+    log = None  # path, set by the subclass
+
+    def log_mark(self):
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def log_since(self, mark=0):
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(mark)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_text(self):
+        return self.log_since(0)
+
+
+class Vsftpd(LogFile):
     """One vsftpd on 127.0.0.1 with a fresh FTP root:
        /pub  read-only test files (root-owned, world-readable)
        /up   uploads (owned by the anonymous account)
@@ -639,20 +662,6 @@ class Vsftpd:
         return os.path.join(self.up, name)
 
     # -- log
-    def log_mark(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def log_since(self, mark=0):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
     def commands_since(self, mark=0):
         """[(pid, command line)] of every FTP command the backend received since mark."""
         out = []
@@ -855,7 +864,7 @@ class Target:
         return int(a), int(b)
 
 
-class Proxy:
+class Proxy(LogFile):
     def __init__(self, env, binary):
         self.env = env
         self.binary = binary
@@ -941,27 +950,6 @@ class Proxy:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None and pid_alive(self.proc.pid)
-
-    def log_text(self):
-        try:
-            with open(self.log, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def log_mark(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def log_since(self, mark):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     def stop(self, timeout=20):
         """SIGTERM, then waits; returns (exit status, stopped_by_sigterm)."""

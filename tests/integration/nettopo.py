@@ -266,7 +266,7 @@ class NsVsftpd(H.Vsftpd):
 # ftpsgate in a namespace
 
 
-class NsProxy:
+class NsProxy(H.LogFile):
     """ftpsgate in role's namespace with the given listener dicts (each complete: bind with a
     port). Its log is where the tests read what it did."""
 
@@ -319,23 +319,6 @@ class NsProxy:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None and H.pid_alive(self.proc.pid)
-
-    def log_text(self):
-        return self.log_since(0)
-
-    def log_mark(self):
-        try:
-            return os.path.getsize(self.log)
-        except OSError:
-            return 0
-
-    def log_since(self, mark):
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     def wait_log(self, pattern, mark, timeout=10):
         """Waits (bounded) for a log line matching the regex since mark; returns the match or None."""
