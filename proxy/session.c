@@ -885,6 +885,11 @@ static int can_take_input(const session_t *s)
 {
     if (s->closing)
         return 0;
+    /* SECURITY: a client that sends commands but never reads the replies
+     * (PBSZ, PROT, NOOP... answered here) would grow our queue without end:
+     * stop taking commands until it reads (client_on_drain resumes). */
+    if (s->client && tstream_queued(s->client) > TSTREAM_HIGH_MARK)
+        return 0;
     return s->wait == WAIT_NONE || (s->wait == WAIT_TRANSFER && !s->deferred);
 }
 
@@ -1177,6 +1182,7 @@ static void client_on_drain(tstream_t *t)
         s->backend_paused = 0;
         tstream_resume(s->backend);
     }
+    process_input(s); /* commands held while the client did not read */
 }
 
 static void client_on_shutdown(tstream_t *t, int status)

@@ -32,6 +32,7 @@ def body(s, env):
     b = env.front(vs, "b")
     env.proxy.extra_limits = {"max_sessions_per_ip": 2, "max_sessions": 0, "login_timeout": 2, "idle_timeout": 3}
     env.start(a, b)
+    pid = env.proxy.pid
 
     def per_ip_across_listeners():
         c1 = H.Ctl(a)
@@ -85,9 +86,36 @@ def body(s, env):
         c.close()
         check(code in (421, "closed"), "idle session not ended after idle_timeout (%r)" % (code,))
 
+    def flood_without_reading():
+        """Commands the proxy answers itself (PBSZ before TLS -> 503), sent without ever
+        reading a reply: the proxy must stop reading, not queue replies without end."""
+        c = fresh_session(a)
+        sock = c.sock
+        sock.setblocking(False)
+        chunk = b"PBSZ 0\r\n" * 8192  # 64 KiB of commands
+        sent = 0
+        before = H.rss_kib(pid) or 0
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and sent < 256 * H.MiB:
+            try:
+                sent += sock.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.05)
+            except OSError:
+                break
+        time.sleep(0.5)
+        after = H.rss_kib(pid) or 0
+        print("     (client pushed %d KiB of commands before the proxy stopped reading; proxy RSS %d -> %d KiB)"
+              % (sent // 1024, before, after))
+        check(after - before < 32 * 1024, "proxy RSS grew by %d KiB for a client that never reads" % (after - before))
+        check(sent < 256 * H.MiB, "the proxy kept reading commands from a client that never reads replies")
+        c.close()
+
     s.run("max_sessions_per_ip 2 counts sessions on both listeners: the third gets 421", per_ip_across_listeners)
     s.run("login deadline (2 s) is not extended by NOOPs before login", login_deadline_not_extended)
     s.run("after login NOOPs restart the idle timer; silence ends the session", idle_restarted_by_commands)
+    s.run("a client flooding locally answered commands without reading: proxy stops reading, RSS bounded",
+          flood_without_reading)
 
 
 if __name__ == "__main__":
