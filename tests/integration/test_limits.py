@@ -107,8 +107,13 @@ def body(s, env):
         after = H.rss_kib(pid) or 0
         print("     (client pushed %d KiB of commands before the proxy stopped reading; proxy RSS %d -> %d KiB)"
               % (sent // 1024, before, after))
-        check(after - before < 32 * 1024, "proxy RSS grew by %d KiB for a client that never reads" % (after - before))
-        check(sent < 256 * H.MiB, "the proxy kept reading commands from a client that never reads replies")
+        # ASan keeps freed blocks in quarantine, so its RSS bound is looser; the bytes the
+        # client managed to push (kernel buffers only, once the proxy stops reading) are the
+        # sharper check either way.
+        bound = 128 * 1024 if env.proxy.sanitized else 32 * 1024
+        check(after - before < bound, "proxy RSS grew by %d KiB for a client that never reads" % (after - before))
+        check(sent < 64 * H.MiB, "the proxy kept reading commands (%d KiB) from a client that never reads replies"
+              % (sent // 1024))
         c.close()
 
     s.run("max_sessions_per_ip 2 counts sessions on both listeners: the third gets 421", per_ip_across_listeners)
