@@ -59,7 +59,7 @@ def hostport(host, port):
 # Backends
 
 
-class Backend(H.LogFile):
+class Backend(H.FtpServer):
     """Common part: the FTP root, files, start with retries on a lost port race."""
 
     kind = "?"
@@ -98,31 +98,7 @@ class Backend(H.LogFile):
         if why:
             raise RuntimeError("%s: %s (run tests/setup-deps.sh)" % (self.kind, why))
         self._prepare()
-        for _ in range(3):
-            self.port = H.free_port(self.host)
-            self.proc = H.spawn(self._argv(), self.out)
-            if H.wait_port(self.host, self.port, 15, self.proc):
-                return self
-            H.stop_process(self.proc, signal.SIGKILL, 5)
-        raise RuntimeError("%s %s did not start; output: %s" % (self.kind, self.name, H.tail_file(self.out, 10)))
-
-    def stop(self):
-        if self.proc is not None:
-            H.stop_process(self.proc, signal.SIGTERM, 5)
-
-    @property
-    def address(self):
-        return hostport(self.host, self.port)
-
-    # -- files (same helpers as harness.Vsftpd)
-    def add_pub(self, name, size):
-        return H.make_file(os.path.join(self.pub, name), size)
-
-    def pub_path(self, name):
-        return os.path.join(self.pub, name)
-
-    def up_path(self, name):
-        return os.path.join(self.up, name)
+        return self._start_with_retries(self._argv, wait=15)
 
     # -- log
     def command_lines(self, mark=0):
@@ -295,22 +271,6 @@ class VsftpdV6(H.Vsftpd):
         out += ["listen=NO", "listen_ipv6=YES", "listen_address6=::1"]
         with open(self.conf, "w") as f:
             f.write("\n".join(out) + "\n")
-
-    def start(self):
-        if not os.access(H.VSFTPD_BIN, os.X_OK):
-            raise RuntimeError("vsftpd not found at %s (run tests/setup-deps.sh)" % H.VSFTPD_BIN)
-        for _ in range(3):
-            self.port = H.free_port("::1")
-            self._write_conf()
-            self.proc = H.spawn([H.VSFTPD_BIN, self.conf], self.out)
-            if H.wait_port("::1", self.port, 10, self.proc):
-                return self
-            H.stop_process(self.proc, signal.SIGKILL, 5)
-        raise RuntimeError("vsftpd (::1) did not start; output: %s" % H.tail_file(self.out, 10))
-
-    @property
-    def address(self):
-        return "[::1]:%d" % self.port
 
     def command_lines(self, mark=0):
         return [c for _, c in self.commands_since(mark)]

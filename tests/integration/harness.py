@@ -574,12 +574,53 @@ class LogFile:
         return self.log_since(0)
 
 
-class Vsftpd(LogFile):
+class FtpServer(LogFile):
+    """What every test FTP server shares: a root with /pub and /up, a loopback port,
+    a foreground process started with retries (a free port can be taken between
+    choosing it and binding it), stopped by PID."""
+
+    kind = "ftp server"
+    host = HOST
+    port = None
+    proc = None
+
+    def _start_with_retries(self, argv_for_port, wait=10):
+        """argv_for_port() is called after self.port is chosen (write configs there)."""
+        for _ in range(3):
+            self.port = free_port(self.host)
+            self.proc = spawn(argv_for_port(), self.out)
+            if wait_port(self.host, self.port, wait, self.proc):
+                return self
+            stop_process(self.proc, signal.SIGKILL, 5)
+        raise RuntimeError("%s %s did not start; output: %s" % (self.kind, self.name, tail_file(self.out, 10)))
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, 5)
+
+    @property
+    def address(self):
+        return ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
+
+    def add_pub(self, name, size):
+        """Creates /pub/name with size random bytes; returns its sha256."""
+        return make_file(os.path.join(self.pub, name), size)
+
+    def pub_path(self, name):
+        return os.path.join(self.pub, name)
+
+    def up_path(self, name):
+        return os.path.join(self.up, name)
+
+
+class Vsftpd(FtpServer):
     """One vsftpd on 127.0.0.1 with a fresh FTP root:
        /pub  read-only test files (root-owned, world-readable)
        /up   uploads (owned by the anonymous account)
     Its log (vsftpd_log_file, with log_ftp_protocol and the transfer log) tells
     the tests what the backend really saw."""
+
+    kind = "vsftpd"
 
     def __init__(self, env, name, tls=False):
         import pwd
@@ -633,33 +674,10 @@ class Vsftpd(LogFile):
     def start(self):
         if not os.access(VSFTPD_BIN, os.X_OK):
             raise RuntimeError("vsftpd not found at %s (run tests/setup-deps.sh)" % VSFTPD_BIN)
-        for attempt in range(3):
-            self.port = free_port()
+        def argv():
             self._write_conf()
-            self.proc = spawn([VSFTPD_BIN, self.conf], self.out)
-            if wait_port(HOST, self.port, 10, self.proc):
-                return self
-            stop_process(self.proc, signal.SIGKILL, 5)
-        raise RuntimeError("vsftpd %s did not start; output: %s" % (self.name, tail_file(self.out, 10)))
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, 5)
-
-    @property
-    def address(self):
-        return "%s:%d" % (HOST, self.port)
-
-    # -- files
-    def add_pub(self, name, size):
-        """Creates /pub/name with size random bytes; returns its sha256."""
-        return make_file(os.path.join(self.pub, name), size)
-
-    def pub_path(self, name):
-        return os.path.join(self.pub, name)
-
-    def up_path(self, name):
-        return os.path.join(self.up, name)
+            return [VSFTPD_BIN, self.conf]
+        return self._start_with_retries(argv)
 
     # -- log
     def commands_since(self, mark=0):
@@ -742,11 +760,12 @@ server.serve_forever(timeout=0.5)
 '''
 
 
-class Pyftpd:
+class Pyftpd(FtpServer):
     """pyftpdlib (Debian python3-pyftpdlib) on 127.0.0.1, anonymous with write access to its
     whole root (/pub, /up). flavour: "plain" (its stock FEAT), "claims-tls" (its FEAT also
     lists AUTH TLS/AUTH SSL/PBSZ/PROT/CCC), "nofeat" (FEAT is an unknown command: 500)."""
 
+    kind = "pyftpdlib"
     PYTHON = "/usr/bin/python3"
 
     def __init__(self, env, name, flavour="plain"):
@@ -773,31 +792,8 @@ class Pyftpd:
         return r.returncode == 0
 
     def start(self):
-        for attempt in range(3):
-            self.port = free_port()
-            self.proc = spawn([self.PYTHON, self.script, str(self.port), self.root, self.flavour, self.log],
-                              self.out)
-            if wait_port(HOST, self.port, 15, self.proc):
-                return self
-            stop_process(self.proc, signal.SIGKILL, 5)
-        raise RuntimeError("pyftpdlib %s did not start; output: %s" % (self.name, tail_file(self.out, 10)))
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, 5)
-
-    @property
-    def address(self):
-        return "%s:%d" % (HOST, self.port)
-
-    def add_pub(self, name, size):
-        return make_file(os.path.join(self.pub, name), size)
-
-    def pub_path(self, name):
-        return os.path.join(self.pub, name)
-
-    def up_path(self, name):
-        return os.path.join(self.up, name)
+        return self._start_with_retries(
+            lambda: [self.PYTHON, self.script, str(self.port), self.root, self.flavour, self.log], wait=15)
 
 
 def tail_file(path, n=30):
