@@ -351,15 +351,6 @@ def rss_kib(pid):
 # Ports
 
 
-def free_port(host=HOST):
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 _port_rng = random.Random(os.getpid() ^ int(time.time() * 1e6))
 _blocks_taken = []  # blocks handed out by this process: never hand out an overlapping one
 # Test files run in parallel (ctest -j) and the proxy binds its passive ports only
@@ -420,6 +411,35 @@ def free_port_block(n, lo=20000, hi=32000):
         raise RuntimeError("no block of %d free ports found" % n)
 
     return _port_registry(pick)
+
+
+def _bindable(host, port):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+_listen_ports = []  # the rest of this process's reserved block, handed out one by one
+
+
+def free_port(host=HOST):
+    """A port for a server to listen on. Not bind(port 0): the kernel may hand the
+    same ephemeral port to two calls in a row, or to another test's outgoing
+    connection, before the server binds it. Ports come from a block reserved in the
+    registry (below the ephemeral range), each handed out once per process."""
+    for _ in range(4 * 32):
+        if not _listen_ports:
+            lo, hi = free_port_block(32)
+            _listen_ports.extend(range(lo, hi + 1))
+        port = _listen_ports.pop(0)
+        if _bindable(host, port):
+            return port
+    raise RuntimeError("no free listening port on %s" % host)
 
 
 def wait_port(host, port, timeout, proc=None):
