@@ -38,7 +38,8 @@
 #   --mark N          the firewall mark of packets to deliver locally (default: 1)
 #   --table N         the routing table with the `local` default route (default: 100)
 #   --dry-run         print the commands and the nftables script instead of running them
-#   --remove          remove this script's table/chains (nftables and iptables) and policy routing
+#   --remove          remove this script's table/chains (nftables and iptables) and policy routing,
+#                     of both families (IPv6 too when the host has it, with or without --ipv6)
 #
 # Idempotent: running it again replaces the previous rules of NAME (the nftables table is
 # replaced atomically; the iptables chains are flushed and refilled; the `ip rule` exists once).
@@ -120,6 +121,10 @@ quiet() { # for removals: absent is fine
 have() { command -v "$1" >/dev/null 2>&1; }
 
 CHAIN=$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
+# Removals (--remove, and the clean-up before a set-up) cover IPv6 too whenever the host has
+# it, with or without --ipv6: a rule left over from an earlier --ipv6 run must not survive.
+clean6=$ipv6
+[ -e /proc/net/if_inet6 ] && [ "$dry" = 0 ] && clean6=1
 
 # ---- policy routing: marked packets are delivered to this host's sockets --------------------
 routing_add() {
@@ -138,7 +143,7 @@ routing_add() {
 routing_remove() {
   local fam
   for fam in 4 6; do
-    [ "$fam" = 6 ] && [ "$ipv6" = 0 ] && continue
+    [ "$fam" = 6 ] && [ "$clean6" = 0 ] && continue
     local any=0.0.0.0/0; [ "$fam" = 6 ] && any=::/0
     if [ "$dry" = 0 ]; then
       for _ in 1 2 3 4 5 6 7 8; do ip -"$fam" rule del fwmark "$mark" lookup "$table" 2>/dev/null || break; done
@@ -278,7 +283,7 @@ remove_all() {
   if have nft || [ "$dry" = 1 ]; then quiet nft delete table inet "$name"; fi
   local t
   for t in iptables ip6tables; do
-    [ "$t" = ip6tables ] && [ "$ipv6" = 0 ] && continue
+    [ "$t" = ip6tables ] && [ "$clean6" = 0 ] && continue
     ipt_chain_remove "$t" mangle
     ipt_chain_remove "$t" nat
   done
@@ -295,7 +300,7 @@ fi
 if [ "$fw" = nft ]; then
   have nft || [ "$dry" = 1 ] || die "nft not found (Debian: apt-get install nftables)"
   for t in iptables ip6tables; do
-    [ "$t" = ip6tables ] && [ "$ipv6" = 0 ] && continue
+    [ "$t" = ip6tables ] && [ "$clean6" = 0 ] && continue
     if [ "$dry" = 0 ]; then ipt_chain_remove "$t" mangle; ipt_chain_remove "$t" nat; fi
   done
   if [ "$dry" = 1 ]; then
@@ -308,7 +313,7 @@ else
   if [ "$dry" = 0 ] && have nft; then nft delete table inet "$name" >/dev/null 2>&1 || true; fi
   if [ "$dry" = 0 ]; then
     for t in iptables ip6tables; do
-      [ "$t" = ip6tables ] && [ "$ipv6" = 0 ] && continue
+      [ "$t" = ip6tables ] && [ "$clean6" = 0 ] && continue
       ipt_chain_remove "$t" mangle; ipt_chain_remove "$t" nat
     done
   fi
@@ -323,5 +328,9 @@ fi
 if [ "$dry" = 0 ]; then
   fwd=$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo 1)
   [ "$fwd" = 1 ] || note "note: net.ipv4.ip_forward is 0: a router must forward for the non-diverted traffic"
+  if [ "$ipv6" = 1 ]; then
+    fwd6=$(cat /proc/sys/net/ipv6/conf/all/forwarding 2>/dev/null || echo 1)
+    [ "$fwd6" = 1 ] || note "note: net.ipv6.conf.all.forwarding is 0: a router must forward for the non-diverted traffic"
+  fi
   note "$mode rules set up ($fw, name '$name'$( [ "$source_ip" = 1 ] && printf ', fwmark %s -> table %s' "$mark" "$table"))"
 fi

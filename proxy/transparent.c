@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "netaddr.h"
+
 /* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>,
  * which do not mix with the libc headers. */
 #ifndef SO_ORIGINAL_DST
@@ -79,7 +81,13 @@ int transparent_original_dst(uv_tcp_t *h, struct sockaddr_storage *out, int *red
         len = sizeof *out;
         ok = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, out, &len);
     }
-    if (ok == 0 && out->ss_family != 0) {
+    /* conntrack tracks every connection once anything on the host uses it (a
+     * stateful firewall), not only the NATed ones: a TPROXY-diverted or a
+     * direct connection has an entry too, whose original destination is the
+     * local address itself. Only a different one was rewritten. */
+    if (ok == 0 && out->ss_family != 0 &&
+        !(netaddr_same_ip((const struct sockaddr *)out, (const struct sockaddr *)&local) &&
+          netaddr_port((const struct sockaddr *)out) == netaddr_port((const struct sockaddr *)&local))) {
         *redirected = 1;
         return 0;
     }

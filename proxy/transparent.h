@@ -19,7 +19,9 @@ int transparent_probe(char *err, size_t errlen);
 
 /* The destination the client dialled on an accepted connection: the
  * conntrack entry of a REDIRECT/DNAT (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST),
- * else the socket's local address (TPROXY keeps it). 0 or a negative errno. */
+ * else the socket's local address (TPROXY keeps it). *redirected: 1 when the
+ * destination was rewritten (it differs from the local address). 0 or a
+ * negative errno. */
 int transparent_original_dst(uv_tcp_t *h, struct sockaddr_storage *out, int *redirected);
 
 #endif

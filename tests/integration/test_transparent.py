@@ -139,18 +139,18 @@ class PortFTPS(N.PPFTPS):
 
 
 class TEnv:
-    """Temp dir and certificates (what harness.Vsftpd needs from an env)."""
+    """Temp dir and certificates (what harness.Vsftpd and nettopo.NsProxy need from an env);
+    the certificate names every address a client may dial."""
 
-    def __init__(self, suite):
-        base = H._pick_tmp_base(512 * H.MiB)
-        self.tmp = tempfile.mkdtemp(prefix="ftpsgate-it-transparent-", dir=base)
+    def __init__(self, tag, addresses, min_free=512 * H.MiB):
+        base = H._pick_tmp_base(min_free)
+        self.tmp = tempfile.mkdtemp(prefix="ftpsgate-it-%s-" % tag, dir=base)
         os.chmod(self.tmp, 0o755)
         self.client_dir = os.path.join(self.tmp, "client")
         os.makedirs(self.client_dir)
         self.certs = H.Certs(os.path.join(self.tmp, "certs"))
-        sans = ",".join(["DNS:localhost", "IP:127.0.0.1"] +
-                        ["IP:%s" % a for a in (SERVER, OUTSIDE, R_CLIENT, R_BAL, BAL)])
-        self.cert, self.key = self.certs.issue("gate", "ftpsgate transparent test", sans=sans)
+        sans = ",".join(["DNS:localhost"] + ["IP:%s" % a for a in addresses])
+        self.cert, self.key = self.certs.issue("gate", "ftpsgate %s test" % tag, sans=sans)
         self.ca = self.certs.ca
 
     def close(self):
@@ -1106,15 +1106,22 @@ def phase_caps(c):
             r = topo.sh("r", ["bash", N.SETUP_SCRIPT] + bad, check=False)
             check_eq(r.returncode, 2, "exit status of transparent-setup.sh %s" % " ".join(bad))
         check("ftpsgate" not in topo.sh("r", ["nft", "list", "ruleset"]).stdout, "rules after refused runs")
-        # --ipv6 also sets up the IPv6 policy routing; --remove takes it away
+        # --ipv6 also sets up the IPv6 policy routing; --remove takes it away (with --ipv6 or
+        # without it: a rule of an earlier --ipv6 run must not survive a plain --remove)
         setup_rules(topo, "tproxy", "--ipv6", "--in", "rc0", "--dst", "10.77.2.0/24", "--dst", "fd00:77::/64",
                     "--port", "21:%d" % P_EXPL)
         rules = topo.sh("r", ["nft", "list", "table", "inet", "ftpsgate"]).stdout
         check(re.search(r"ip6 daddr fd00:77::/64 .*tproxy", rules), "no IPv6 tproxy rule: %s" % rules)
         check("fwmark 0x1 lookup 100" in topo.sh("r", ["ip", "-6", "rule", "show"]).stdout, "no IPv6 policy rule")
-        setup_rules(topo, "--remove", "--ipv6")
-        check("fwmark" not in topo.sh("r", ["ip", "-6", "rule", "show"]).stdout, "IPv6 policy rule left")
-        check("ftpsgate" not in topo.sh("r", ["nft", "list", "ruleset"]).stdout, "rules left")
+        for remove in (["--remove", "--ipv6"], ["--remove"]):
+            setup_rules(topo, "tproxy", "--ipv6", "--in", "rc0", "--dst", "fd00:77::/64", "--port", "21:%d" % P_EXPL)
+            check("fwmark 0x1 lookup 100" in topo.sh("r", ["ip", "-6", "rule", "show"]).stdout, "no IPv6 policy rule")
+            setup_rules(topo, *remove)
+            check("fwmark" not in topo.sh("r", ["ip", "-6", "rule", "show"]).stdout,
+                  "IPv6 policy rule left after %s" % " ".join(remove))
+            check("local" not in topo.sh("r", ["ip", "-6", "route", "show", "table", "100"]).stdout,
+                  "IPv6 local route left after %s" % " ".join(remove))
+            check("ftpsgate" not in topo.sh("r", ["nft", "list", "ruleset"]).stdout, "rules left")
 
     s.run("transparent-setup.sh: bad arguments refused (exit 2, nothing changed); --ipv6 and --remove", script_checks)
 
@@ -1122,15 +1129,17 @@ def phase_caps(c):
 # --------------------------------------------------------------------------
 
 
-def main():
-    suite = H.Suite("transparent")
+def run_suite(name, title, unavailable, make_env, build_topo, start_servers, make_ctx, phases):
+    """The skeleton both transparent tests share: skip with the reason when namespaces (or
+    what else `unavailable()` names) are missing, build the topology, run each phase with
+    its rules and proxy torn down after it, remove the namespaces at the end."""
+    suite = H.Suite(name)
     env = topo = None
     try:
-        why = None
         if H.SELFCHECK:
             why = "tests ftpsgate itself (self-check mode %s)" % H.SELFCHECK
         else:
-            why = N.available()
+            why = unavailable()
         binary = os.environ.get("FTPSGATE_BIN", "")
         if not why and (not binary or not os.access(binary, os.X_OK)):
             suite.fail_setup("environment", RuntimeError("FTPSGATE_BIN (%r) is not an executable" % binary))
@@ -1138,19 +1147,18 @@ def main():
         if why:
             def skip():
                 raise Skip(why)
-            suite.run("transparent deployment in network namespaces", skip)
+            suite.run(title, skip)
             sys.exit(suite.finish())
         binary = os.path.abspath(binary)
         try:
-            env = TEnv(suite)
-            topo = build_topology()
-            vs = N.NsVsftpd(env, "server", topo, "s", SERVER).start()
-            vs2 = N.NsVsftpd(env, "outside", topo, "s", OUTSIDE).start()
+            env = make_env()
+            topo = build_topo()
+            servers = start_servers(env, topo)
         except Exception as e:  # noqa: BLE001
             suite.fail_setup("namespaces, certificates and vsftpd", e)
             sys.exit(suite.finish())
-        c = Ctx(suite, env, topo, vs, vs2, binary)
-        for phase in (phase_redirect, phase_pp_limits, phase_tproxy, phase_source_ip, phase_caps):
+        c = make_ctx(suite, env, topo, *servers, binary)
+        for phase in phases:
             try:
                 phase(c)
             except Exception as e:  # noqa: BLE001 - a phase's setup error; the next phase starts clean
@@ -1168,6 +1176,17 @@ def main():
         if env is not None:
             env.close()
     sys.exit(suite.finish())
+
+
+def main():
+    def servers(env, topo):
+        return (N.NsVsftpd(env, "server", topo, "s", SERVER).start(),
+                N.NsVsftpd(env, "outside", topo, "s", OUTSIDE).start())
+
+    run_suite("transparent", "transparent deployment in network namespaces", N.available,
+              lambda: TEnv("transparent", ["127.0.0.1", SERVER, OUTSIDE, R_CLIENT, R_BAL, BAL]),
+              build_topology, servers, Ctx,
+              (phase_redirect, phase_pp_limits, phase_tproxy, phase_source_ip, phase_caps))
 
 
 if __name__ == "__main__":
