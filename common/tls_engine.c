@@ -22,6 +22,7 @@ struct tls_engine {
     int transport_eof;
     int sent_close_notify;
     int has_token, control;
+    int offered_session; /* the ClientHello offered a session to resume */
     unsigned char token[TLS_ENGINE_TOKEN_LEN];
     char reason[160];
 };
@@ -345,9 +346,27 @@ static int sni_from_hello(SSL *ssl, char *name, size_t cap)
 /* SNI is decided in the ClientHello callback, before the version and the
  * cipher are chosen, so the chosen identity's whole TLS policy applies (not
  * only its certificate, as a servername callback would give). */
+/* Whether a ClientHello asks to resume: a TLS 1.3 PSK, a non-empty TLS 1.2
+ * ticket, or a session id from a client that cannot speak TLS 1.3 (a TLS 1.3
+ * client's legacy session id is random, for middlebox compatibility). */
+static int hello_offers_session(SSL *ssl)
+{
+    const unsigned char *ext = NULL, *sid = NULL;
+    size_t len = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &ext, &len) == 1)
+        return 1;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_session_ticket, &ext, &len) == 1 && len > 0)
+        return 1;
+    return SSL_client_hello_get0_session_id(ssl, &sid) > 0 &&
+           SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &ext, &len) != 1;
+}
+
 static int on_client_hello(SSL *ssl, int *alert, void *arg)
 {
     (void)arg;
+    tls_engine_t *e = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
+    if (e)
+        e->offered_session = hello_offers_session(ssl);
     const tls_sni_t *sni = sni_index >= 0 ? SSL_get_ex_data(ssl, sni_index) : NULL;
     char name[256];
     if (!sni || sni->n == 0 || !sni_from_hello(ssl, name, sizeof name))
@@ -387,6 +406,17 @@ void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_
     e->control = control;
     if (token_index >= 0)
         SSL_set_ex_data(e->ssl, token_index, e);
+    /* SECURITY: the token is also the session id context, which OpenSSL
+     * compares before it resumes anything (session id, ticket, PSK): a session
+     * resumes only on this control connection's data connections, and no
+     * control connection resumes another one's (by session id either, which
+     * the ticket callback cannot see). */
+    SSL_set_session_id_context(e->ssl, token, TLS_ENGINE_TOKEN_LEN);
+}
+
+int tls_engine_offered_session(const tls_engine_t *e)
+{
+    return e->offered_session;
 }
 
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN])

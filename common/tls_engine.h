@@ -77,10 +77,15 @@ size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap);
 #define TLS_ENGINE_TOKEN_LEN 16
 /* control: 1 on a control connection, whose sessions and tickets get token
  * (a control connection never resumes: its own session must carry its own
- * token); 0 on a data connection, which must resume and keeps what it resumed. */
+ * token); 0 on a data connection, which must resume and keeps what it resumed.
+ * The token is the session id context too: a session resumes only where the
+ * token is the same. Call before the handshake. */
 void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN], int control);
 /* After the handshake: 1 when it resumed a session that carries token. */
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
+/* After the ClientHello of an engine with a token: 1 when the client offered a
+ * session to resume (which, not resumed, was another connection's or stale). */
+int tls_engine_offered_session(const tls_engine_t *e);
 /* TLS 1.3 tickets sent after the handshake. Data connections send none: a
  * client that never reads one (uploads) resets the connection over the
  * unread ticket and loses its last bytes (the vsftpd/ProFTPD upload bug). */

@@ -305,15 +305,19 @@ static void client_on_handshake(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
     int resumed = tls_engine_resumed_with_token(tstream_engine(s), dl->tls_token);
+    /* Another connection's session is not resumed at all (the token is the
+     * session id context), so what tells it from a client that does not reuse
+     * is whether its ClientHello offered one. */
+    int foreign = !resumed && (SSL_session_reused(tstream_ssl(s)) || tls_engine_offered_session(tstream_engine(s)));
     LOG_DEBUG(dl->sid, dl->peer, "data TLS established (%s, %s)", tstream_tls_desc(s),
               resumed ? "resumed the control session"
-                      : SSL_session_reused(tstream_ssl(s)) ? "resumed ANOTHER session" : "new session");
+                      : foreign ? "offered ANOTHER session" : "new session");
     /* SECURITY: data-connection theft with a TLS session of its own (RFC 4217
      * §10.2): only a resumption of this control connection's session proves
      * the data connection comes from the same client. */
     if (dl->require_session_reuse && !resumed) {
         LOG_WARN(dl->sid, dl->peer, "SECURITY: data TLS did not resume the control session (%s); refused",
-                 SSL_session_reused(tstream_ssl(s)) ? "another connection's session" : "full handshake");
+                 foreign ? "another connection's session" : "full handshake");
         dl_fail(dl, 522, "Data connection must resume the control connection's TLS session");
     }
 }

@@ -1148,10 +1148,11 @@ class Ctl:
             self.start_tls(ctx or ssl.create_default_context(cafile=target.ca))
         self.greeting = self.reply()
 
-    def start_tls(self, ctx):
-        """Client TLS handshake on the control connection as it is now (after 234, or implicit)."""
+    def start_tls(self, ctx, session=None):
+        """Client TLS handshake on the control connection as it is now (after 234, or implicit),
+        offering session (an ssl.SSLSession) to resume when given."""
         self.ctx = ctx
-        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.server_name)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.server_name, session=session)
         self.tls = True
 
     def stop_tls(self, timeout=10):
@@ -1211,11 +1212,11 @@ class Ctl:
         self.send(line.encode("utf-8") + b"\r\n")
         return self.reply(timeout)
 
-    def auth_tls(self, ctx, mech="TLS"):
+    def auth_tls(self, ctx, mech="TLS", session=None):
         r = self.cmd("AUTH " + mech)
         check_code(r, 234, "AUTH " + mech)
         check(self.buf == b"", "bytes after the 234 reply before the handshake: %r" % self.buf[:100])
-        self.start_tls(ctx)
+        self.start_tls(ctx, session)
         return r
 
     def login(self, user=FTP_USER, password=PASSWORD):

@@ -632,6 +632,42 @@ def body(s, env):
         s.run("A's data connection with B's session, %s, handshake before RETR -> 522 + SECURITY" % vname(v),
               other_session, v, "RETR", True)
 
+    def control_offers_control_session():
+        """A TLS 1.2 client without tickets (session ids only, like clients that open one control
+        connection per parallel transfer) offers control connection A's session on a second control
+        connection B: B gets a full handshake of its own (a control session is never shared), and
+        the data connections of A and of B each resume their own control session."""
+        t = T["rsa"]
+        ctx = client_ctx(ca, min_v=V12, max_v=V12)
+        ctx.options |= ssl.OP_NO_TICKET
+        a = H.Ctl(t, ctx=ctx).secure_login(ctx, "P")
+        b = None
+        try:
+            sess_a = a.sock.session
+            check(sess_a is not None and sess_a.id and not sess_a.has_ticket, "A has a session id, no ticket")
+            b = H.Ctl(t, ctx=ctx)
+            b.auth_tls(ctx, session=sess_a)
+            check(not b.sock.session_reused, "control connection B resumed A's TLS session")
+            b.login()
+            check_code(b.cmd("PBSZ 0"), 200, "PBSZ 0 on B")
+            check_code(b.cmd("PROT P"), 200, "PROT P on B")
+            for name, c in (("A", a), ("B", b), ("A", a)):
+                d = socket.create_connection(c.pasv(), timeout=20)
+                check_code(c.cmd("RETR /pub/ten.bin"), 150, "RETR on %s" % name)
+                d = c.wrap_data(d, ctx)
+                check(d.session_reused, "%s's data connection did not resume %s's control session" % (name, name))
+                how, data = H.recv_until_closed(d, 30, limit=11 * H.MiB)
+                d.close()
+                check_code(c.reply(30), 226, "end of RETR on %s" % name)
+                check_eq(H.sha256_bytes(bytes(data)), sha_ten, "sha256 of the download on %s" % name)
+        finally:
+            a.close()
+            if b is not None:
+                b.close()
+
+    s.run("TLS 1.2 session ids only: a second control connection offering the first one's session gets "
+          "its own; both transfer (sha256)", control_offers_control_session)
+
     def fifty_uploads():
         t = T["rsa"]
         f = H.ftplib_connect(t, ctx=client_ctx(ca, min_v=V13))

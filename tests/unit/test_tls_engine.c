@@ -858,6 +858,79 @@ static void test_resumption(SSL_CTX *sctx, int version)
     SSL_CTX_free(cctx);
 }
 
+/* One handshake of an engine holding token (a control connection when
+ * control) with a client offering sess (or none). Returns the client's new
+ * session when want_session, after checking what the engine saw. */
+typedef struct {
+    int reused, offered, with_token;
+} token_seen_t;
+
+static SSL_SESSION *token_handshake(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, const unsigned char *token,
+                                    int control, token_seen_t *seen)
+{
+    pair_t p;
+    SSL_SESSION *out = NULL;
+    memset(seen, 0xff, sizeof *seen);
+    if (!pair_init(&p, sctx, cctx, sess))
+        return NULL;
+    tls_engine_set_token(p.eng, token, control);
+    if (handshake(&p)) {
+        CHECK(pump(&p) > 0); /* TLS 1.3 tickets */
+        seen->reused = SSL_session_reused(p.cli);
+        CHECK_EQ_INT(tls_engine_session_reused(p.eng), seen->reused);
+        seen->offered = tls_engine_offered_session(p.eng);
+        seen->with_token = tls_engine_resumed_with_token(p.eng, token);
+        out = SSL_get1_session(p.cli);
+        close_both(&p);
+    }
+    pair_free(&p);
+    return out;
+}
+
+/* Data-session reuse (RFC 4217 §10.2): a control connection's token is the id
+ * context of its sessions. Its data connections resume them; a data
+ * connection of another control connection offering one gets a full
+ * handshake (and the engine knows a session was offered); a second control
+ * connection never resumes the first one's session, by ticket or by session
+ * id (client_tickets 0), so the first one's data connections still resume. */
+static void test_session_tokens(SSL_CTX *sctx, int version, int client_tickets)
+{
+    SSL_CTX *cctx = client_ctx(version);
+    if (!cctx)
+        return;
+    if (!client_tickets)
+        SSL_CTX_set_options(cctx, SSL_OP_NO_TICKET);
+    unsigned char tok_a[TLS_ENGINE_TOKEN_LEN], tok_b[TLS_ENGINE_TOKEN_LEN];
+    memset(tok_a, 0xa1, sizeof tok_a);
+    memset(tok_b, 0xb2, sizeof tok_b);
+    token_seen_t seen;
+    SSL_SESSION *ctl_a = token_handshake(sctx, cctx, NULL, tok_a, 1, &seen);
+    CHECK(ctl_a != NULL);
+    CHECK_EQ_INT(seen.reused, 0);
+    CHECK_EQ_INT(seen.offered, 0);
+    if (ctl_a) {
+        SSL_SESSION *s = token_handshake(sctx, cctx, ctl_a, tok_a, 0, &seen); /* A's data */
+        CHECK_EQ_INT(seen.reused, 1);
+        CHECK_EQ_INT(seen.offered, 1);
+        CHECK_EQ_INT(seen.with_token, 1);
+        SSL_SESSION_free(s);
+        s = token_handshake(sctx, cctx, ctl_a, tok_b, 0, &seen); /* B's data with A's session */
+        CHECK_EQ_INT(seen.reused, 0);
+        CHECK_EQ_INT(seen.offered, 1);
+        CHECK_EQ_INT(seen.with_token, 0);
+        SSL_SESSION_free(s);
+        s = token_handshake(sctx, cctx, ctl_a, tok_b, 1, &seen); /* control B offering A's session */
+        CHECK_EQ_INT(seen.reused, 0);
+        SSL_SESSION_free(s);
+        s = token_handshake(sctx, cctx, ctl_a, tok_a, 0, &seen); /* A's data, afterwards */
+        CHECK_EQ_INT(seen.reused, 1);
+        CHECK_EQ_INT(seen.with_token, 1);
+        SSL_SESSION_free(s);
+    }
+    SSL_SESSION_free(ctl_a);
+    SSL_CTX_free(cctx);
+}
+
 /* TLS 1.2 client-initiated renegotiation. tls_ctx sets SSL_OP_NO_RENEGOTIATION,
  * so the server answers the second ClientHello with a warning
  * no_renegotiation alert and carries on; OpenSSL's client treats that refusal
@@ -1249,6 +1322,9 @@ int main(void)
         test_garbage(sctx);
         test_resumption(sctx, TLS1_2_VERSION);
         test_resumption(sctx, TLS1_3_VERSION);
+        test_session_tokens(sctx, TLS1_2_VERSION, 1);
+        test_session_tokens(sctx, TLS1_2_VERSION, 0);
+        test_session_tokens(sctx, TLS1_3_VERSION, 1);
         test_renegotiation(sctx);
         test_renegotiation_then_write(sctx);
         test_key_update(sctx);
