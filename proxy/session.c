@@ -27,6 +27,7 @@
 #define CLIENT_INPUT_MAX (CLIENT_INPUT_PAUSE + 80u * 1024u)
 #define CLIENT_INPUT_START 2048u
 #define BACKEND_LINE_MAX 8192u
+#define BACKEND_ALT_MAX 7 /* other addresses of a backend name worth trying */
 #define HELD_REPLY_MAX 2048u
 #define CLOSE_GRACE_MS 3000u
 
@@ -54,6 +55,10 @@ struct session {
     unsigned long long id;
     char peer[72];
     struct sockaddr_storage client_addr, local_addr, backend_addr;
+    /* The backend name's other addresses, tried in order when a connect fails
+     * (a "localhost" backend listening on 127.0.0.1 only, ::1 resolved first). */
+    struct sockaddr_storage backend_alt[BACKEND_ALT_MAX];
+    unsigned n_backend_alt, next_backend_alt;
     tstream_t *client, *backend;
     linebuf_t *client_lb, *backend_lb;
     ftp_reply_state_t reply_state;
@@ -1218,9 +1223,17 @@ static void backend_on_connect(tstream_t *t, int status)
     session_t *s = tstream_userdata(t);
     if (status < 0) {
         char addr[72];
-        LOG_ERROR(s->id, s->peer, "backend %s unreachable: %s",
-                  netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr),
-                  uv_strerror(status));
+        netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr);
+        if (s->next_backend_alt < s->n_backend_alt && !s->closing) {
+            LOG_WARN(s->id, s->peer, "backend %s unreachable: %s; trying the next address", addr,
+                     uv_strerror(status));
+            memcpy(&s->backend_addr, &s->backend_alt[s->next_backend_alt++], sizeof s->backend_addr);
+            s->handles++; /* the next stream's; the failed one releases its own on close */
+            tstream_close(t, 1);
+            dial_backend(s);
+            return;
+        }
+        LOG_ERROR(s->id, s->peer, "backend %s unreachable: %s", addr, uv_strerror(status));
         listener_metrics(s->listener)->backend_connect_failures++;
         reply(s, 421, "Service not available: cannot reach the FTP server");
         session_close(s, 1, "backend unreachable");
@@ -1277,7 +1290,8 @@ static void backend_on_drain(tstream_t *t)
 static void backend_on_close(tstream_t *t)
 {
     session_t *s = tstream_userdata(t);
-    s->backend = NULL;
+    if (s->backend == t) /* not a failed connect already replaced by the next address */
+        s->backend = NULL;
     session_release_handle(s);
 }
 
@@ -1308,8 +1322,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     memcpy(&s->backend_addr, res->ai_addr, res->ai_addrlen);
-    uv_freeaddrinfo(res);
     netaddr_set_port((struct sockaddr *)&s->backend_addr, s->cfg->backend.address.port);
+    for (const struct addrinfo *ai = res->ai_next; ai && s->n_backend_alt < BACKEND_ALT_MAX; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof s->backend_alt[0] ||
+            netaddr_same_ip(ai->ai_addr, (const struct sockaddr *)&s->backend_addr))
+            continue;
+        struct sockaddr_storage *alt = &s->backend_alt[s->n_backend_alt++];
+        memcpy(alt, ai->ai_addr, ai->ai_addrlen);
+        netaddr_set_port((struct sockaddr *)alt, s->cfg->backend.address.port);
+    }
+    uv_freeaddrinfo(res);
     dial_backend(s);
 }
 
@@ -1402,6 +1424,7 @@ static void connect_backend(session_t *s)
     s->resolver.data = s;
     s->resolving = 1;
     s->handles++; /* the resolver, which becomes the backend stream */
+    s->n_backend_alt = s->next_backend_alt = 0;
     ftp_reply_init(&s->reply_state);
     linebuf_reset(s->backend_lb);
     s->last_reply_code = 0;

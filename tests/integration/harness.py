@@ -669,7 +669,7 @@ class Vsftpd(FtpServer):
 
     def _write_conf(self):
         lines = [
-            "listen=YES", "listen_ipv6=NO", "listen_address=%s" % HOST, "listen_port=%d" % self.port,
+            "listen=YES", "listen_ipv6=NO", "listen_address=%s" % self.host, "listen_port=%d" % self.port,
             "background=NO", "anonymous_enable=YES", "local_enable=NO", "no_anon_password=NO",
             "ftp_username=%s" % TEST_USER, "anon_root=%s" % self.root,
             "write_enable=YES", "anon_upload_enable=YES", "anon_mkdir_write_enable=YES",
@@ -893,6 +893,7 @@ class Proxy(LogFile):
         self.extra_tls = {}     # more TLS identities: {"name": {"cert": ..., "key": ..., ...}}
         self.main_tls = {}      # more keys of the "main" identity (min_version, client_ca, ...)
         self.extra_limits = {}  # more "limits" keys (e.g. data_connect_timeout)
+        self.wrapper = []       # argv that execs the proxy's own (e.g. unshare, same PID)
 
     def add_listener(self, name, backend_address, protection="private", login_requires_tls=True,
                      mode="explicit", n_passive=24, announce=None, bind_host=HOST,
@@ -950,7 +951,7 @@ class Proxy(LogFile):
             env.update(self.extra_env)
             with open(self.log, "ab") as f:
                 f.write(b"=== harness: starting ftpsgate (attempt %d)\n" % (attempt + 1))
-            self.proc = spawn([self.binary, "-c", self.config_path], self.log, env=env)
+            self.proc = spawn(self.wrapper + [self.binary, "-c", self.config_path], self.log, env=env)
             ok = all(wait_port(h, p, timeout, self.proc) for h, p in ports)
             if ok:
                 return self
