@@ -1095,7 +1095,8 @@ static int parse_limits(ctx_t *c, const json_t *root, config_t *cfg)
     static const keydef_t keys[] = {
         { "max_sessions", NULL },   { "max_sessions_per_ip", NULL },  { "max_line", NULL },
         { "max_line_prelogin", NULL }, { "login_timeout", NULL },     { "idle_timeout", NULL },
-        { "data_connect_timeout", NULL }, { "transfer_stall_timeout", NULL }, { NULL, NULL },
+        { "data_connect_timeout", NULL }, { "transfer_stall_timeout", NULL },
+        { "backend_connect_timeout", NULL }, { NULL, NULL },
     };
     config_limits_t *lim = &cfg->limits;
     json_t *o;
@@ -1108,6 +1109,7 @@ static int parse_limits(ctx_t *c, const json_t *root, config_t *cfg)
     lim->idle_timeout_s = 600;
     lim->data_connect_timeout_s = 30;
     lim->transfer_stall_timeout_s = 300;
+    lim->backend_connect_timeout_s = 10;
 
     if (get_member(c, root, "", "limits", 0, JSON_OBJECT, "object", &o) != FG_OK)
         return FG_CONFIG;
@@ -1121,7 +1123,8 @@ static int parse_limits(ctx_t *c, const json_t *root, config_t *cfg)
         get_uint(c, o, "limits", "login_timeout", 1, 86400, &lim->login_timeout_s) != FG_OK ||
         get_uint(c, o, "limits", "idle_timeout", 1, 86400, &lim->idle_timeout_s) != FG_OK ||
         get_uint(c, o, "limits", "data_connect_timeout", 1, 86400, &lim->data_connect_timeout_s) != FG_OK ||
-        get_uint(c, o, "limits", "transfer_stall_timeout", 1, 86400, &lim->transfer_stall_timeout_s) != FG_OK)
+        get_uint(c, o, "limits", "transfer_stall_timeout", 1, 86400, &lim->transfer_stall_timeout_s) != FG_OK ||
+        get_uint(c, o, "limits", "backend_connect_timeout", 1, 3600, &lim->backend_connect_timeout_s) != FG_OK)
         return FG_CONFIG;
     /* A small max_line without max_line_prelogin lowers the default
      * pre-login cap with it instead of failing the check below. */

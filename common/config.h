@@ -113,6 +113,7 @@ typedef struct {
     unsigned idle_timeout_s;          /* default 600 */
     unsigned data_connect_timeout_s;  /* default 30 */
     unsigned transfer_stall_timeout_s;/* default 300 */
+    unsigned backend_connect_timeout_s;/* one backend address's connect attempt; default 10 */
 } config_limits_t;
 
 typedef struct {

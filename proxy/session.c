@@ -86,6 +86,7 @@ struct session {
     size_t held_len;
     char held[HELD_REPLY_MAX];
     uv_timer_t timer;
+    uv_timer_t connect_timer; /* one connect attempt to a backend address */
     uv_getaddrinfo_t resolver;
     unsigned handles;
     unsigned closing : 1, client_paused : 1, backend_paused : 1, resolving : 1, rein_implicit : 1;
@@ -233,6 +234,11 @@ static void session_release_handle(session_t *s)
         uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
+static void on_connect_timer_closed(uv_handle_t *h)
+{
+    session_release_handle(h->data);
+}
+
 static void session_close(session_t *s, int graceful, const char *why)
 {
     if (s->closing)
@@ -245,6 +251,7 @@ static void session_close(session_t *s, int graceful, const char *why)
     }
     if (s->resolving)
         uv_cancel((uv_req_t *)&s->resolver);
+    uv_close((uv_handle_t *)&s->connect_timer, on_connect_timer_closed);
     if (s->backend)
         tstream_close(s->backend, 0);
     if (s->client) {
@@ -1218,25 +1225,40 @@ static const tstream_cbs_t client_cbs = {
 
 /* ---- backend stream ----------------------------------------------------------- */
 
+/* A connect attempt to s->backend_addr failed (status) or timed out: the
+ * name's next address, else 421. */
+static void backend_connect_failed(session_t *s, tstream_t *t, int status)
+{
+    char addr[72];
+    netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr);
+    if (s->next_backend_alt < s->n_backend_alt && !s->closing) {
+        LOG_WARN(s->id, s->peer, "backend %s unreachable: %s; trying the next address", addr,
+                 uv_strerror(status));
+        memcpy(&s->backend_addr, &s->backend_alt[s->next_backend_alt++], sizeof s->backend_addr);
+        s->handles++; /* the next stream's; the failed one releases its own on close */
+        tstream_close(t, 1);
+        dial_backend(s);
+        return;
+    }
+    LOG_ERROR(s->id, s->peer, "backend %s unreachable: %s", addr, uv_strerror(status));
+    listener_metrics(s->listener)->backend_connect_failures++;
+    reply(s, 421, "Service not available: cannot reach the FTP server");
+    session_close(s, 1, "backend unreachable");
+}
+
+static void on_connect_timeout(uv_timer_t *timer)
+{
+    session_t *s = timer->data;
+    if (s->backend && !s->closing)
+        backend_connect_failed(s, s->backend, UV_ETIMEDOUT);
+}
+
 static void backend_on_connect(tstream_t *t, int status)
 {
     session_t *s = tstream_userdata(t);
+    uv_timer_stop(&s->connect_timer);
     if (status < 0) {
-        char addr[72];
-        netaddr_format((const struct sockaddr *)&s->backend_addr, addr, sizeof addr);
-        if (s->next_backend_alt < s->n_backend_alt && !s->closing) {
-            LOG_WARN(s->id, s->peer, "backend %s unreachable: %s; trying the next address", addr,
-                     uv_strerror(status));
-            memcpy(&s->backend_addr, &s->backend_alt[s->next_backend_alt++], sizeof s->backend_addr);
-            s->handles++; /* the next stream's; the failed one releases its own on close */
-            tstream_close(t, 1);
-            dial_backend(s);
-            return;
-        }
-        LOG_ERROR(s->id, s->peer, "backend %s unreachable: %s", addr, uv_strerror(status));
-        listener_metrics(s->listener)->backend_connect_failures++;
-        reply(s, 421, "Service not available: cannot reach the FTP server");
-        session_close(s, 1, "backend unreachable");
+        backend_connect_failed(s, t, status);
         return;
     }
     uv_tcp_nodelay(tstream_tcp(t), 1);
@@ -1366,7 +1388,12 @@ static void dial_backend(session_t *s)
     if (tstream_connect(s->backend, (const struct sockaddr *)&s->backend_addr) != FG_OK) {
         reply(s, 421, "Service not available: cannot reach the FTP server");
         session_close(s, 1, "backend connect failed");
+        return;
     }
+    /* A silently dropped SYN would otherwise hold the session until the
+     * kernel gives up (minutes), never trying the name's next address. */
+    uv_timer_start(&s->connect_timer, on_connect_timeout,
+                   (uint64_t)s->limits->backend_connect_timeout_s * 1000u, 0);
 }
 
 /* Interception (backend "original-destination"): the backend is where the
@@ -1488,11 +1515,13 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     s->loop = loop;
     s->id = id;
     s->client = client;
-    s->handles = 1; /* the client stream; connect_backend adds the backend */
+    s->handles = 2; /* the client stream and connect_timer; connect_backend adds the backend */
     tstream_set_userdata(client, &client_cbs, s);
     tstream_set_connected(client);
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
+    uv_timer_init(loop, &s->connect_timer);
+    s->connect_timer.data = s;
 
     int alen = sizeof s->client_addr;
     uv_tcp_getpeername(tstream_tcp(client), (struct sockaddr *)&s->client_addr, &alen);

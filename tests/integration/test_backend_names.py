@@ -11,6 +11,7 @@ the address that comes second, so the first one always refuses.
 """
 import os
 import shutil
+import socket
 import subprocess
 
 import harness as H
@@ -20,6 +21,28 @@ MULTI = "ftpsgate-multi.test"   # two addresses; the backend listens on the seco
 DEAD = "ftpsgate-dead.test"     # two addresses, nothing listens on either
 HOSTS = [("127.0.0.9", MULTI), ("127.0.0.10", MULTI), ("127.0.0.11", DEAD), ("127.0.0.12", DEAD)]
 SIZE = 2 * H.MiB + 5
+CONNECT_TIMEOUT = 2  # limits.backend_connect_timeout, s
+
+
+def silent_listener(host, port):
+    """A socket on host:port whose accept queue is full: the kernel drops further SYNs, so a
+    connect to it neither succeeds nor fails (a backend host that does not answer)."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.bind((host, port))
+    ls.listen(0)
+    queued = []
+    for _ in range(4):
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(0.5)
+        queued.append(c)
+        try:
+            c.connect((host, port))
+        except socket.timeout:
+            return ls, queued  # this SYN was dropped: the queue is full
+    for c in queued:
+        c.close()
+    ls.close()
+    raise H.Fail("could not fill the accept queue of %s:%d" % (host, port))
 
 
 def private_hosts_argv(hosts_path):
@@ -69,6 +92,7 @@ def body(s, env):
     dead = env.front(vs, "dead")
     dead.listener["backend"]["address"] = "%s:%d" % (DEAD, vs.port)
     env.proxy.wrapper = private_hosts_argv(hosts_path)
+    env.proxy.extra_limits["backend_connect_timeout"] = CONNECT_TIMEOUT
     env.start(multi, dead)
 
     def fallback():
@@ -101,6 +125,26 @@ def body(s, env):
 
     s.run("backend name with two addresses: the first (%s) refuses, the second serves; sha256 down+up" % first,
           fallback)
+    def silent_first():
+        ls, queued = silent_listener(first, vs.port)
+        try:
+            mark = env.proxy.log_mark()
+            f = H.ftplib_connect(multi)
+            try:
+                n, got_sha, resp = H.ftplib_get(f, "/pub/f.bin")
+                check_eq((n, got_sha), (SIZE, sha), "size and sha256 of the download")
+            finally:
+                H.quit_quietly(f)
+            log = env.proxy.log_since(mark)
+            check("backend %s:%d unreachable: connection timed out; trying the next address" % (first, vs.port)
+                  in log, "no log line for the silent first address %s" % first)
+        finally:
+            for c in queued:
+                c.close()
+            ls.close()
+
+    s.run("backend name whose first address is silent (SYNs dropped): after backend_connect_timeout the "
+          "second serves (sha256)", silent_first)
     s.run("backend name whose addresses all refuse: 421, every address tried and logged", none_answers)
 
 

@@ -167,6 +167,7 @@ static void test_full(void)
     CHECK_EQ_INT(cfg->limits.idle_timeout_s, 900);
     CHECK_EQ_INT(cfg->limits.data_connect_timeout_s, 15);
     CHECK_EQ_INT(cfg->limits.transfer_stall_timeout_s, 120);
+    CHECK_EQ_INT(cfg->limits.backend_connect_timeout_s, 5);
     config_free(cfg);
 }
 
@@ -198,6 +199,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg->limits.idle_timeout_s, 600);
     CHECK_EQ_INT(cfg->limits.data_connect_timeout_s, 30);
     CHECK_EQ_INT(cfg->limits.transfer_stall_timeout_s, 300);
+    CHECK_EQ_INT(cfg->limits.backend_connect_timeout_s, 10);
     config_free(cfg);
 
     /* a CA alone means client certificates are required */
@@ -446,6 +448,7 @@ static void test_limits(void)
     expect_err(DOCLIM("{'idle_timeout':86401}"), "limits.idle_timeout: 86401 is out of range (1..86400)");
     expect_err(DOCLIM("{'data_connect_timeout':9999999999999}"),
                "limits.data_connect_timeout: 9999999999999 is out of range (1..86400)");
+    expect_err(DOCLIM("{'backend_connect_timeout':0}"), "limits.backend_connect_timeout: 0 is out of range (1..3600)");
     expect_err(DOCLIM("{'transfer_stall_timeout':-5}"), "limits.transfer_stall_timeout: -5 is out of range (1..86400)");
 }
 
