@@ -160,11 +160,23 @@ char *ftp_cmd_redact(const char *line, size_t len, char *out, size_t cap)
      * redaction). Decided on the raw prefix, not on a successful parse, so
      * that a malformed "PASS\tsecret", "pass  secret" or " PASS secret" is
      * redacted too: leading blanks are skipped, and whatever follows the four
-     * letters of PASS/ACCT is replaced. */
+     * letters of PASS/ACCT (or of SITE PSWD) is replaced. */
     size_t skip = 0;
     while (skip < len && (line[skip] == ' ' || line[skip] == '\t'))
         skip++;
-    if (len - skip >= 4 && (ieq4(line + skip, "PASS") || ieq4(line + skip, "ACCT"))) {
+    /* "SITE PSWD old new" changes a password on Serv-U style servers. */
+    size_t site = skip;
+    if (len - skip >= 4 && ieq4(line + skip, "SITE")) {
+        site = skip + 4;
+        while (site < len && (line[site] == ' ' || line[site] == '\t'))
+            site++;
+        if (!(len - site >= 4 && ieq4(line + site, "PSWD")))
+            site = skip;
+    }
+    if (site != skip) {
+        if (put_escaped(out, cap, &pos, line, site + 4) && len - site > 4)
+            put(out, cap, &pos, " ****", 5);
+    } else if (len - skip >= 4 && (ieq4(line + skip, "PASS") || ieq4(line + skip, "ACCT"))) {
         if (put_escaped(out, cap, &pos, line, skip + 4) && len - skip > 4)
             put(out, cap, &pos, " ****", 5);
     } else {

@@ -169,6 +169,12 @@ static void test_redact(void)
     CHECK_STR(REDACT("PASSWORD hunter2"), "PASS ****");
     CHECK_STR(REDACT("  pAsS hunter2"), "  pAsS ****");
     CHECK_STR(REDACT("\tPASS x"), "\\x09PASS ****");
+    /* a password change */
+    CHECK_STR(REDACT("SITE PSWD old new"), "SITE PSWD ****");
+    CHECK_STR(REDACT("site  pswd\told new"), "site  pswd ****");
+    CHECK_STR(REDACT("SITE PSWD"), "SITE PSWD");
+    CHECK_STR(REDACT("SITE CHMOD 644 PSWD"), "SITE CHMOD 644 PSWD");
+    CHECK_STR(REDACT("SITEPSWD x"), "SITEPSWD ****"); /* malformed: redacted too, as PASSWORD */
     /* other commands: escaped, not redacted */
     CHECK_STR(REDACT("USER bob"), "USER bob");
     CHECK_STR(REDACT("RETR a\tb"), "RETR a\\x09b");
