@@ -187,8 +187,9 @@ static void dl_fail(datalink_t *dl, int code, const char *text)
     dl_account(dl, 0);
     if (code == 522)
         dl->metrics->data_tls_failures++;
-    LOG_INFO(dl->sid, dl->peer, "data transfer failed (%d %s); %llu bytes to backend, %llu to client",
-             code, text, (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
+    /* Counted as read: on a failure some of the backend's bytes never reached the client. */
+    LOG_INFO(dl->sid, dl->peer,
+             "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text, (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
     uv_timer_stop(&dl->timer);
     dl_close_lsock(&dl->client_lsn);
     dl_close_lsock(&dl->backend_lsn);
