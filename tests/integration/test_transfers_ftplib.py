@@ -2,7 +2,8 @@
 """Python ftplib FTP_TLS through ftpsgate: AUTH TLS, login, PROT P, passive.
 
 Downloads and uploads of 0 B, 1 B, 64 KiB+1, 10 MiB and 300 MiB over PASV,
-some again over EPSV; REST + RETR resume (the tail), STOR + APPE, LIST, NLST,
+some again over EPSV; REST + RETR resume (the tail), STOR + APPE, SIZE + REST + STOR
+(a resumed upload), LIST, NLST,
 MLSD (vsftpd has none: its error must be relayed and the session go on), many
 transfers in one session. sha256 on both ends; the 227/229 replies must announce
 the control connection's local address and a port of the listener's range.
@@ -98,6 +99,27 @@ def body(s, env):
         H.check_stored(vs, name, 10 * H.MiB, sha, "STOR + APPE")
 
     s.run("STOR first 3MiB+5 then APPE the rest", append)
+
+    def resume_upload():
+        """An interrupted upload resumed the RFC 3659 way: SIZE, then REST n + STOR of the rest."""
+        rpath, local, sha = files[10 * H.MiB]
+        cut = 4 * H.MiB + 3
+        name = "ftplib-rest-stor.bin"
+        f = H.ftplib_connect(tgt)
+        try:
+            r1 = H.ftplib_put(f, local, "/up/" + name, "STOR", 0, cut)
+            check(r1.startswith("226"), "STOR reply %r" % r1)
+            f.voidcmd("TYPE I")
+            check_eq(f.size("/up/" + name), cut, "SIZE of the partial upload")
+            with open(local, "rb") as fp:
+                fp.seek(cut)
+                r2 = f.storbinary("STOR /up/" + name, fp, blocksize=256 * H.KiB, rest=cut)
+            check(r2.startswith("226"), "REST + STOR reply %r" % r2)
+        finally:
+            H.quit_quietly(f)
+        H.check_stored(vs, name, 10 * H.MiB, sha, "STOR + REST/STOR resume")
+
+    s.run("upload resumed: STOR 4MiB+3, SIZE, REST 4MiB+3 + STOR the rest", resume_upload)
 
     def listing():
         f = H.ftplib_connect(tgt)
