@@ -121,6 +121,36 @@ def body(s, env):
 
     s.run("upload resumed: STOR 4MiB+3, SIZE, REST 4MiB+3 + STOR the rest", resume_upload)
 
+    def store_unique():
+        """STOU: the server picks the name and announces it in its 150 reply ("FILE: name")."""
+        rpath, local, sha = files[64 * H.KiB + 1]
+        f = H.ftplib_connect(tgt)
+        try:
+            f.cwd("/up")
+            f.voidcmd("TYPE I")
+            replies = []
+            getresp = f.getresp
+
+            def keep_replies():  # ntransfercmd does not return the 150 text
+                replies.append(getresp())
+                return replies[-1]
+            f.getresp = keep_replies
+            conn, _ = f.ntransfercmd("STOU")
+            with open(local, "rb") as fp:
+                conn.sendall(fp.read())
+            conn.unwrap()
+            conn.close()
+            final = f.voidresp()
+            resp = next((r for r in replies if r.startswith("150")), "%r" % replies)
+            m = re.search(r"FILE:\s*(\S+)", resp)
+            check(resp.startswith("150") and m, "STOU preliminary reply %r" % resp)
+            check(final.startswith("226"), "STOU final reply %r" % final)
+        finally:
+            H.quit_quietly(f)
+        H.check_stored(vs, os.path.basename(m.group(1)), 64 * H.KiB + 1, sha, "STOU upload")
+
+    s.run("STOU: the server's unique name from the 150 reply, file intact (sha256)", store_unique)
+
     def listing():
         f = H.ftplib_connect(tgt)
         try:
