@@ -108,7 +108,14 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, 20000);
-    SSL_CTX_set_timeout(ctx, 3600);
+    /* A session ages from the control handshake, and a TLS 1.2 client resuming
+     * by session id has nothing to renew it with: the control session must stay
+     * resumable as long as its control connection may live (sync jobs keep one
+     * open for days). The limit is TLS 1.3's (RFC 8446 §4.6.1: 7 days). Only
+     * that control connection's data connections can resume it (its token is
+     * the session id context), and the session leaves the cache when the
+     * control connection ends (tls_session_forget). */
+    SSL_CTX_set_timeout(ctx, 7 * 24 * 3600);
     /* Clients open one data connection per transfer and may spend a TLS 1.3
      * ticket on each; a few spare tickets avoid falling back to full handshakes. */
     SSL_CTX_set_num_tickets(ctx, 4);

@@ -419,6 +419,20 @@ int tls_engine_offered_session(const tls_engine_t *e)
     return e->offered_session;
 }
 
+SSL_SESSION *tls_engine_get1_session(tls_engine_t *e)
+{
+    return SSL_get1_session(e->ssl);
+}
+
+void tls_session_forget(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    if (!sess)
+        return;
+    if (ctx)
+        SSL_CTX_remove_session(ctx, sess);
+    SSL_SESSION_free(sess);
+}
+
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
 {
     if (!tls_engine_handshake_done(e) || !SSL_session_reused(e->ssl))

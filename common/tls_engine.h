@@ -86,6 +86,12 @@ int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char tok
 /* After the ClientHello of an engine with a token: 1 when the client offered a
  * session to resume (which, not resumed, was another connection's or stale). */
 int tls_engine_offered_session(const tls_engine_t *e);
+/* After the handshake of a control connection: its session (a reference),
+ * to keep for as long as its data connections may resume it (past CCC), then
+ * tls_session_forget: removed from the server cache of ctx (the context the
+ * engine was created with), reference dropped. NULL-safe. */
+SSL_SESSION *tls_engine_get1_session(tls_engine_t *e);
+void tls_session_forget(SSL_CTX *ctx, SSL_SESSION *sess);
 /* TLS 1.3 tickets sent after the handshake. Data connections send none: a
  * client that never reads one (uploads) resets the connection over the
  * unread ticket and loses its last bytes (the vsftpd/ProFTPD upload bug). */

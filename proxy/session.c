@@ -98,6 +98,7 @@ struct session {
     size_t pp_len;
     generation_t *gen;         /* the configuration this session started with (kept on reload) */
     SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
+    SSL_SESSION *ctl_session;  /* the control TLS session data connections resume; forgotten at the end */
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
 };
@@ -217,6 +218,7 @@ static void on_timer(uv_timer_t *t)
 static void on_timer_closed(uv_handle_t *h)
 {
     session_t *s = h->data;
+    tls_session_forget(s->tls_ctx, s->ctl_session);
     listener_session_gone(s->listener, s);
     linebuf_free(s->client_lb);
     linebuf_free(s->backend_lb);
@@ -1171,6 +1173,9 @@ static void client_on_handshake(tstream_t *t)
 {
     session_t *s = tstream_userdata(t);
     LOG_INFO(s->id, s->peer, "control TLS established (%s)", tstream_tls_desc(t));
+    /* A new handshake (after REIN) replaces the session data connections resume. */
+    tls_session_forget(s->tls_ctx, s->ctl_session);
+    s->ctl_session = tls_engine_get1_session(tstream_engine(t));
 }
 
 static void client_on_end(tstream_t *t, tstream_end_t how, const char *reason)

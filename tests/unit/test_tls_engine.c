@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -931,6 +932,54 @@ static void test_session_tokens(SSL_CTX *sctx, int version, int client_tickets)
     SSL_CTX_free(cctx);
 }
 
+/* A control connection that lives for hours (a sync job) keeps its data
+ * connections resuming: TLS 1.2 session ids have no fresh tickets to renew
+ * them, so the server must keep a control session as long as the control
+ * connection may live (the session ages from the control handshake); once
+ * the control connection ends, tls_session_forget takes it out of the cache. */
+static void test_old_control_session(SSL_CTX *sctx)
+{
+    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION);
+    if (!cctx)
+        return;
+    SSL_CTX_set_options(cctx, SSL_OP_NO_TICKET);
+    unsigned char tok[TLS_ENGINE_TOKEN_LEN];
+    memset(tok, 0x5c, sizeof tok);
+    pair_t p;
+    SSL_SESSION *ctl = NULL, *kept = NULL;
+    if (pair_init(&p, sctx, cctx, NULL)) {
+        tls_engine_set_token(p.eng, tok, 1);
+        if (handshake(&p)) {
+            ctl = SSL_get1_session(p.cli);
+            kept = tls_engine_get1_session(p.eng);
+            CHECK(kept != NULL);
+            SSL_SESSION *cached = SSL_get_session(tls_engine_ssl(p.eng));
+            CHECK(cached != NULL);
+            /* as if the control handshake had been 30 hours ago */
+            if (cached)
+                SSL_SESSION_set_time(cached, (long)time(NULL) - 30 * 3600);
+            close_both(&p);
+        }
+        pair_free(&p);
+    }
+    token_seen_t seen;
+    if (ctl) {
+        SSL_SESSION *s = token_handshake(sctx, cctx, ctl, tok, 0, &seen);
+        CHECK_EQ_INT(seen.reused, 1);
+        CHECK_EQ_INT(seen.with_token, 1);
+        SSL_SESSION_free(s);
+        /* The control connection ended: its session leaves the cache. */
+        tls_session_forget(sctx, kept);
+        kept = NULL;
+        s = token_handshake(sctx, cctx, ctl, tok, 0, &seen);
+        CHECK_EQ_INT(seen.reused, 0);
+        SSL_SESSION_free(s);
+    }
+    tls_session_forget(NULL, kept);
+    SSL_SESSION_free(ctl);
+    SSL_CTX_free(cctx);
+}
+
 /* TLS 1.2 client-initiated renegotiation. tls_ctx sets SSL_OP_NO_RENEGOTIATION,
  * so the server answers the second ClientHello with a warning
  * no_renegotiation alert and carries on; OpenSSL's client treats that refusal
@@ -1325,6 +1374,7 @@ int main(void)
         test_session_tokens(sctx, TLS1_2_VERSION, 1);
         test_session_tokens(sctx, TLS1_2_VERSION, 0);
         test_session_tokens(sctx, TLS1_3_VERSION, 1);
+        test_old_control_session(sctx);
         test_renegotiation(sctx);
         test_renegotiation_then_write(sctx);
         test_key_update(sctx);
