@@ -316,6 +316,11 @@ static void client_on_handshake(tstream_t *s)
     /* SECURITY: data-connection theft with a TLS session of its own (RFC 4217
      * §10.2): only a resumption of this control connection's session proves
      * the data connection comes from the same client. */
+    /* A data connection's own new session (a full handshake) is never resumed
+     * by design: out of the server cache at once, or TLS 1.2 clients that do
+     * not reuse would fill it for the 7 days of a control session. */
+    if (!SSL_session_reused(tstream_ssl(s)))
+        tls_session_forget(dl->tls, tls_engine_get1_session(tstream_engine(s)));
     if (dl->require_session_reuse && !resumed) {
         LOG_WARN(dl->sid, dl->peer, "SECURITY: data TLS did not resume the control session (%s); refused",
                  foreign ? "another connection's session" : "full handshake");

@@ -98,3 +98,11 @@ const tls_sni_t *generation_listener_sni(const generation_t *g, size_t i)
 {
     return &g->sni[i];
 }
+
+unsigned long generation_tls_sessions_cached(const generation_t *g)
+{
+    unsigned long n = 0;
+    for (size_t i = 0; i < g->cfg->n_tls; i++)
+        n += (unsigned long)SSL_CTX_sess_number(g->tls[i]);
+    return n;
+}

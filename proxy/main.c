@@ -176,7 +176,7 @@ static int render_metrics(void *userdata, char *out, size_t cap)
     unsigned in_use = 0;
     for (size_t i = 0; i < d->n_listeners; i++)
         in_use += portpool_in_use(listener_pool(d->listeners[i]));
-    return metrics_format(&d->metrics, in_use, out, cap);
+    return metrics_format(&d->metrics, in_use, generation_tls_sessions_cached(d->gen), out, cap);
 }
 
 static void finish_stop(daemon_t *d)

@@ -25,6 +25,7 @@ typedef struct {
 
 /* Prometheus text exposition format 0.0.4. Returns the length written (NUL
  * excluded), or -1 when cap is too small. Pure. */
-int metrics_format(const metrics_t *m, unsigned passive_in_use, char *out, size_t cap);
+int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,
+                   size_t cap);
 
 #endif

@@ -894,6 +894,7 @@ class Proxy(LogFile):
         self.main_tls = {}      # more keys of the "main" identity (min_version, client_ca, ...)
         self.extra_limits = {}  # more "limits" keys (e.g. data_connect_timeout)
         self.wrapper = []       # argv that execs the proxy's own (e.g. unshare, same PID)
+        self.admin_port = None  # set: "admin": {"bind": "127.0.0.1:PORT"} (/metrics, /healthz)
 
     def add_listener(self, name, backend_address, protection="private", login_requires_tls=True,
                      mode="explicit", n_passive=24, announce=None, bind_host=HOST,
@@ -928,12 +929,15 @@ class Proxy(LogFile):
         tls.update(self.extra_tls)
         limits = {"max_line": 4096}
         limits.update(self.extra_limits)
-        return {
+        cfg = {
             "tls": tls,
             "listeners": self.listeners,
             "log": {"level": "debug", "format": "text"},
             "limits": limits,
         }
+        if self.admin_port:
+            cfg["admin"] = {"bind": "%s:%d" % (HOST, self.admin_port)}
+        return cfg
 
     def start(self, timeout=None):
         if timeout is None:

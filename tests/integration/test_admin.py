@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""The admin endpoint (admin.bind): /healthz, /metrics in the Prometheus text
+format with every metric the README documents, counters that follow what really
+happened (a transfer, a refusal, an over-long line), 404/405, and the TLS session
+cache gauge: a TLS 1.2 control session and the full-handshake sessions of data
+connections that do not reuse leave the server's session cache when their
+session ends (they would otherwise stay there for the 7 days of a session's
+lifetime).
+"""
+import ftplib
+import hashlib
+import http.client
+import os
+import re
+import socket
+import ssl
+
+import harness as H
+from harness import check, check_eq
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+
+
+def http_get(port, path, method="GET"):
+    c = http.client.HTTPConnection(H.HOST, port, timeout=10)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+def metrics(port):
+    status, body = http_get(port, "/metrics")
+    check_eq(status, 200, "GET /metrics status")
+    out = {}
+    for ln in body.splitlines():
+        if ln and not ln.startswith("#"):
+            name, _, value = ln.partition(" ")
+            out[name] = int(value)
+    return out, body
+
+
+def documented_metrics():
+    with open(README) as f:
+        return set(re.findall(r"^\| `(ftpsgate_[a-z_]+)` \|", f.read(), re.M))
+
+
+def tls12_ctx(ca, tickets):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if not tickets:
+        ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def body(s, env):
+    if H.SELFCHECK:
+        s.run("admin endpoint (tests ftpsgate itself)", H.needs_proxy)
+        return
+    vs = env.backend("vs1")
+    sha = vs.add_pub("m.bin", 1 * H.MiB + 3)
+    main = env.front(vs, "main")
+    noreuse = env.front(vs, "noreuse", policy={"require_session_reuse": False})
+    env.proxy.admin_port = port = H.free_port()
+    env.start(main, noreuse)
+    ca = env.certs.ca
+
+    def wait_idle(base):
+        """Sessions of earlier steps are counted as gone (their close is asynchronous)."""
+        H.wait_until(lambda: metrics(port)[0].get("ftpsgate_sessions_active") == base, 10)
+
+    def health_and_names():
+        check_eq(http_get(port, "/healthz"), (200, "ok\n"), "GET /healthz")
+        m, text = metrics(port)
+        for name in m:
+            check(re.search(r"^# TYPE %s (counter|gauge)$" % name, text, re.M), "no TYPE line for %s" % name)
+        check_eq(set(m), documented_metrics(), "metrics served vs the README's table")
+        check_eq(http_get(port, "/nope")[0], 404, "GET /nope")
+        check_eq(http_get(port, "/metrics", "POST")[0], 405, "POST /metrics")
+
+    s.run("/healthz 200; /metrics names = the README's table, each with a TYPE; 404, 405", health_and_names)
+
+    def counters_follow():
+        before, _ = metrics(port)
+        f = H.ftplib_connect(main)
+        try:
+            n, got, resp = H.ftplib_get(f, "/pub/m.bin")
+            check_eq((n, got), (1 * H.MiB + 3, sha), "download through the proxy")
+            check(f.sendcmd("NOOP").startswith("200"), "NOOP")
+            try:
+                f.sendcmd("SITE " + "x" * 5000)
+            except Exception:  # noqa: BLE001 - the 500 for the over-long line raises
+                pass
+        finally:
+            H.quit_quietly(f)
+        c = H.Ctl(main)  # plain USER before TLS: 534
+        check_eq(c.cmd("USER anonymous")[0], 534, "USER before TLS")
+        c.close()
+        wait_idle(before["ftpsgate_sessions_active"])
+        after, _ = metrics(port)
+        d = {k: after[k] - before.get(k, 0) for k in after}
+        check_eq(d["ftpsgate_sessions_total"], 2, "sessions_total increase")
+        check_eq(d["ftpsgate_transfers_ok"], 1, "transfers_ok increase")
+        check_eq(d["ftpsgate_transfers_failed"], 0, "transfers_failed increase")
+        check_eq(d["ftpsgate_bytes_to_client"], 1 * H.MiB + 3, "bytes_to_client increase")
+        check_eq(d["ftpsgate_lines_too_long"], 1, "lines_too_long increase")
+        check_eq(d["ftpsgate_policy_refusals"], 1, "policy_refusals increase (534)")
+        check_eq(after["ftpsgate_sessions_active"], 0, "sessions_active after both ended")
+
+    s.run("counters follow: 2 sessions, 1 transfer of 1 MiB+3 bytes, 1 over-long line, 1 refusal", counters_follow)
+
+    def session_cache():
+        wait_idle(0)
+        base = metrics(port)[0]["ftpsgate_tls_sessions_cached"]
+        # A TLS 1.2 control session by session id (no tickets): cached while the session lives.
+        ctx = tls12_ctx(ca, tickets=False)
+        f = H.ftplib_connect(main, ctx=ctx)
+        try:
+            check_eq(f.sock.version(), "TLSv1.2", "control TLS version")
+            n, got, _ = H.ftplib_get(f, "/pub/m.bin")
+            check_eq(got, sha, "download over TLS 1.2, session id resumption")
+            check(metrics(port)[0]["ftpsgate_tls_sessions_cached"] >= base + 1,
+                  "the live control session is not in the server cache")
+        finally:
+            H.quit_quietly(f)
+        # Stock ftplib on the reuse-off listener: every data connection is a full TLS 1.2
+        # handshake with a session of its own.
+        for _ in range(3):
+            g = ftplib.FTP_TLS(context=tls12_ctx(ca, tickets=False), timeout=30)
+            try:
+                g.connect(noreuse.host, noreuse.port)
+                g.auth()
+                g.login(H.FTP_USER, H.PASSWORD)
+                g.prot_p()
+                h = hashlib.sha256()
+                g.retrbinary("RETR /pub/m.bin", h.update)
+                check_eq(h.hexdigest(), sha, "download without reuse")
+            finally:
+                H.quit_quietly(g)
+        wait_idle(0)
+        check(H.wait_until(lambda: metrics(port)[0]["ftpsgate_tls_sessions_cached"] == base, 10),
+              "TLS sessions left in the server cache after every session ended: %d (was %d)"
+              % (metrics(port)[0]["ftpsgate_tls_sessions_cached"], base))
+
+    s.run("TLS session cache: a live control session is cached; after the sessions end (control and "
+          "non-reusing data) the cache is back where it was", session_cache)
+
+    def admin_is_http_only():
+        # The admin port is not an FTP listener: a TLS ClientHello gets no TLS back.
+        with socket.create_connection((H.HOST, port), timeout=10) as raw:
+            try:
+                ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="localhost")
+                raise H.Fail("a TLS handshake succeeded on the admin port")
+            except (ssl.SSLError, OSError):
+                pass
+        check_eq(http_get(port, "/healthz")[0], 200, "admin endpoint still answers")
+
+    s.run("garbage (a TLS ClientHello) on the admin port: no TLS, the endpoint goes on", admin_is_http_only)
+
+
+if __name__ == "__main__":
+    H.main_wrapper("admin", body, need_bytes=64 * H.MiB)
