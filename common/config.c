@@ -1096,7 +1096,7 @@ static int parse_limits(ctx_t *c, const json_t *root, config_t *cfg)
         { "max_sessions", NULL },   { "max_sessions_per_ip", NULL },  { "max_line", NULL },
         { "max_line_prelogin", NULL }, { "login_timeout", NULL },     { "idle_timeout", NULL },
         { "data_connect_timeout", NULL }, { "transfer_stall_timeout", NULL },
-        { "backend_connect_timeout", NULL }, { NULL, NULL },
+        { "backend_connect_timeout", NULL }, { "tcp_keepalive", NULL }, { NULL, NULL },
     };
     config_limits_t *lim = &cfg->limits;
     json_t *o;
@@ -1110,6 +1110,7 @@ static int parse_limits(ctx_t *c, const json_t *root, config_t *cfg)
     lim->data_connect_timeout_s = 30;
     lim->transfer_stall_timeout_s = 300;
     lim->backend_connect_timeout_s = 10;
+    lim->tcp_keepalive_s = 60;
 
     if (get_member(c, root, "", "limits", 0, JSON_OBJECT, "object", &o) != FG_OK)
         return FG_CONFIG;
@@ -1124,7 +1125,8 @@ static int parse_limits(ctx_t *c, const json_t *root, config_t *cfg)
         get_uint(c, o, "limits", "idle_timeout", 1, 86400, &lim->idle_timeout_s) != FG_OK ||
         get_uint(c, o, "limits", "data_connect_timeout", 1, 86400, &lim->data_connect_timeout_s) != FG_OK ||
         get_uint(c, o, "limits", "transfer_stall_timeout", 1, 86400, &lim->transfer_stall_timeout_s) != FG_OK ||
-        get_uint(c, o, "limits", "backend_connect_timeout", 1, 3600, &lim->backend_connect_timeout_s) != FG_OK)
+        get_uint(c, o, "limits", "backend_connect_timeout", 1, 3600, &lim->backend_connect_timeout_s) != FG_OK ||
+        get_uint(c, o, "limits", "tcp_keepalive", 0, 7200, &lim->tcp_keepalive_s) != FG_OK)
         return FG_CONFIG;
     /* A small max_line without max_line_prelogin lowers the default
      * pre-login cap with it instead of failing the check below. */

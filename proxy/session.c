@@ -176,6 +176,15 @@ static void backend_write_line(session_t *s, const char *line, size_t len)
     tstream_write(s->backend, buf, n);
 }
 
+/* Control connections sit idle for as long as a transfer runs: keepalive
+ * probes keep NAT and firewall state alive (or the final 226 is lost) and
+ * find peers that vanished. */
+static void set_keepalive(session_t *s, tstream_t *t)
+{
+    if (s->limits->tcp_keepalive_s > 0)
+        uv_tcp_keepalive(tstream_tcp(t), 1, s->limits->tcp_keepalive_s);
+}
+
 /* ---- timers and lifetime -------------------------------------------------- */
 
 static void on_timer(uv_timer_t *t);
@@ -1267,6 +1276,7 @@ static void backend_on_connect(tstream_t *t, int status)
         return;
     }
     uv_tcp_nodelay(tstream_tcp(t), 1);
+    set_keepalive(s, t);
     tstream_start_read(t);
 }
 
@@ -1534,6 +1544,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsi
     uv_tcp_getsockname(tstream_tcp(client), (struct sockaddr *)&s->local_addr, &alen);
     netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
     uv_tcp_nodelay(tstream_tcp(client), 1);
+    set_keepalive(s, client);
 
     s->pol.login_requires_tls = cfg->policy.login_requires_tls;
     s->pol.protection = cfg->policy.data_protection;

@@ -168,6 +168,7 @@ static void test_full(void)
     CHECK_EQ_INT(cfg->limits.data_connect_timeout_s, 15);
     CHECK_EQ_INT(cfg->limits.transfer_stall_timeout_s, 120);
     CHECK_EQ_INT(cfg->limits.backend_connect_timeout_s, 5);
+    CHECK_EQ_INT(cfg->limits.tcp_keepalive_s, 30);
     config_free(cfg);
 }
 
@@ -200,6 +201,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg->limits.data_connect_timeout_s, 30);
     CHECK_EQ_INT(cfg->limits.transfer_stall_timeout_s, 300);
     CHECK_EQ_INT(cfg->limits.backend_connect_timeout_s, 10);
+    CHECK_EQ_INT(cfg->limits.tcp_keepalive_s, 60);
     config_free(cfg);
 
     /* a CA alone means client certificates are required */
@@ -449,6 +451,7 @@ static void test_limits(void)
     expect_err(DOCLIM("{'data_connect_timeout':9999999999999}"),
                "limits.data_connect_timeout: 9999999999999 is out of range (1..86400)");
     expect_err(DOCLIM("{'backend_connect_timeout':0}"), "limits.backend_connect_timeout: 0 is out of range (1..3600)");
+    expect_err(DOCLIM("{'tcp_keepalive':7201}"), "limits.tcp_keepalive: 7201 is out of range (0..7200)");
     expect_err(DOCLIM("{'transfer_stall_timeout':-5}"), "limits.transfer_stall_timeout: -5 is out of range (1..86400)");
 }
 
