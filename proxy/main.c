@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <pwd.h>
 #include <signal.h>
@@ -223,6 +224,8 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     uv_timer_start(&d->drain_timer, on_drain_poll, 0, 100);
 }
 
+static void raise_fd_limit(const config_t *cfg);
+
 /* SIGHUP: re-read the config and the certificates. New sessions get them;
  * live sessions keep what they started with. Changes that need new sockets
  * (listeners added or removed, bind, mode, passive ports, admin) are refused
@@ -278,8 +281,44 @@ static void on_hup(uv_signal_t *sig, int signum)
     d->gen = gen;
     d->cfg = cfg;
     log_setup(cfg->log.level, cfg->log.format == LOGFMT_JSON);
+    raise_fd_limit(cfg); /* max_sessions may have grown */
     LOG_INFO(0, NULL, "configuration and certificates reloaded from %s; live sessions keep theirs",
              d->config_path);
+}
+
+/* A session holds up to six descriptors at once (control and data toward
+ * both sides, a passive listener, an active-mode backend listener). Shells
+ * often start daemons with a soft limit of 1024, which max_sessions' default
+ * alone would exceed: raise the soft limit as far as the hard one allows
+ * (any user may), and say so when that is still short. */
+#define FDS_PER_SESSION 6
+#define FDS_SPARE 64
+#define FDS_UNLIMITED_SESSIONS 1048576
+
+static void raise_fd_limit(const config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t need = cfg->limits.max_sessions
+                      ? (rlim_t)cfg->limits.max_sessions * FDS_PER_SESSION + FDS_SPARE
+                      : FDS_UNLIMITED_SESSIONS;
+    rlim_t target = need < rl.rlim_max ? need : rl.rlim_max;
+    if (rl.rlim_cur < target) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = target;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            LOG_INFO(0, NULL, "open file limit raised from %llu to %llu", (unsigned long long)before,
+                     (unsigned long long)target);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (cfg->limits.max_sessions && rl.rlim_cur < need)
+        LOG_WARN(0, NULL,
+                 "limits.max_sessions %u needs up to %llu open files, the limit is %llu: sessions past "
+                 "about %llu may fail (raise it: ulimit -n, LimitNOFILE=)",
+                 cfg->limits.max_sessions, (unsigned long long)need, (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)(rl.rlim_cur > FDS_SPARE ? (rl.rlim_cur - FDS_SPARE) / FDS_PER_SESSION : 0));
 }
 
 int main(int argc, char **argv)
@@ -352,6 +391,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(d.cfg);
     d.loop = uv_default_loop();
     d.listeners = calloc(d.cfg->n_listeners, sizeof *d.listeners);
     int failed = d.listeners == NULL;
