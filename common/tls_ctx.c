@@ -132,3 +132,17 @@ fail:
     SSL_CTX_free(ctx);
     return NULL;
 }
+
+int tls_ctx_not_after(SSL_CTX *ctx, long long *unix_time)
+{
+    X509 *cert = SSL_CTX_get0_certificate(ctx);
+    const ASN1_TIME *end = cert ? X509_get0_notAfter(cert) : NULL;
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int days = 0, secs = 0;
+    int ok = end && epoch && ASN1_TIME_diff(&days, &secs, epoch, end);
+    ASN1_TIME_free(epoch);
+    if (!ok)
+        return -1;
+    *unix_time = (long long)days * 86400 + secs;
+    return 0;
+}

@@ -18,4 +18,8 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen);
  * certificate rule apply to ssl. 0, or -1 when a setting cannot apply. */
 int tls_ctx_switch(SSL *ssl, SSL_CTX *ctx);
 
+/* The end of validity (notAfter) of ctx's certificate as Unix time, for
+ * expiry warnings and the metric. 0, or -1 without a readable certificate. */
+int tls_ctx_not_after(SSL_CTX *ctx, long long *unix_time);
+
 #endif

@@ -99,6 +99,11 @@ const tls_sni_t *generation_listener_sni(const generation_t *g, size_t i)
     return &g->sni[i];
 }
 
+SSL_CTX *generation_tls(const generation_t *g, size_t identity)
+{
+    return g->tls[identity];
+}
+
 unsigned long generation_tls_sessions_cached(const generation_t *g)
 {
     unsigned long n = 0;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -27,6 +28,10 @@
 #include "log.h"
 #include "generation.h"
 #include "transparent.h"
+#include "tls_ctx.h"
+
+#define CERTS_MAX 64       /* identities shown in /metrics */
+#define CERT_WARN_DAYS 14  /* expiry warning at start and reload */
 
 #define DRAIN_DEADLINE_MS 30000u
 
@@ -177,7 +182,40 @@ static int render_metrics(void *userdata, char *out, size_t cap)
     unsigned in_use = 0;
     for (size_t i = 0; i < d->n_listeners; i++)
         in_use += portpool_in_use(listener_pool(d->listeners[i]));
-    return metrics_format(&d->metrics, in_use, generation_tls_sessions_cached(d->gen), out, cap);
+    int n = metrics_format(&d->metrics, in_use, generation_tls_sessions_cached(d->gen), out, cap);
+    size_t ids = d->cfg->n_tls < CERTS_MAX ? d->cfg->n_tls : CERTS_MAX;
+    const char *name[CERTS_MAX];
+    long long not_after[CERTS_MAX];
+    for (size_t i = 0; i < ids; i++) {
+        name[i] = d->cfg->tls[i].id;
+        if (tls_ctx_not_after(generation_tls(d->gen, i), &not_after[i]) != 0)
+            not_after[i] = 0;
+    }
+    int k = n < 0 ? -1 : metrics_format_cert_not_after(name, not_after, ids, out + n, cap - (size_t)n);
+    return k < 0 ? -1 : n + k;
+}
+
+/* An expired or soon-expiring certificate is the classic outage of a TLS
+ * front end: said at start and at each reload. */
+static void check_certificates(const generation_t *gen)
+{
+    const config_t *cfg = generation_config(gen);
+    long long now = (long long)time(NULL);
+    for (size_t i = 0; i < cfg->n_tls; i++) {
+        long long end;
+        if (tls_ctx_not_after(generation_tls(gen, i), &end) != 0)
+            continue;
+        time_t t = (time_t)end;
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (end <= now)
+            LOG_ERROR(0, NULL, "tls.%s: the certificate expired at %s", cfg->tls[i].id, when);
+        else if (end - now < CERT_WARN_DAYS * 86400LL)
+            LOG_WARN(0, NULL, "tls.%s: the certificate expires at %s, in %lld hours", cfg->tls[i].id, when,
+                     (end - now) / 3600);
+    }
 }
 
 static void finish_stop(daemon_t *d)
@@ -282,6 +320,7 @@ static void on_hup(uv_signal_t *sig, int signum)
     d->cfg = cfg;
     log_setup(cfg->log.level, cfg->log.format == LOGFMT_JSON);
     raise_fd_limit(cfg); /* max_sessions may have grown */
+    check_certificates(gen);
     LOG_INFO(0, NULL, "configuration and certificates reloaded from %s; live sessions keep theirs",
              d->config_path);
 }
@@ -392,6 +431,7 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(d.cfg);
+    check_certificates(d.gen);
     d.loop = uv_default_loop();
     d.listeners = calloc(d.cfg->n_listeners, sizeof *d.listeners);
     int failed = d.listeners == NULL;
