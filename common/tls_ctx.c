@@ -21,6 +21,14 @@ static void ctx_error(char *err, size_t errlen, const config_tls_t *tls, const c
  * outlives its contexts), for tls_ctx_switch. Created once at start-up. */
 static int settings_index = -1;
 
+/* TLS 1.2 without "ciphers": forward-secret AEAD suites only (Mozilla's
+ * "intermediate" list without DHE). OpenSSL's own default also offers static
+ * RSA key exchange and CBC suites, which scanners rightly flag; legacy clients
+ * can be let in with an explicit "ciphers". TLS 1.3 suites are all AEAD. */
+static const char tls12_default_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 static int version_of(const char *v)
 {
     if (!v || strcmp(v, "1.2") == 0)
@@ -38,8 +46,8 @@ int tls_ctx_switch(SSL *ssl, SSL_CTX *ctx)
     /* SSL_set_SSL_CTX moves the certificate only; the rest is per SSL. */
     int ok = SSL_set_min_proto_version(ssl, version_of(tls->min_version)) &&
              SSL_set_max_proto_version(ssl, tls->max_version ? version_of(tls->max_version) : 0);
-    if (ok && tls->ciphers)
-        ok = SSL_set_cipher_list(ssl, tls->ciphers);
+    if (ok)
+        ok = SSL_set_cipher_list(ssl, tls->ciphers ? tls->ciphers : tls12_default_ciphers);
     if (ok && tls->ciphersuites)
         ok = SSL_set_ciphersuites(ssl, tls->ciphersuites);
     if (ok && tls->groups)
@@ -67,7 +75,7 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
         ctx_error(err, errlen, tls, "max_version", "not supported");
         goto fail;
     }
-    if (tls->ciphers && !SSL_CTX_set_cipher_list(ctx, tls->ciphers)) {
+    if (!SSL_CTX_set_cipher_list(ctx, tls->ciphers ? tls->ciphers : tls12_default_ciphers)) {
         ctx_error(err, errlen, tls, "ciphers", "no usable cipher");
         goto fail;
     }

@@ -7,6 +7,7 @@ Identities (tls.*), all certificates from the test CA:
   v13      main's certificate, min_version "1.3"
   v12      main's certificate, max_version "1.2"
   suites   main's certificate, ciphersuites CHACHA20 only, ciphers ECDHE-RSA-CHACHA20 only, groups P-384
+  legacy   main's certificate, ciphers "DEFAULT" (OpenSSL's own list, static RSA included)
   sni-a    CN/SAN a.ftps.test        (listener sni: "a.ftps.test")
   sni-w    CN/SAN *.wild.ftps.test   (listener sni: "*.wild.ftps.test")
   creq     main's certificate, client_ca = the test CA, client_cert required
@@ -91,6 +92,7 @@ def body(s, env):
         "ecdsa": {"cert": ec_cert[0], "key": ec_cert[1]},
         "v13": dict(main, min_version="1.3"),
         "v12": dict(main, max_version="1.2"),
+        "legacy": dict(main, ciphers="DEFAULT"),
         "suites": dict(main, ciphersuites="TLS_CHACHA20_POLY1305_SHA256", ciphers="ECDHE-RSA-CHACHA20-POLY1305",
                        groups="P-384"),
         "sni-a": {"cert": a_cert[0], "key": a_cert[1]},
@@ -104,6 +106,7 @@ def body(s, env):
     for name, kw in (("rsa", {}), ("rsa-imp", {"mode": "implicit"}),
                      ("ecdsa", {"tls": "ecdsa"}), ("ecdsa-imp", {"tls": "ecdsa", "mode": "implicit"}),
                      ("v13", {"tls": "v13"}), ("v12", {"tls": "v12"}), ("suites", {"tls": "suites"}),
+                     ("legacy", {"tls": "legacy"}),
                      ("sni", {"sni": sni}), ("sni-imp", {"sni": sni, "mode": "implicit"}),
                      ("creq", {"tls": "creq"}), ("creq-imp", {"tls": "creq", "mode": "implicit"}),
                      ("copt", {"tls": "copt"}),
@@ -334,6 +337,23 @@ def body(s, env):
               "s_client -groups X25519 against groups P-384: %s" % out[-600:])
 
     s.run("ciphersuites / ciphers / groups of an identity are what is negotiated", suites)
+
+    def default_ciphers():
+        """Without "ciphers", TLS 1.2 offers forward-secret AEAD suites only: static RSA key
+        exchange and CBC are refused; "ciphers": "DEFAULT" lets a legacy client in."""
+        def s_client(t, cipher):
+            r = H.run_cmd(["openssl", "s_client", "-starttls", "ftp", "-connect", "%s:%d" % (t.host, t.port),
+                           "-CAfile", ca, "-brief", "-tls1_2", "-cipher", cipher], timeout=30)
+            return r.returncode == 0 and "CONNECTION ESTABLISHED" in (r.stdout + r.stderr), r.stdout + r.stderr
+        for cipher, want in (("ECDHE-RSA-AES128-GCM-SHA256", True), ("ECDHE-RSA-CHACHA20-POLY1305", True),
+                             ("AES128-SHA", False), ("AES256-GCM-SHA384", False), ("ECDHE-RSA-AES128-SHA", False)):
+            ok, out = s_client(T["rsa"], cipher)
+            check_eq(ok, want, "TLS 1.2 %s accepted by the default list (%s)" % (cipher, out.strip()[-200:]))
+        ok, out = s_client(T["legacy"], "AES128-SHA")
+        check(ok, "ciphers DEFAULT: AES128-SHA refused: %s" % out[-300:])
+
+    s.run("default TLS 1.2 ciphers: ECDHE + AEAD only (static RSA, CBC refused); \"ciphers\" widens it",
+          default_ciphers)
 
     def control_tickets(tname):
         """openssl s_client prints each TLS 1.3 NewSessionTicket; the control connection gets 4."""
