@@ -22,12 +22,15 @@ static void ctx_error(char *err, size_t errlen, const config_tls_t *tls, const c
 static int settings_index = -1;
 
 /* TLS 1.2 without "ciphers": forward-secret AEAD suites only (Mozilla's
- * "intermediate" list without DHE). OpenSSL's own default also offers static
- * RSA key exchange and CBC suites, which scanners rightly flag; legacy clients
- * can be let in with an explicit "ciphers". TLS 1.3 suites are all AEAD. */
+ * "intermediate" list; DHE for older Windows clients whose SChannel has GCM
+ * only with DHE on RSA certificates, with parameters sized to the key).
+ * OpenSSL's own default also offers static RSA key exchange and CBC suites,
+ * which scanners rightly flag; legacy clients can be let in with an explicit
+ * "ciphers". TLS 1.3 suites are all AEAD. */
 static const char tls12_default_ciphers[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
 static int version_of(const char *v)
 {
@@ -67,6 +70,7 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
      * class attacks, CPU DoS) and no compression (CRIME). */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_dh_auto(ctx, 1); /* DHE groups (RFC 7919) as strong as the certificate's key */
     if (!SSL_CTX_set_min_proto_version(ctx, version_of(tls->min_version))) {
         ctx_error(err, errlen, tls, "min_version", "not supported");
         goto fail;

@@ -339,20 +339,22 @@ def body(s, env):
     s.run("ciphersuites / ciphers / groups of an identity are what is negotiated", suites)
 
     def default_ciphers():
-        """Without "ciphers", TLS 1.2 offers forward-secret AEAD suites only: static RSA key
-        exchange and CBC are refused; "ciphers": "DEFAULT" lets a legacy client in."""
+        """Without "ciphers", TLS 1.2 offers forward-secret AEAD suites only (ECDHE, and DHE for old
+        Windows clients): static RSA key exchange and CBC are refused; "ciphers": "DEFAULT" lets a
+        legacy client in."""
         def s_client(t, cipher):
             r = H.run_cmd(["openssl", "s_client", "-starttls", "ftp", "-connect", "%s:%d" % (t.host, t.port),
                            "-CAfile", ca, "-brief", "-tls1_2", "-cipher", cipher], timeout=30)
             return r.returncode == 0 and "CONNECTION ESTABLISHED" in (r.stdout + r.stderr), r.stdout + r.stderr
         for cipher, want in (("ECDHE-RSA-AES128-GCM-SHA256", True), ("ECDHE-RSA-CHACHA20-POLY1305", True),
+                             ("DHE-RSA-AES256-GCM-SHA384", True), ("DHE-RSA-AES128-SHA", False),
                              ("AES128-SHA", False), ("AES256-GCM-SHA384", False), ("ECDHE-RSA-AES128-SHA", False)):
             ok, out = s_client(T["rsa"], cipher)
             check_eq(ok, want, "TLS 1.2 %s accepted by the default list (%s)" % (cipher, out.strip()[-200:]))
         ok, out = s_client(T["legacy"], "AES128-SHA")
         check(ok, "ciphers DEFAULT: AES128-SHA refused: %s" % out[-300:])
 
-    s.run("default TLS 1.2 ciphers: ECDHE + AEAD only (static RSA, CBC refused); \"ciphers\" widens it",
+    s.run("default TLS 1.2 ciphers: (EC)DHE + AEAD only (static RSA, CBC refused); \"ciphers\" widens it",
           default_ciphers)
 
     def control_tickets(tname):
