@@ -20,6 +20,7 @@ import time
 import harness as H
 from harness import check, check_eq
 
+KEEPALIVE = 45  # limits.tcp_keepalive, s (Linux's own default idle time is 7200 s)
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
 
 
@@ -66,6 +67,7 @@ def body(s, env):
     main = env.front(vs, "main")
     noreuse = env.front(vs, "noreuse", policy={"require_session_reuse": False})
     env.proxy.admin_port = port = H.free_port()
+    env.proxy.extra_limits = {"tcp_keepalive": KEEPALIVE}
     env.start(main, noreuse)
     ca = env.certs.ca
 
@@ -163,6 +165,49 @@ def body(s, env):
 
     s.run("certificate expiry: the metric is the certificate's notAfter; a warning at start (under 14 days)",
           certificate_expiry)
+
+    def keepalive_on_control():
+        """Both control sockets of a session (toward the client and toward the backend) carry
+        TCP keepalive with tcp_keepalive's idle time: ss shows their keepalive timer."""
+        pid = env.proxy.pid
+        f = H.ftplib_connect(main)
+        try:
+            cport = f.sock.getsockname()[1]
+
+            def owned(local):
+                r = H.run_cmd(["ss", "-tnpH", "state", "established", "src", local], timeout=10)
+                return "pid=%d," % pid in r.stdout
+
+            def timers():
+                r = H.run_cmd(["ss", "-tnoH", "state", "established"], timeout=10)
+                mine = {}
+                for ln in r.stdout.splitlines():
+                    fields = ln.split()
+                    if len(fields) < 4:
+                        continue
+                    local, peer = fields[2], fields[3]
+                    if local.endswith(":%d" % main.port) and peer.endswith(":%d" % cport):
+                        mine["client side"] = ln
+                    elif peer.endswith(":%d" % vs.port) and owned(local):
+                        mine["backend side"] = ln
+                return mine
+            found = {}
+
+            def both_idle():  # ss shows one timer: a retransmit/ACK one while bytes are in flight
+                found.update(timers())
+                return len(found) == 2 and all("keepalive" in ln for ln in found.values())
+            H.wait_until(both_idle, 10, step=0.1)
+            check_eq(sorted(found), ["backend side", "client side"], "proxy control sockets found by ss")
+            for side, ln in sorted(found.items()):
+                m = re.search(r"timer:\(keepalive,(\d+)(ms|sec),", ln)
+                check(m, "no keepalive timer of seconds on the %s control socket: %s" % (side, ln))
+                left = int(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+                check(0 < left <= KEEPALIVE, "keepalive timer %s on the %s side, want at most tcp_keepalive %d s"
+                      % (m.group(0), side, KEEPALIVE))
+        finally:
+            H.quit_quietly(f)
+
+    s.run("tcp_keepalive: both control sockets of a session have a keepalive timer (ss)", keepalive_on_control)
 
     def admin_is_http_only():
         # The admin port is not an FTP listener: a TLS ClientHello gets no TLS back.
