@@ -23,6 +23,7 @@ struct tls_engine {
     int sent_close_notify;
     int has_token, control;
     int offered_session; /* the ClientHello offered a session to resume */
+    uint64_t since_key_update, key_update_after; /* plaintext bytes, both directions */
     unsigned char token[TLS_ENGINE_TOKEN_LEN];
     char reason[160];
 };
@@ -67,6 +68,7 @@ tls_engine_t *tls_engine_new(SSL_CTX *ctx)
     SSL_set_bio(e->ssl, e->rbio, e->wbio);
     SSL_set_accept_state(e->ssl);
     e->state = TLS_ENGINE_HANDSHAKING;
+    e->key_update_after = TLS_ENGINE_KEY_UPDATE_BYTES;
     return e;
 }
 
@@ -118,6 +120,25 @@ static int engine_handshake(tls_engine_t *e)
     return FG_TLS;
 }
 
+/* RFC 8446 §5.5: AES-GCM keys must not protect more than about 2^24.5 full
+ * records (some 380 GiB) of one connection, and a single data connection can
+ * carry a backup that large. TLS 1.3 only (TLS 1.2 has no key update and no
+ * renegotiation here); REQUESTED makes the peer renew its sending keys too. */
+static void count_for_key_update(tls_engine_t *e, size_t n)
+{
+    e->since_key_update += n;
+    if (e->since_key_update < e->key_update_after || SSL_version(e->ssl) != TLS1_3_VERSION)
+        return;
+    e->since_key_update = 0;
+    if (SSL_key_update(e->ssl, SSL_KEY_UPDATE_REQUESTED) == 1)
+        SSL_do_handshake(e->ssl); /* the KeyUpdate goes out now, not with the next write */
+}
+
+void tls_engine_set_key_update_bytes(tls_engine_t *e, uint64_t bytes)
+{
+    e->key_update_after = bytes;
+}
+
 int tls_engine_read(tls_engine_t *e, void *buf, size_t cap, size_t *got)
 {
     *got = 0;
@@ -137,8 +158,10 @@ int tls_engine_read(tls_engine_t *e, void *buf, size_t cap, size_t *got)
     }
     ERR_clear_error();
     int rc = SSL_read_ex(e->ssl, buf, cap, got);
-    if (rc == 1)
+    if (rc == 1) {
+        count_for_key_update(e, *got);
         return FG_OK;
+    }
     *got = 0;
     int err = SSL_get_error(e->ssl, 0);
     switch (err) {
@@ -177,6 +200,7 @@ int tls_engine_write(tls_engine_t *e, const void *data, size_t len)
         }
         p += n;
         len -= n;
+        count_for_key_update(e, n);
     }
     return FG_OK;
 }

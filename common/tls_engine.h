@@ -1,6 +1,7 @@
 #ifndef FTPSGATE_TLS_ENGINE_H
 #define FTPSGATE_TLS_ENGINE_H
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 
 /* An I/O-free TLS server endpoint (DESIGN.md §4). It owns one SSL and no
@@ -92,6 +93,11 @@ int tls_engine_offered_session(const tls_engine_t *e);
  * engine was created with), reference dropped. NULL-safe. */
 SSL_SESSION *tls_engine_get1_session(tls_engine_t *e);
 void tls_session_forget(SSL_CTX *ctx, SSL_SESSION *sess);
+/* TLS 1.3: a key update (both directions) after this many plaintext bytes
+ * in either direction; TLS_ENGINE_KEY_UPDATE_BYTES by default, far below the
+ * AES-GCM limit of RFC 8446 §5.5. */
+#define TLS_ENGINE_KEY_UPDATE_BYTES (64ull << 30)
+void tls_engine_set_key_update_bytes(tls_engine_t *e, uint64_t bytes);
 /* TLS 1.3 tickets sent after the handshake. Data connections send none: a
  * client that never reads one (uploads) resets the connection over the
  * unread ticket and loses its last bytes (the vsftpd/ProFTPD upload bug). */

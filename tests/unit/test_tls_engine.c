@@ -1092,6 +1092,52 @@ out:
     SSL_CTX_free(cctx);
 }
 
+/* Key updates counted on the client: received (from the engine) and sent. */
+static int key_updates_in, key_updates_out;
+
+static void count_key_updates(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                              void *arg)
+{
+    (void)version;
+    (void)ssl;
+    (void)arg;
+    if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE) {
+        if (write_p)
+            key_updates_out++;
+        else
+            key_updates_in++;
+    }
+}
+
+/* A long TLS 1.3 data connection renews its keys by itself (RFC 8446 §5.5),
+ * in both directions, and every byte still arrives intact. */
+static void test_automatic_key_update(SSL_CTX *sctx)
+{
+    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
+    pair_t p;
+    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
+        SSL_CTX_free(cctx);
+        return;
+    }
+    SSL_set_msg_callback(p.cli, count_key_updates);
+    key_updates_in = key_updates_out = 0;
+    tls_engine_set_key_update_bytes(p.eng, 1 << 20);
+    if (handshake(&p)) {
+        CHECK(pump(&p) > 0); /* tickets */
+        unsigned char *d = pattern(5 << 20, 11);
+        CHECK(send_s2c(&p, d, 5 << 20, 256 << 10)); /* a download of 5 MiB */
+        CHECK(key_updates_in >= 4);
+        int in = key_updates_in;
+        CHECK(send_c2s(&p, d, 3 << 20, 256 << 10)); /* an upload of 3 MiB */
+        CHECK(key_updates_in >= in + 2);
+        CHECK(key_updates_out >= 2); /* the client answered the requests with its own */
+        CHECK_EQ_INT(tls_engine_state(p.eng), TLS_ENGINE_OPEN);
+        free(d);
+    }
+    pair_free(&p);
+    SSL_CTX_free(cctx);
+}
+
 /* CCC (RFC 4217 §12.3): after the close_notify exchange the connection goes on
  * in clear; bytes behind the peer's close_notify are handed back by
  * tls_engine_take_leftover. Both orders: the peer closes first, or we do. */
@@ -1378,6 +1424,7 @@ int main(void)
         test_renegotiation(sctx);
         test_renegotiation_then_write(sctx);
         test_key_update(sctx);
+        test_automatic_key_update(sctx);
         test_fail_reuse(sctx);
         test_leftover(sctx, TLS1_2_VERSION);
         test_leftover(sctx, TLS1_3_VERSION);
