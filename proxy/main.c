@@ -411,6 +411,7 @@ int main(int argc, char **argv)
     }
     d.cfg = generation_config(d.gen);
     if (check_only) {
+        check_certificates(d.gen); /* warnings on stderr; the plan on stdout */
         printf("%s: configuration OK (%zu listener%s, %zu TLS identit%s)\n", config_path,
                d.cfg->n_listeners, d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_tls,
                d.cfg->n_tls == 1 ? "y" : "ies");

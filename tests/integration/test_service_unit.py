@@ -121,6 +121,9 @@ def body(s, env):
                            text=True, timeout=30)
         check(r.returncode == 0 and "configuration OK" in r.stdout, "ExecStartPre on a good config: rc %d %r"
               % (r.returncode, (r.stdout + r.stderr)[-300:]))
+        # The test certificate lives 2 days: the check warns (stderr, so the journal shows it).
+        check("tls.main: the certificate expires at" in r.stderr, "no expiry warning from --check-config: %r"
+              % r.stderr[-300:])
         broken = os.path.join(env.tmp, "broken.json")
         with open(broken, "w") as f:
             f.write(json.dumps(env.proxy.config()).replace('"mode": "explicit"', '"mode": "sideways"'))
