@@ -224,6 +224,26 @@ def intercept_listener(name, port, mode, passive, transparent=False, backend_por
     return ln
 
 
+def source_ip_listeners(tag, direct_bind, server_control, ports=(P_EXPL, P_IMPL),
+                        passive=(PAS_EXPL, PAS_IMPL, PAS_SRC2), make_intercept=None):
+    """The listeners of the source-IP phases: intercepting explicit and implicit ones (ports,
+    passive[0:2]) that keep the client's address toward the backend, and one the client dials
+    directly (direct_bind, passive[2]) whose backend (server_control) runs in active mode, so the
+    backend connects to the client's address and ftpsgate takes that connection."""
+    make_intercept = make_intercept or intercept_listener
+    return [
+        make_intercept(tag + "-explicit", ports[0], "explicit", passive[0], transparent=True, source="client"),
+        make_intercept(tag + "-implicit", ports[1], "implicit", passive[1], transparent=True, backend_port=21,
+                       source="client"),
+        {
+            "name": tag + "-direct", "bind": direct_bind, "mode": "explicit", "tls": "main",
+            "backend": {"address": server_control, "source": "client", "data_mode": "active"},
+            "passive": {"ports": rng(passive[2])},
+            "policy": {"login_requires_tls": True, "data_protection": "private"},
+        },
+    ]
+
+
 def pp_listener(name, port, mode, passive, data_peer=None, announce=None):
     ln = {
         "name": name,
@@ -898,20 +918,7 @@ def phase_source_ip(c):
 
     def setup():
         setup_rules(topo, "tproxy", "--in", "rc0", "--port", "21:%d" % P_EXPL, "--port", "990:%d" % P_IMPL)
-        # a listener that does not intercept (the client dials ftpsgate) but keeps the source IP,
-        # with the backend in active mode: vsftpd connects to the client's address, ftpsgate takes it
-        src2 = {
-            "name": "src-direct", "bind": "%s:%d" % (R_CLIENT, P_SRC2), "mode": "explicit", "tls": "main",
-            "backend": {"address": "%s:21" % SERVER, "source": "client", "data_mode": "active"},
-            "passive": {"ports": rng(PAS_SRC2)},
-            "policy": {"login_requires_tls": True, "data_protection": "private"},
-        }
-        c.start_proxy("source-ip", [
-            intercept_listener("src-explicit", P_EXPL, "explicit", PAS_EXPL, transparent=True, source="client"),
-            intercept_listener("src-implicit", P_IMPL, "implicit", PAS_IMPL, transparent=True, backend_port=21,
-                               source="client"),
-            src2,
-        ])
+        c.start_proxy("source-ip", source_ip_listeners("src", "%s:%d" % (R_CLIENT, P_SRC2), "%s:21" % SERVER))
 
     if not s.run("source IP: TPROXY rules + policy routing (transparent-setup.sh tproxy), ftpsgate starts", setup):
         return

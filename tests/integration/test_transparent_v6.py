@@ -605,20 +605,10 @@ def phase_source_ip(c):
 
     def setup():
         tproxy_rules(c)
-        # a listener that does not intercept (the client dials ftpsgate) but keeps the source IP,
-        # with the backend in active mode: EPRT |2| names the client, vsftpd connects there
-        src2 = {
-            "name": "src6-direct", "bind": hostport(R_CLIENT, P_SRC2), "mode": "explicit", "tls": "main",
-            "backend": {"address": hostport(SERVER, 21), "source": "client", "data_mode": "active"},
-            "passive": {"ports": T.rng(PAS_SRC2)},
-            "policy": {"login_requires_tls": True, "data_protection": "private"},
-        }
-        c.start_proxy("source-ip6", [
-            listener("src6-explicit", P_EXPL, "explicit", PAS_EXPL, transparent=True, source="client"),
-            listener("src6-implicit", P_IMPL, "implicit", PAS_IMPL, transparent=True, backend_port=21,
-                     source="client"),
-            src2,
-        ])
+        # src6-direct: EPRT |2| toward vsftpd names the client, vsftpd connects there
+        c.start_proxy("source-ip6", T.source_ip_listeners(
+            "src6", hostport(R_CLIENT, P_SRC2), hostport(SERVER, 21), ports=(P_EXPL, P_IMPL),
+            passive=(PAS_EXPL, PAS_IMPL, PAS_SRC2), make_intercept=listener))
 
     if not s.run("source IP v6: TPROXY rules + policy routing (tproxy --ipv6), ftpsgate starts", setup):
         return
