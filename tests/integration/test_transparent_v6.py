@@ -98,17 +98,12 @@ def bracketed(dest):
     return d
 
 
-class _Rec6:
-    """Records the commands sent and the peer address of every data connection."""
+class _Rec6(T._Rec):
+    """test_transparent's recorder of data-connection peers, recording the commands sent too."""
 
     def putcmd(self, line):
         self.sent.append(line)
         super().putcmd(line)
-
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = super().ntransfercmd(cmd, rest)
-        self.data_peers.append(conn.getpeername()[0])
-        return conn, size
 
 
 class RecFTPS(_Rec6, H.FTPS):
