@@ -208,6 +208,7 @@ typedef struct {
     int srv_rc;    /* the last non-FG_OK result of tls_engine_read */
     int cli_err;   /* SSL_get_error of the client's last failed SSL_read */
     int io_fail;   /* anomalies in the shuttle helpers (checked once, in pair_free) */
+    SSL_CTX *own_cctx; /* the client context pair_open made, freed by pair_free */
 } pair_t;
 
 static int pair_init(pair_t *p, SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess)
@@ -242,7 +243,20 @@ static void pair_free(pair_t *p)
     SSL_free(p->cli); /* frees both BIOs */
     buf_free(&p->srx);
     buf_free(&p->crx);
+    SSL_CTX_free(p->own_cctx);
     memset(p, 0, sizeof *p);
+}
+
+/* pair_init with a fresh client context (client_ctx(max_version)) of its own. */
+static int pair_open(pair_t *p, SSL_CTX *sctx, int max_version)
+{
+    SSL_CTX *cctx = client_ctx(max_version);
+    if (!cctx || !pair_init(p, sctx, cctx, NULL)) {
+        SSL_CTX_free(cctx);
+        return 0;
+    }
+    p->own_cctx = cctx;
+    return 1;
 }
 
 static size_t c2s(pair_t *p)
@@ -427,12 +441,9 @@ static void test_before_handshake(SSL_CTX *sctx)
 
 static void test_handshake_and_data(SSL_CTX *sctx, int version, const char *vname)
 {
-    SSL_CTX *cctx = client_ctx(version);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, version))
         return;
-    }
     if (!handshake(&p))
         goto out;
     CHECK_STR(tls_engine_version(p.eng), vname);
@@ -483,7 +494,6 @@ static void test_handshake_and_data(SSL_CTX *sctx, int version, const char *vnam
     free(data);
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* The client's close_notify: FG_CLOSED and state CLOSED; data sent before it
@@ -491,12 +501,9 @@ out:
  * send its own close_notify. */
 static void test_client_close(SSL_CTX *sctx, int version)
 {
-    SSL_CTX *cctx = client_ctx(version);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, version))
         return;
-    }
     if (!handshake(&p))
         goto out;
     size_t w = 0;
@@ -533,18 +540,14 @@ static void test_client_close(SSL_CTX *sctx, int version)
     CHECK_EQ_INT(SSL_shutdown(p.cli), 1); /* bidirectional shutdown complete */
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* tls_engine_shutdown queues a close_notify that the client sees. */
 static void test_engine_shutdown(SSL_CTX *sctx, int version)
 {
-    SSL_CTX *cctx = client_ctx(version);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, version))
         return;
-    }
     if (!handshake(&p))
         goto out;
     CHECK_EQ_INT(tls_engine_write(p.eng, "226 done", 8), FG_OK);
@@ -583,7 +586,6 @@ static void test_engine_shutdown(SSL_CTX *sctx, int version)
     CHECK_EQ_INT(tls_engine_pending_out(p.eng), 0);
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* After our close_notify the peer drops the TCP connection without its own.
@@ -592,12 +594,9 @@ out:
  * after a plain shutdown the owner is closing anyway.) */
 static void test_closing_then_eof(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(0);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, 0))
         return;
-    }
     if (!handshake(&p))
         goto out;
     CHECK_EQ_INT(tls_engine_shutdown(p.eng), FG_OK);
@@ -610,7 +609,6 @@ static void test_closing_then_eof(SSL_CTX *sctx)
     CHECK_EQ_INT(tls_engine_state(p.eng), TLS_ENGINE_FAILED);
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 static void test_eof_truncation(SSL_CTX *sctx)
@@ -989,12 +987,9 @@ static void test_old_control_session(SSL_CTX *sctx)
  * FG_TLS when the client gives up. */
 static void test_renegotiation(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, TLS1_2_VERSION))
         return;
-    }
     if (!handshake(&p))
         goto out;
     CHECK_EQ_INT(SSL_get_secure_renegotiation_support(p.cli), 1);
@@ -1031,19 +1026,15 @@ static void test_renegotiation(SSL_CTX *sctx)
     CHECK_EQ_INT(tls_engine_write(p.eng, "x", 1), FG_TLS);
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* Right after refusing a renegotiation (before the client reacts), the engine
  * is still open and can write. */
 static void test_renegotiation_then_write(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, TLS1_2_VERSION))
         return;
-    }
     if (!handshake(&p))
         goto out;
     CHECK_EQ_INT(SSL_renegotiate(p.cli), 1);
@@ -1058,19 +1049,15 @@ static void test_renegotiation_then_write(SSL_CTX *sctx)
     CHECK(tls_engine_pending_out(p.eng) > 0);
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* TLS 1.3 KeyUpdate from the client (update_requested): the engine answers
  * with its own and data keeps flowing both ways. */
 static void test_key_update(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, TLS1_3_VERSION))
         return;
-    }
     if (!handshake(&p))
         goto out;
     CHECK(pump(&p) > 0); /* tickets */
@@ -1089,7 +1076,6 @@ static void test_key_update(SSL_CTX *sctx)
     free(d);
 out:
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* Key updates counted on the client: received (from the engine) and sent. */
@@ -1113,12 +1099,9 @@ static void count_key_updates(int write_p, int version, int content_type, const 
  * in both directions, and every byte still arrives intact. */
 static void test_automatic_key_update(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, TLS1_3_VERSION))
         return;
-    }
     SSL_set_msg_callback(p.cli, count_key_updates);
     key_updates_in = key_updates_out = 0;
     tls_engine_set_key_update_bytes(p.eng, 1 << 20);
@@ -1135,7 +1118,6 @@ static void test_automatic_key_update(SSL_CTX *sctx)
         free(d);
     }
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* CCC (RFC 4217 §12.3): after the close_notify exchange the connection goes on
@@ -1217,12 +1199,9 @@ static void test_leftover(SSL_CTX *sctx, int version)
  * the handshake and returns the command. */
 static void test_finished_and_data_together(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, TLS1_3_VERSION))
         return;
-    }
     ERR_clear_error();
     CHECK_EQ_INT(SSL_do_handshake(p.cli), -1); /* ClientHello */
     c2s(&p);
@@ -1246,17 +1225,13 @@ static void test_finished_and_data_together(SSL_CTX *sctx)
     CHECK(pump(&p) > 0);
     CHECK_EQ_MEM(p.crx.p, p.crx.len, "331 ok\r\n");
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 static void test_fail_reuse(SSL_CTX *sctx)
 {
-    SSL_CTX *cctx = client_ctx(0);
     pair_t p;
-    if (!cctx || !pair_init(&p, sctx, cctx, NULL)) {
-        SSL_CTX_free(cctx);
+    if (!pair_open(&p, sctx, 0))
         return;
-    }
     if (handshake(&p)) {
         tls_engine_fail_reuse(p.eng, "data connection did not resume the control session");
         CHECK_EQ_INT(tls_engine_state(p.eng), TLS_ENGINE_FAILED);
@@ -1271,7 +1246,6 @@ static void test_fail_reuse(SSL_CTX *sctx)
         CHECK_STR(tls_engine_reason(p.eng), "data connection did not resume the control session");
     }
     pair_free(&p);
-    SSL_CTX_free(cctx);
 }
 
 /* min_version 1.3 on the server, a client capped at 1.2: protocol failure
