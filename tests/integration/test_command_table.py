@@ -62,6 +62,13 @@ def single_line(reply, code, what):
     check("\n" not in reply[1], "%s: a one-line reply expected, got %r" % (what, reply[1]))
 
 
+def open_transfer(c, ctx, command, what):
+    """PASV, the data connection, command answered 150, then TLS on it: the data socket."""
+    d = socket.create_connection(c.pasv(), timeout=30)
+    check_code(c.cmd(command), 150, what)
+    return c.wrap_data(d, ctx)
+
+
 def retr(c, ctx, path, size, sha, epsv=False, tls=True):
     """PASV/EPSV + RETR on the scripted client; checks 150, the bytes, EOF and 226."""
     addr = c.epsv() if epsv else c.pasv()
@@ -802,10 +809,7 @@ def body(s, env):
     def abor_download(t):
         mark = vs.log_mark()
         c = login(t)
-        addr = c.pasv()
-        d = socket.create_connection(addr, timeout=30)
-        check_code(c.cmd("RETR /pub/big.bin"), 150, "RETR")
-        d = c.wrap_data(d, ctx)
+        d = open_transfer(c, ctx, "RETR /pub/big.bin", "RETR")
         got = 0
         while got < 512 * H.KiB:
             b = d.recv(65536)
@@ -834,10 +838,7 @@ def body(s, env):
     def abor_upload(t):
         mark = vs.log_mark()
         c = login(t)
-        addr = c.pasv()
-        d = socket.create_connection(addr, timeout=30)
-        check_code(c.cmd("STOR /up/aborted-%s.bin" % t.name), 150, "STOR")
-        d = c.wrap_data(d, ctx)
+        d = open_transfer(c, ctx, "STOR /up/aborted-%s.bin" % t.name, "STOR")
         d.sendall(os.urandom(2 * H.MiB))
         c.send(b"ABOR\r\n")
         single_line(c.reply(15), 426, "first reply after ABOR (the transfer's)")
@@ -857,10 +858,7 @@ def body(s, env):
 
     def abor_synch():
         c = H.Ctl(fk, ctx=ctx).secure_login(ctx, "P")
-        addr = c.pasv()
-        d = socket.create_connection(addr, timeout=30)
-        check_code(c.cmd("RETR endless"), 150, "RETR from the scripted backend")
-        d = c.wrap_data(d, ctx)
+        d = open_transfer(c, ctx, "RETR endless", "RETR from the scripted backend")
         got = 0
         while got < 256 * H.KiB:
             b = d.recv(65536)
@@ -887,10 +885,7 @@ def body(s, env):
     def stat_noop_download(t):
         mark = vs.log_mark()
         c = login(t)
-        addr = c.pasv()
-        d = socket.create_connection(addr, timeout=30)
-        check_code(c.cmd("RETR /pub/big.bin"), 150, "RETR")
-        d = c.wrap_data(d, ctx)
+        d = open_transfer(c, ctx, "RETR /pub/big.bin", "RETR")
         d.settimeout(30)
         h = H.hashlib.sha256()
         got = [0]
@@ -941,10 +936,7 @@ def body(s, env):
 
     def stat_during_upload():
         c = login(std)
-        addr = c.pasv()
-        d = socket.create_connection(addr, timeout=30)
-        check_code(c.cmd("STOR /up/stat-upload.bin"), 150, "STOR")
-        d = c.wrap_data(d, ctx)
+        d = open_transfer(c, ctx, "STOR /up/stat-upload.bin", "STOR")
         data = os.urandom(8 * H.MiB)
         d.sendall(data[:4 * H.MiB])
         check_reply(c.cmd("NOOP", timeout=10), 200, "NOOP ok", "NOOP during the upload")
