@@ -50,7 +50,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -844,6 +843,45 @@ def _is_sanitized(binary):
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                       "SUMMARY: UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer",
                       "ERROR: UndefinedBehaviorSanitizer")
+
+
+def verb(line):
+    """The command word of an FTP command line, upper-cased."""
+    return line.split(" ", 1)[0].upper()
+
+
+def verbs(lines):
+    return [verb(c) for c in lines]
+
+
+def sync_quit(ctl, vs, mark):
+    """QUIT (forwarded; the proxy closes both connections after the reply), then waits until
+    the backend vsftpd logged it, so every command forwarded before it is in its log.
+    Returns the backend's command lines since mark."""
+    check_code(ctl.cmd("QUIT"), 221, "QUIT")
+    ctl.close()
+    check(vs.wait_command(lambda c: c.upper() == "QUIT", mark, timeout=10),
+          "the backend never logged the QUIT of this session")
+    return [c for _, c in vs.commands_since(mark)]
+
+
+def check_clean_stop(proc, log_path, timeout=25):
+    """SIGTERM to a proxy we started: exit 0 within timeout, no sanitizer report and no
+    password in its log."""
+    check(proc.poll() is None, "ftpsgate is not running any more (exit %s)" % proc.poll())
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc, by_term = proc.wait(timeout=timeout), True
+    except subprocess.TimeoutExpired:
+        stop_process(proc, signal.SIGKILL, 5)
+        rc, by_term = proc.returncode, False
+    with open(log_path, errors="replace") as f:
+        text = f.read()
+    reports = [ln for ln in text.splitlines() if any(p in ln for p in SANITIZER_PATTERNS)]
+    check(not reports, "sanitizer report in the proxy log: %s" % "; ".join(reports[:3]))
+    check(PASSWORD not in text, "the proxy log contains the PASS argument")
+    check(by_term, "ftpsgate did not exit within %d s of SIGTERM" % timeout)
+    check_eq(rc, 0, "ftpsgate exit status after SIGTERM")
 
 
 def _hostport(host, port):

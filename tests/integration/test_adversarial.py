@@ -24,19 +24,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
-from harness import check, check_code, check_eq  # noqa: E402
-
-
-def sync_quit(ctl, vs, mark):
-    check_code(ctl.cmd("QUIT"), 221, "QUIT")
-    ctl.close()
-    check(vs.wait_command(lambda c: c.upper() == "QUIT", mark, timeout=10),
-          "the backend never logged the QUIT of this session")
-    return [c for _, c in vs.commands_since(mark)]
-
-
-def verb(c):
-    return c.split(" ", 1)[0].upper()
+from harness import check, check_code, check_eq, sync_quit, verb  # noqa: E402
 
 
 def client_hello_bytes():

@@ -33,23 +33,9 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
-from harness import check, check_code, check_eq  # noqa: E402
+from harness import check, check_code, check_eq, sync_quit, verb  # noqa: E402
 
 OWNED_FEAT = ("AUTH", "PBSZ", "PROT", "CCC", "EPSV", "EPRT")
-
-
-def verb(c):
-    return c.split(" ", 1)[0].upper()
-
-
-def sync_quit(ctl, vs, mark):
-    """QUIT (forwarded; the proxy closes both connections after the reply), then waits
-    until the backend logged it. Returns the backend's command lines since mark."""
-    check_code(ctl.cmd("QUIT"), 221, "QUIT")
-    ctl.close()
-    check(vs.wait_command(lambda c: c.upper() == "QUIT", mark, timeout=10),
-          "the backend never logged the QUIT of this session")
-    return [c for _, c in vs.commands_since(mark)]
 
 
 def check_reply(reply, want_code, want_text, what):
@@ -1004,7 +990,6 @@ def body(s, env):
           quit_and_forward, std)
     s.run("QUIT 221 then both connections closed; SYST/HELP/STAT/OPTS/SIZE forwarded (implicit)",
           quit_and_forward, im)
-
 
 
 if __name__ == "__main__":

@@ -30,14 +30,10 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
 import backends as B  # noqa: E402
-from harness import check, check_code, check_eq  # noqa: E402
+from harness import check, check_code, check_eq, verbs  # noqa: E402
 
 SMALL = 64 * H.KiB + 1
 DATA_CONNECT_TIMEOUT = 3
-
-
-def verbs(cmds):
-    return [c.split(" ", 1)[0].upper() for c in cmds]
 
 
 def ctl_get(c, ctx, addr, rpath, timeout=20):

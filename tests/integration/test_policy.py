@@ -18,22 +18,7 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
-from harness import check, check_code, check_eq  # noqa: E402
-
-
-def sync_quit(ctl, vs, mark):
-    """QUIT (forwarded, and both connections closed after the reply), then waits
-    until the backend logged it: every command the proxy forwarded before it is
-    in the backend's log by then. Returns the backend's command lines since mark."""
-    check_code(ctl.cmd("QUIT"), 221, "QUIT")
-    ctl.close()
-    got = vs.wait_command(lambda c: c.upper() == "QUIT", mark, timeout=10)
-    check(got, "the backend never logged the QUIT of this session")
-    return [c for _, c in vs.commands_since(mark)]
-
-
-def verbs(cmds):
-    return [c.split(" ", 1)[0].upper() for c in cmds]
+from harness import check, check_code, check_eq, sync_quit, verbs  # noqa: E402
 
 
 def body(s, env):

@@ -39,8 +39,8 @@ the router diverts it with deploy/transparent-setup.sh ... --ipv6 --in rc6
   D. The outside-allow refusals of A, under TPROXY too. (A diverted connection whose
      original destination is ::1 cannot be made from another namespace: not tested.)
 
-Needs root (namespaces, nftables) and IPv6; skipped with the reason otherwise, and in the
-harness self-check modes.
+Needs root (namespaces, nftables) and IPv6: fails with the reason otherwise
+(FTPSGATE_NO_NETNS=1 skips it); skipped in the harness self-check modes.
 """
 
 import copy
