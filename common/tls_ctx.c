@@ -32,6 +32,26 @@ static const char tls12_default_ciphers[] =
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
+/* OpenSSL 3.0's own default groups, written out: an SSL switched by SNI must
+ * get the new identity's list even when that identity keeps the default. */
+static const char default_groups[] = "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192";
+
+/* What an identity uses, configured or default. */
+static const char *tls12_ciphers_of(const config_tls_t *t)
+{
+    return t->ciphers ? t->ciphers : tls12_default_ciphers;
+}
+
+static const char *tls13_suites_of(const config_tls_t *t)
+{
+    return t->ciphersuites ? t->ciphersuites : OSSL_default_ciphersuites();
+}
+
+static const char *groups_of(const config_tls_t *t)
+{
+    return t->groups ? t->groups : default_groups;
+}
+
 static int version_of(const char *v)
 {
     if (!v || strcmp(v, "1.2") == 0)
@@ -46,15 +66,13 @@ int tls_ctx_switch(SSL *ssl, SSL_CTX *ctx)
     const config_tls_t *tls = settings_index >= 0 ? SSL_CTX_get_ex_data(ctx, settings_index) : NULL;
     if (!tls || SSL_set_SSL_CTX(ssl, ctx) != ctx)
         return -1;
-    /* SSL_set_SSL_CTX moves the certificate only; the rest is per SSL. */
+    /* SSL_set_SSL_CTX moves the certificate only; the rest is per SSL, copied
+     * from the listener's default identity by SSL_new: every setting is set,
+     * defaults included, or that identity's choices would stay. */
     int ok = SSL_set_min_proto_version(ssl, version_of(tls->min_version)) &&
-             SSL_set_max_proto_version(ssl, tls->max_version ? version_of(tls->max_version) : 0);
-    if (ok)
-        ok = SSL_set_cipher_list(ssl, tls->ciphers ? tls->ciphers : tls12_default_ciphers);
-    if (ok && tls->ciphersuites)
-        ok = SSL_set_ciphersuites(ssl, tls->ciphersuites);
-    if (ok && tls->groups)
-        ok = SSL_set1_groups_list(ssl, tls->groups);
+             SSL_set_max_proto_version(ssl, tls->max_version ? version_of(tls->max_version) : 0) &&
+             SSL_set_cipher_list(ssl, tls12_ciphers_of(tls)) && SSL_set_ciphersuites(ssl, tls13_suites_of(tls)) &&
+             SSL_set1_groups_list(ssl, groups_of(tls));
     SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), NULL);
     return ok ? 0 : -1;
 }
@@ -79,15 +97,15 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
         ctx_error(err, errlen, tls, "max_version", "not supported");
         goto fail;
     }
-    if (!SSL_CTX_set_cipher_list(ctx, tls->ciphers ? tls->ciphers : tls12_default_ciphers)) {
+    if (!SSL_CTX_set_cipher_list(ctx, tls12_ciphers_of(tls))) {
         ctx_error(err, errlen, tls, "ciphers", "no usable cipher");
         goto fail;
     }
-    if (tls->ciphersuites && !SSL_CTX_set_ciphersuites(ctx, tls->ciphersuites)) {
+    if (!SSL_CTX_set_ciphersuites(ctx, tls13_suites_of(tls))) {
         ctx_error(err, errlen, tls, "ciphersuites", "no usable ciphersuite");
         goto fail;
     }
-    if (tls->groups && !SSL_CTX_set1_groups_list(ctx, tls->groups)) {
+    if (!SSL_CTX_set1_groups_list(ctx, groups_of(tls))) {
         ctx_error(err, errlen, tls, "groups", "unknown group");
         goto fail;
     }

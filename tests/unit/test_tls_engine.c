@@ -978,6 +978,64 @@ static void test_old_control_session(SSL_CTX *sctx)
     SSL_CTX_free(cctx);
 }
 
+/* A plain client/server handshake over a BIO pair: 1 when both finish. */
+static int raw_handshake(SSL *srv, SSL *cli)
+{
+    BIO *bs = NULL, *bc = NULL;
+    if (BIO_new_bio_pair(&bs, 0, &bc, 0) != 1)
+        return 0;
+    SSL_set_bio(srv, bs, bs);
+    SSL_set_bio(cli, bc, bc);
+    SSL_set_accept_state(srv);
+    SSL_set_connect_state(cli);
+    for (int i = 0; i < 20; i++) {
+        int rc = SSL_do_handshake(cli), rs = SSL_do_handshake(srv);
+        if (rc == 1 && rs == 1)
+            return 1;
+        int ec = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(cli, rc);
+        int es = rs == 1 ? SSL_ERROR_NONE : SSL_get_error(srv, rs);
+        if ((ec != SSL_ERROR_NONE && ec != SSL_ERROR_WANT_READ && ec != SSL_ERROR_WANT_WRITE) ||
+            (es != SSL_ERROR_NONE && es != SSL_ERROR_WANT_READ && es != SSL_ERROR_WANT_WRITE))
+            break;
+    }
+    ERR_clear_error();
+    return 0;
+}
+
+/* SNI moves a handshake from the listener's default identity to another: the
+ * other identity's TLS 1.3 suites and groups apply, also when it keeps the
+ * defaults and the default identity does not. */
+static void test_sni_switch_settings(void)
+{
+    static config_tls_t narrow, plain; /* tls_ctx_new keeps a pointer: static */
+    narrow = tls_config();
+    narrow.ciphersuites = "TLS_AES_256_GCM_SHA384";
+    narrow.groups = "P-384";
+    plain = tls_config();
+    char err[256] = "";
+    SSL_CTX *a = tls_ctx_new(&narrow, err, sizeof err);
+    SSL_CTX *b = tls_ctx_new(&plain, err, sizeof err);
+    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
+    CHECK(a && b && cctx);
+    for (int to_plain = 0; a && b && cctx && to_plain <= 1; to_plain++) {
+        /* A client offering only X25519 and AES-128-GCM: the plain identity's defaults
+         * accept it, the narrow one's P-384 and AES-256-GCM do not. */
+        SSL *srv = SSL_new(to_plain ? a : b), *cli = SSL_new(cctx);
+        CHECK(srv && cli);
+        if (srv && cli) {
+            CHECK_EQ_INT(tls_ctx_switch(srv, to_plain ? b : a), 0);
+            CHECK_EQ_INT(SSL_set1_groups_list(cli, "X25519"), 1);
+            CHECK_EQ_INT(SSL_set_ciphersuites(cli, "TLS_AES_128_GCM_SHA256"), 1);
+            CHECK_EQ_INT(raw_handshake(srv, cli), to_plain);
+        }
+        SSL_free(srv);
+        SSL_free(cli);
+    }
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(a);
+    SSL_CTX_free(b);
+}
+
 /* TLS 1.2 client-initiated renegotiation. tls_ctx sets SSL_OP_NO_RENEGOTIATION,
  * so the server answers the second ClientHello with a warning
  * no_renegotiation alert and carries on; OpenSSL's client treats that refusal
@@ -1395,6 +1453,7 @@ int main(void)
         test_session_tokens(sctx, TLS1_2_VERSION, 0);
         test_session_tokens(sctx, TLS1_3_VERSION, 1);
         test_old_control_session(sctx);
+        test_sni_switch_settings();
         test_renegotiation(sctx);
         test_renegotiation_then_write(sctx);
         test_key_update(sctx);
