@@ -11,6 +11,7 @@ the control connection's local address and a port of the listener's range.
 
 import os
 import re
+import threading
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -230,7 +231,7 @@ def body(s, env):
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append("session %d: %s: %s" % (i, type(e).__name__, e))
 
-        threads = [H.threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:
