@@ -189,7 +189,8 @@ static void dl_fail(datalink_t *dl, int code, const char *text)
         dl->metrics->data_tls_failures++;
     /* Counted as read: on a failure some of the backend's bytes never reached the client. */
     LOG_INFO(dl->sid, dl->peer,
-             "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text, (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
+             "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text,
+             (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
     uv_timer_stop(&dl->timer);
     dl_close_lsock(&dl->client_lsn);
     dl_close_lsock(&dl->backend_lsn);
@@ -275,14 +276,17 @@ static int dl_stash(datalink_t *dl, stash_t *st, tstream_t *source, const char *
 static void dl_unstash(datalink_t *dl, stash_t *st, tstream_t *sink, tstream_t *source)
 {
     if (st->len) {
-        tstream_write(sink, st->data, st->len);
+        int rc = tstream_write(sink, st->data, st->len);
         free(st->data);
         st->data = NULL;
         st->len = 0;
+        if (rc != FG_OK) { /* never a transfer that ends "clean" without these bytes */
+            dl_fail(dl, 426, "Connection closed; transfer aborted");
+            return;
+        }
     }
     if (source && tstream_queued(sink) <= TSTREAM_HIGH_MARK)
         tstream_resume(source);
-    (void)dl;
 }
 
 static void pump(datalink_t *dl, tstream_t *source, tstream_t *sink, stash_t *st, const char *buf,
@@ -419,6 +423,8 @@ static void dl_client_up(datalink_t *dl)
     tstream_start_read(cs);
     if (dl->backend)
         dl_unstash(dl, &dl->stash_b2c, cs, dl->backend);
+    if (dl->finished)
+        return;
     /* An active backend that already sent everything is passed on. */
     if (dl->b2c_ended && dl->b2c_clean)
         tstream_shutdown(cs);
@@ -557,6 +563,8 @@ static void dl_backend_up(datalink_t *dl)
     tstream_start_read(bs);
     if (dl->client)
         dl_unstash(dl, &dl->stash_c2b, bs, dl->client);
+    if (dl->finished)
+        return;
     /* A client that already finished its upload (e.g. 0 bytes) is passed on. */
     if (dl->c2b_ended && dl->c2b_clean)
         tstream_shutdown(bs);
@@ -883,6 +891,8 @@ void datalink_detach(datalink_t *dl)
     dl->owner = NULL;
     if (!dl->finished) {
         dl->finished = 1;
+        if (dl->direction != DIR_UNKNOWN) /* ABOR, or the session ended mid-transfer */
+            dl_account(dl, 0);
         dl_close_lsock(&dl->client_lsn);
         dl_close_lsock(&dl->backend_lsn);
         dl_close_streams(dl, 1);

@@ -64,6 +64,7 @@ def body(s, env):
         return
     vs = env.backend("vs1")
     sha = vs.add_pub("m.bin", 1 * H.MiB + 3)
+    vs.add_pub("big.bin", 64 * H.MiB)
     main = env.front(vs, "main")
     noreuse = env.front(vs, "noreuse", policy={"require_session_reuse": False})
     env.proxy.admin_port = port = H.free_port()
@@ -115,6 +116,35 @@ def body(s, env):
         check_eq(after["ftpsgate_sessions_active"], 0, "sessions_active after both ended")
 
     s.run("counters follow: 2 sessions, 1 transfer of 1 MiB+3 bytes, 1 over-long line, 1 refusal", counters_follow)
+
+    def abor_counted():
+        """A transfer cut short by ABOR counts as failed, with the bytes it moved."""
+        wait_idle(0)
+        before, _ = metrics(port)
+        ctx = ssl.create_default_context(cafile=ca)
+        c = H.Ctl(main).secure_login(ctx)
+        d = socket.create_connection(c.pasv(), timeout=30)
+        check_eq(c.cmd("RETR /pub/big.bin")[0], 150, "RETR")
+        d = c.wrap_data(d, ctx)
+        got = 0
+        while got < 256 * H.KiB:
+            b = d.recv(65536)
+            check(b, "the download ended after %d bytes" % got)
+            got += len(b)
+        codes = [c.cmd("ABOR", timeout=20)[0]]
+        if codes[0] == 426:
+            codes.append(c.reply(20)[0])
+        d.close()
+        check(len(codes) == 2 and codes[1] in (225, 226), "replies to ABOR mid-download: %r" % codes)
+        c.close()
+        wait_idle(0)
+        after, _ = metrics(port)
+        check_eq(after["ftpsgate_transfers_failed"] - before["ftpsgate_transfers_failed"], 1,
+                 "transfers_failed increase after ABOR")
+        check(after["ftpsgate_bytes_to_client"] - before["ftpsgate_bytes_to_client"] >= got,
+              "bytes_to_client did not count the aborted transfer's bytes")
+
+    s.run("ABOR mid-download: 426 + 225/226, counted as a failed transfer with its bytes", abor_counted)
 
     def session_cache():
         wait_idle(0)
