@@ -164,20 +164,20 @@ char *ftp_cmd_redact(const char *line, size_t len, char *out, size_t cap)
     size_t skip = 0;
     while (skip < len && (line[skip] == ' ' || line[skip] == '\t'))
         skip++;
-    /* "SITE PSWD old new" changes a password on Serv-U style servers. */
-    size_t site = skip;
-    if (len - skip >= 4 && ieq4(line + skip, "SITE")) {
-        site = skip + 4;
-        while (site < len && (line[site] == ' ' || line[site] == '\t'))
-            site++;
-        if (!(len - site >= 4 && ieq4(line + site, "PSWD")))
-            site = skip;
+    /* secret: where the four letters before the secret start, or len when
+     * there is none. "SITE PSWD old new" changes a password (Serv-U style). */
+    size_t secret = len;
+    if (len - skip >= 4 && (ieq4(line + skip, "PASS") || ieq4(line + skip, "ACCT"))) {
+        secret = skip;
+    } else if (len - skip >= 4 && ieq4(line + skip, "SITE")) {
+        size_t word = skip + 4;
+        while (word < len && (line[word] == ' ' || line[word] == '\t'))
+            word++;
+        if (len - word >= 4 && ieq4(line + word, "PSWD"))
+            secret = word;
     }
-    if (site != skip) {
-        if (put_escaped(out, cap, &pos, line, site + 4) && len - site > 4)
-            put(out, cap, &pos, " ****", 5);
-    } else if (len - skip >= 4 && (ieq4(line + skip, "PASS") || ieq4(line + skip, "ACCT"))) {
-        if (put_escaped(out, cap, &pos, line, skip + 4) && len - skip > 4)
+    if (secret < len) {
+        if (put_escaped(out, cap, &pos, line, secret + 4) && len - secret > 4)
             put(out, cap, &pos, " ****", 5);
     } else {
         put_escaped(out, cap, &pos, line, len);

@@ -292,6 +292,12 @@ static void stream_finish_tls_stop(tstream_t *s)
     while (n < sizeof leftover &&
            (got = tls_engine_take_leftover(s->tls, leftover + n, sizeof leftover - n)) > 0)
         n += got;
+    char more;
+    if (n == sizeof leftover && tls_engine_take_leftover(s->tls, &more, 1) > 0) {
+        /* More than a few commands' worth: end the stream rather than lose bytes. */
+        stream_end(s, TSTREAM_END_RESET, "too much data right after TLS close_notify");
+        return;
+    }
     void (*cb)(tstream_t *) = s->on_tls_stopped;
     s->on_tls_stopped = NULL;
     tls_engine_free(s->tls);

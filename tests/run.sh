@@ -115,11 +115,10 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if [ "${#targets[@]}" -gt 0 ]; then
       log "build (libFuzzer, clang) in build-fuzz/: ${targets[*]}"
       rc=0
-      # The library is instrumented for coverage too (fuzzer-no-link), so that
+      # FTPSGATE_FUZZ instruments the library too (fuzzer-no-link, CMakeLists.txt), so
       # libFuzzer is guided by the parsers' own branches, not only the driver's.
       CC=clang bounded "$(budget 900)" cmake -S "$ROOT" -B "$BUILD_ROOT/build-fuzz" -DFTPSGATE_FUZZ=ON \
-          -DFTPSGATE_INTEGRATION=OFF -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -g" \
-          || rc=$?
+          -DFTPSGATE_INTEGRATION=OFF || rc=$?
       if [ "$rc" -eq 0 ]; then
         bounded "$(budget 900)" cmake --build "$BUILD_ROOT/build-fuzz" -j "$JOBS" --target "${targets[@]}" || rc=$?
       fi

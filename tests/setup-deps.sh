@@ -71,25 +71,9 @@ if [ -n "$need" ]; then
   fi
 fi
 
-# vsftpd, unpacked privately (never installed, never started as a service).
-if [ ! -x "$VS_DIR/usr/sbin/vsftpd" ]; then
-  dl="$(dirname "$VS_DIR")/dl"
-  mkdir -p "$dl"
-  if ! ( cd "$dl" && rm -f vsftpd_*.deb && apt-get download vsftpd ); then
-    apt-get update
-    ( cd "$dl" && rm -f vsftpd_*.deb && apt-get download vsftpd )
-  fi
-  rm -rf "$VS_DIR.tmp"
-  dpkg-deb -x "$dl"/vsftpd_*.deb "$VS_DIR.tmp"
-  basename "$dl"/vsftpd_*.deb > "$VS_DIR.tmp/DEB_VERSION"
-  rm -rf "$VS_DIR"
-  mv "$VS_DIR.tmp" "$VS_DIR"
-  log "vsftpd unpacked into $VS_DIR ($(cat "$VS_DIR/DEB_VERSION"))"
-fi
-"$VS_DIR/usr/sbin/vsftpd" -v 0>&1 2>&1 | head -1 >&2 || true
-
-# pure-ftpd and proftpd, unpacked privately like vsftpd (never installed, never
-# started as services). unpack_private PACKAGE DIR BINARY: idempotent.
+# The FTP servers, unpacked privately from their .debs (never installed, never
+# started as services; they conflict with each other as packages).
+# unpack_private PACKAGE DIR BINARY: idempotent.
 unpack_private() {
   local pkg="$1" dir="$2" bin="$3" dl
   [ -x "$dir/$bin" ] && return 0
@@ -106,6 +90,9 @@ unpack_private() {
   mv "$dir.tmp" "$dir"
   log "$pkg unpacked into $dir ($(cat "$dir/DEB_VERSION"))"
 }
+unpack_private vsftpd "$VS_DIR" usr/sbin/vsftpd
+"$VS_DIR/usr/sbin/vsftpd" -v 0>&1 2>&1 | head -1 >&2 || true
+
 unpack_private pure-ftpd "${FTPSGATE_PUREFTPD_DIR:-/var/cache/ftpsgate-test/pure-ftpd}" usr/sbin/pure-ftpd
 unpack_private proftpd-core "${FTPSGATE_PROFTPD_DIR:-/var/cache/ftpsgate-test/proftpd}" usr/sbin/proftpd
 

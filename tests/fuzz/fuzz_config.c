@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(doc, data, size);
     doc[size] = '\0';
     config_t *cfg = NULL;
-    char err[512];
+    char err[512] = "";
     int rc = config_load_string(doc, &cfg, err, sizeof err);
     if (rc == FG_OK) {
         if (!cfg || cfg->n_listeners == 0)

@@ -41,7 +41,17 @@ static int check_passed_, check_failed_;
         }                                                                             \
     } while (0)
 
-#define CHECK_STR(a, b) CHECK_EQ_MEM((a), strlen(a), (b))
+/* a is evaluated once; NULL is a failure, not a crash. */
+#define CHECK_STR(a, b)                                                                    \
+    do {                                                                                   \
+        const char *check_str_ = (a);                                                      \
+        if (check_str_ == NULL) {                                                          \
+            check_failed_++;                                                               \
+            fprintf(stderr, "%s:%d: %s is NULL\n", __FILE__, __LINE__, #a);                 \
+        } else {                                                                           \
+            CHECK_EQ_MEM(check_str_, strlen(check_str_), (b));                             \
+        }                                                                                  \
+    } while (0)
 
 static inline int check_report(void)
 {
