@@ -8,6 +8,7 @@
 struct generation {
     config_t *cfg;
     SSL_CTX **tls;       /* one per identity, indexed like cfg->tls */
+    long long *not_after; /* their certificates' end of validity (Unix time; 0 unreadable) */
     tls_sni_t *sni;      /* one per listener */
     tls_sni_entry_t **sni_entries;
     unsigned refs;
@@ -22,6 +23,7 @@ static void generation_free(generation_t *g)
         for (size_t i = 0; i < g->cfg->n_listeners; i++)
             free(g->sni_entries[i]);
     free(g->tls);
+    free(g->not_after);
     free(g->sni);
     free(g->sni_entries);
     config_free(g->cfg);
@@ -39,9 +41,10 @@ generation_t *generation_new(config_t *cfg, char *err, size_t errlen)
     g->cfg = cfg;
     g->refs = 1;
     g->tls = calloc(cfg->n_tls, sizeof *g->tls);
+    g->not_after = calloc(cfg->n_tls, sizeof *g->not_after);
     g->sni = calloc(cfg->n_listeners, sizeof *g->sni);
     g->sni_entries = calloc(cfg->n_listeners, sizeof *g->sni_entries);
-    if (!g->tls || !g->sni || !g->sni_entries) {
+    if (!g->tls || !g->not_after || !g->sni || !g->sni_entries) {
         snprintf(err, errlen, "out of memory");
         generation_free(g);
         return NULL;
@@ -52,6 +55,8 @@ generation_t *generation_new(config_t *cfg, char *err, size_t errlen)
             generation_free(g);
             return NULL;
         }
+        if (tls_ctx_not_after(g->tls[i], &g->not_after[i]) != 0)
+            g->not_after[i] = 0;
     }
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const config_listener_t *l = &cfg->listeners[i];
@@ -99,9 +104,9 @@ const tls_sni_t *generation_listener_sni(const generation_t *g, size_t i)
     return &g->sni[i];
 }
 
-SSL_CTX *generation_tls(const generation_t *g, size_t identity)
+long long generation_cert_not_after(const generation_t *g, size_t identity)
 {
-    return g->tls[identity];
+    return g->not_after[identity];
 }
 
 unsigned long generation_tls_sessions_cached(const generation_t *g)

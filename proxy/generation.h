@@ -24,8 +24,10 @@ const config_t *generation_config(const generation_t *g);
 /* The contexts of listener i: its default identity and its SNI table. */
 SSL_CTX *generation_listener_tls(const generation_t *g, size_t listener_index);
 const tls_sni_t *generation_listener_sni(const generation_t *g, size_t listener_index);
-/* The context of TLS identity i (indexed like config_t.tls). */
-SSL_CTX *generation_tls(const generation_t *g, size_t identity);
+/* The end of validity of TLS identity i's certificate (indexed like
+ * config_t.tls), read once when the generation was built: Unix time, 0 when
+ * unreadable. */
+long long generation_cert_not_after(const generation_t *g, size_t identity);
 /* Sessions held in the server session caches of its TLS contexts now. */
 unsigned long generation_tls_sessions_cached(const generation_t *g);
 

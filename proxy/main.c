@@ -28,9 +28,7 @@
 #include "log.h"
 #include "generation.h"
 #include "transparent.h"
-#include "tls_ctx.h"
 
-#define CERTS_MAX 64       /* identities shown in /metrics */
 #define CERT_WARN_DAYS 14  /* expiry warning at start and reload */
 
 #define DRAIN_DEADLINE_MS 30000u
@@ -183,15 +181,12 @@ static int render_metrics(void *userdata, char *out, size_t cap)
     for (size_t i = 0; i < d->n_listeners; i++)
         in_use += portpool_in_use(listener_pool(d->listeners[i]));
     int n = metrics_format(&d->metrics, in_use, generation_tls_sessions_cached(d->gen), out, cap);
-    size_t ids = d->cfg->n_tls < CERTS_MAX ? d->cfg->n_tls : CERTS_MAX;
-    const char *name[CERTS_MAX];
-    long long not_after[CERTS_MAX];
-    for (size_t i = 0; i < ids; i++) {
-        name[i] = d->cfg->tls[i].id;
-        if (tls_ctx_not_after(generation_tls(d->gen, i), &not_after[i]) != 0)
-            not_after[i] = 0;
+    int k = n < 0 ? -1 : metrics_format_cert_header(out + n, cap - (size_t)n);
+    for (size_t i = 0; k >= 0 && i < d->cfg->n_tls; i++) {
+        n += k;
+        k = metrics_format_cert_line(d->cfg->tls[i].id, generation_cert_not_after(d->gen, i), out + n,
+                                     cap - (size_t)n);
     }
-    int k = n < 0 ? -1 : metrics_format_cert_not_after(name, not_after, ids, out + n, cap - (size_t)n);
     return k < 0 ? -1 : n + k;
 }
 
@@ -202,8 +197,8 @@ static void check_certificates(const generation_t *gen)
     const config_t *cfg = generation_config(gen);
     long long now = (long long)time(NULL);
     for (size_t i = 0; i < cfg->n_tls; i++) {
-        long long end;
-        if (tls_ctx_not_after(generation_tls(gen, i), &end) != 0)
+        long long end = generation_cert_not_after(gen, i);
+        if (end == 0)
             continue;
         time_t t = (time_t)end;
         struct tm tm;

@@ -54,22 +54,18 @@ int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tl
     return (int)(len + (size_t)n);
 }
 
-int metrics_format_cert_not_after(const char *const *identity, const long long *not_after, size_t n, char *out,
-                                  size_t cap)
+int metrics_format_cert_header(char *out, size_t cap)
 {
-    int len = snprintf(out, cap,
-                       "# HELP ftpsgate_tls_certificate_not_after_seconds End of validity of each TLS "
-                       "identity's certificate (Unix time).\n"
-                       "# TYPE ftpsgate_tls_certificate_not_after_seconds gauge\n");
-    if (len < 0 || (size_t)len >= cap)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int k = snprintf(out + len, cap - (size_t)len,
-                         "ftpsgate_tls_certificate_not_after_seconds{identity=\"%s\"} %lld\n", identity[i],
-                         not_after[i]);
-        if (k < 0 || (size_t)k >= cap - (size_t)len)
-            return -1;
-        len += k;
-    }
-    return len;
+    int n = snprintf(out, cap,
+                     "# HELP ftpsgate_tls_certificate_not_after_seconds End of validity of each TLS "
+                     "identity's certificate (Unix time).\n"
+                     "# TYPE ftpsgate_tls_certificate_not_after_seconds gauge\n");
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int metrics_format_cert_line(const char *identity, long long not_after, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "ftpsgate_tls_certificate_not_after_seconds{identity=\"%s\"} %lld\n", identity,
+                     not_after);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }

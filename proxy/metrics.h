@@ -27,9 +27,10 @@ typedef struct {
  * excluded), or -1 when cap is too small. Pure. */
 int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,
                    size_t cap);
-/* One gauge line per TLS identity (names are [A-Za-z0-9_.-], no escaping):
- * the certificate's notAfter as Unix time, for expiry alerts. Bytes written, or -1. */
-int metrics_format_cert_not_after(const char *const *identity, const long long *not_after, size_t n, char *out,
-                                  size_t cap);
+/* The certificate expiry gauge: its HELP/TYPE lines, then one line per TLS
+ * identity (names are [A-Za-z0-9_.-], no escaping) with the certificate's
+ * notAfter as Unix time. Bytes written, or -1 when cap is too small. */
+int metrics_format_cert_header(char *out, size_t cap);
+int metrics_format_cert_line(const char *identity, long long not_after, char *out, size_t cap);
 
 #endif
