@@ -323,6 +323,14 @@ int config_cidr_match(const config_cidr_t *cidr, const struct sockaddr *addr)
     return 0;
 }
 
+int config_cidr_any(const config_cidr_t *list, size_t n, const struct sockaddr *addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (config_cidr_match(&list[i], addr))
+            return 1;
+    return 0;
+}
+
 /* ---- typed getters ---------------------------------------------------- */
 
 typedef struct {
@@ -628,6 +636,30 @@ static int cidr_has_host_bits(const config_cidr_t *r)
     return 0;
 }
 
+/* A JSON array of CIDRs at path p (the caller checked it is a non-empty
+ * array): every entry a CIDR without host bits below its prefix, so that a
+ * typo like "10.0.0.1/8" on a security list is an error, not 10.0.0.0/8. */
+static int parse_cidr_list(ctx_t *c, const char *p, const json_t *arr, config_cidr_t **out, size_t *n)
+{
+    *out = calloc(json_array_size(arr), sizeof **out);
+    if (*out == NULL)
+        return fail_nomem(c);
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        char ep[PATH_MAX_LEN];
+        const json_t *e = json_array_get(arr, i);
+        subindex(ep, p, i);
+        if (!json_is_string(e))
+            return fail(c, ep, "expected string (a CIDR), got %s", type_name(e));
+        if (config_parse_cidr(json_string_value(e), &(*out)[i]) != FG_OK)
+            return fail(c, ep, "\"%s\": expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")",
+                        show(json_string_value(e)).s);
+        if (cidr_has_host_bits(&(*out)[i]))
+            return fail(c, ep, "\"%s\": host bits set below the prefix length", show(json_string_value(e)).s);
+        *n = i + 1;
+    }
+    return FG_OK;
+}
+
 static int parse_announce_entry(ctx_t *c, const char *path, const json_t *e, config_announce_t *a)
 {
     static const keydef_t keys[] = { { "clients", NULL }, { "address", NULL }, { NULL, NULL } };
@@ -758,21 +790,8 @@ static int parse_proxy_protocol(ctx_t *c, const char *lpath, const json_t *l, co
      * trusted senders anyone could claim any address. */
     if (n == 0)
         return fail(c, p, "must list at least one trusted network (the load balancers)");
-    li->proxy_protocol.trusted = calloc(n, sizeof *li->proxy_protocol.trusted);
-    if (li->proxy_protocol.trusted == NULL)
-        return fail_nomem(c);
-    for (size_t i = 0; i < n; i++) {
-        char ep[PATH_MAX_LEN];
-        json_t *e = json_array_get(trusted, i);
-        subindex(ep, p, i);
-        if (!json_is_string(e))
-            return fail(c, ep, "expected string (a CIDR), got %s", type_name(e));
-        int rc = config_parse_cidr(json_string_value(e), &li->proxy_protocol.trusted[i]);
-        if (rc != FG_OK)
-            return fail(c, ep, "\"%s\": expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")",
-                        show(json_string_value(e)).s);
-        li->proxy_protocol.n_trusted = i + 1;
-    }
+    if (parse_cidr_list(c, p, trusted, &li->proxy_protocol.trusted, &li->proxy_protocol.n_trusted) != FG_OK)
+        return FG_CONFIG;
     li->proxy_protocol.enabled = 1;
     li->proxy_protocol.data_peer_balancer = data_peer == 1;
     return FG_OK;
@@ -834,17 +853,8 @@ static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_li
             return fail(c, p, "required with \"original-destination\" (the networks the servers are in)");
         if (!json_is_array(allow) || json_array_size(allow) == 0)
             return fail(c, p, "expected a non-empty array of CIDRs");
-        li->backend.allow = calloc(json_array_size(allow), sizeof *li->backend.allow);
-        if (li->backend.allow == NULL)
-            return fail_nomem(c);
-        for (size_t i = 0; i < json_array_size(allow); i++) {
-            char ep[PATH_MAX_LEN];
-            json_t *e = json_array_get(allow, i);
-            subindex(ep, p, i);
-            if (!json_is_string(e) || config_parse_cidr(json_string_value(e), &li->backend.allow[i]) != FG_OK)
-                return fail(c, ep, "expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
-            li->backend.n_allow = i + 1;
-        }
+        if (parse_cidr_list(c, p, allow, &li->backend.allow, &li->backend.n_allow) != FG_OK)
+            return FG_CONFIG;
         unsigned port = 0;
         if (get_uint(c, be, path, "port", 1, 65535, &port) != FG_OK)
             return FG_CONFIG;

@@ -148,5 +148,7 @@ int config_parse_cidr(const char *s, config_cidr_t *out);
 /* 1 when addr (sockaddr_in/in6) is inside cidr. IPv4-mapped IPv6 addresses
  * match IPv4 prefixes. */
 int config_cidr_match(const config_cidr_t *cidr, const struct sockaddr *addr);
+/* 1 when addr is in any of the n networks. */
+int config_cidr_any(const config_cidr_t *list, size_t n, const struct sockaddr *addr);
 
 #endif

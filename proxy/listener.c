@@ -94,9 +94,8 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     const char *refusal = NULL;
-    int trusted = 0;
-    for (size_t i = 0; i < l->cfg->proxy_protocol.n_trusted; i++)
-        trusted |= config_cidr_match(&l->cfg->proxy_protocol.trusted[i], (struct sockaddr *)&peer);
+    int trusted = config_cidr_any(l->cfg->proxy_protocol.trusted, l->cfg->proxy_protocol.n_trusted,
+                                  (struct sockaddr *)&peer);
     if (l->stopped)
         refusal = "shutting down";
     /* SECURITY: only trusted balancers may tell us who the client is. */

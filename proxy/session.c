@@ -1427,9 +1427,7 @@ static int resolve_intercepted(session_t *s)
     const config_t *all = generation_config(s->gen);
     const char *why = NULL;
     struct in_addr v4;
-    int allowed = 0;
-    for (size_t i = 0; i < c->backend.n_allow; i++)
-        allowed |= config_cidr_match(&c->backend.allow[i], (const struct sockaddr *)&s->orig_dst);
+    int allowed = config_cidr_any(c->backend.allow, c->backend.n_allow, (const struct sockaddr *)&s->orig_dst);
     /* SECURITY: never a relay to arbitrary hosts, to ourselves or to loopback. */
     if (netaddr_ipv4((const struct sockaddr *)&s->orig_dst, &v4) ? (ntohl(v4.s_addr) >> 24) == 127
         : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&s->orig_dst)->sin6_addr))

@@ -300,6 +300,8 @@ static void test_bad_listener(void)
                "listeners[0].proxy_protocol.trusted: must list at least one trusted network (the load balancers)");
     expect_err(DOC(",'proxy_protocol':{'trusted':['10.0.0.0/33']}", ""),
                "listeners[0].proxy_protocol.trusted[0]: \"10.0.0.0/33\": expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
+    expect_err(DOC(",'proxy_protocol':{'trusted':['192.168.1.7/16']}", ""),
+               "listeners[0].proxy_protocol.trusted[0]: \"192.168.1.7/16\": host bits set below the prefix length");
     expect_err(DOC(",'proxy_protocol':{'trusted':['10.0.0.0/8'],'data_peer':'x'}", ""),
                "listeners[0].proxy_protocol.data_peer: must be \"client\" or \"balancer\", got \"x\"");
     expect_err(DOCL("1"), "listeners[0]: expected object, got integer");
@@ -341,7 +343,11 @@ static void test_bad_backend(void)
     expect_err(DOCB("{'address':'original-destination','allow':[]}"),
                "listeners[0].backend.allow: expected a non-empty array of CIDRs");
     expect_err(DOCB("{'address':'original-destination','allow':['10.0.0.0/8','x']}"),
-               "listeners[0].backend.allow[1]: expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
+               "listeners[0].backend.allow[1]: \"x\": expected a CIDR (\"10.0.0.0/8\", \"2001:db8::/32\")");
+    expect_err(DOCB("{'address':'original-destination','allow':['10.0.0.1/8']}"),
+               "listeners[0].backend.allow[0]: \"10.0.0.1/8\": host bits set below the prefix length");
+    expect_err(DOCB("{'address':'original-destination','allow':[8]}"),
+               "listeners[0].backend.allow[0]: expected string (a CIDR), got integer");
     expect_err(DOCB("{'address':'original-destination','allow':['10.0.0.0/8'],'port':0}"),
                "listeners[0].backend.port: 0 is out of range (1..65535)");
     expect_err(DOCB("{'address':'h:21','allow':['10.0.0.0/8']}"),
@@ -585,6 +591,16 @@ static void test_cidr(void)
     CHECK_EQ_INT(config_parse_cidr("::ffff:10.0.0.0/104", &c), FG_OK);
     sa4(&a4, "10.1.2.3");
     CHECK(config_cidr_match(&c, s4));
+
+    config_cidr_t list[2];
+    CHECK_EQ_INT(config_parse_cidr("10.0.0.0/8", &list[0]), FG_OK);
+    CHECK_EQ_INT(config_parse_cidr("2001:db8::/32", &list[1]), FG_OK);
+    sa6(&a6, "2001:db8::5");
+    CHECK(config_cidr_any(list, 2, s6));
+    sa4(&a4, "10.1.1.1");
+    CHECK(config_cidr_any(list, 2, s4));
+    CHECK(!config_cidr_any(list, 1, s6)); /* only the first network */
+    CHECK(!config_cidr_any(list, 0, s4));
 
     CHECK_EQ_INT(config_parse_cidr("203.0.113.7", &c), FG_OK);
     CHECK_EQ_INT(c.prefix, 32);
