@@ -190,27 +190,35 @@ int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long
     return FG_OK;
 }
 
-int listener_reconfigure(listener_t *l, generation_t *gen, size_t index, char *err, size_t errlen)
+int listener_can_reconfigure(const listener_t *l, const config_listener_t *n, char *err, size_t errlen)
+{
+    const config_listener_t *o = l->cfg;
+    const char *what = NULL;
+    if (strcmp(n->bind.host, o->bind.host) != 0 || n->bind.port != o->bind.port)
+        what = "bind";
+    else if (n->mode != o->mode)
+        what = "mode";
+    else if (n->passive.first != o->passive.first || n->passive.last != o->passive.last)
+        what = "passive.ports";
+    else if (n->transparent != o->transparent)
+        what = "transparent";
+    else if (n->backend.source_client != o->backend.source_client)
+        what = "backend.source";
+    if (!what)
+        return 0;
+    snprintf(err, errlen, "listener %s: %s changed; restart ftpsgate to apply it", n->name, what);
+    return -1;
+}
+
+void listener_reconfigure(listener_t *l, generation_t *gen, size_t index)
 {
     const config_listener_t *n = &generation_config(gen)->listeners[index];
-    const char *what = NULL;
-    if (strcmp(n->bind.host, l->cfg->bind.host) != 0 || n->bind.port != l->cfg->bind.port)
-        what = "bind";
-    else if (n->mode != l->cfg->mode)
-        what = "mode";
-    else if (n->passive.first != l->cfg->passive.first || n->passive.last != l->cfg->passive.last)
-        what = "passive.ports";
-    if (what) {
-        snprintf(err, errlen, "listener %s: %s changed; restart ftpsgate to apply it", n->name, what);
-        return FG_CONFIG;
-    }
     generation_ref(gen);
     generation_unref(l->gen);
     l->gen = gen;
     l->index = index;
     l->cfg = n;
     l->limits = &generation_config(gen)->limits;
-    return FG_OK;
 }
 
 generation_t *listener_generation(const listener_t *l)

@@ -25,10 +25,14 @@ int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long
  * of them (the daemon owns the array; NULL: this listener alone). */
 void listener_set_siblings(listener_t *l, listener_t *const *all, const size_t *n_all);
 
-/* SIGHUP: new sessions use listener `index` of gen from now on; live ones keep
- * theirs. Refused (FG_CONFIG and a reason in err) when the bind address, the
- * mode or the passive range changed: those need a restart. */
-int listener_reconfigure(listener_t *l, generation_t *gen, size_t index, char *err, size_t errlen);
+/* SIGHUP, in two steps so that a refusal changes nothing: first every
+ * listener is asked whether its new settings n can apply without a restart
+ * (not when the bind address, mode, passive range, transparency or source-IP
+ * transparency changed: sockets and capabilities are set up at start), 0 or
+ * -1 and the reason in err; then each is switched: new sessions use listener
+ * `index` of gen, live ones keep theirs. */
+int listener_can_reconfigure(const listener_t *l, const config_listener_t *n, char *err, size_t errlen);
+void listener_reconfigure(listener_t *l, generation_t *gen, size_t index);
 generation_t *listener_generation(const listener_t *l);
 
 /* Stops accepting; live sessions go on. on_closed runs when the socket is closed. */

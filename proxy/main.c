@@ -296,20 +296,14 @@ static void on_hup(uv_signal_t *sig, int signum)
     }
     /* Check every listener before changing any, so a refusal changes nothing. */
     for (size_t i = 0; i < d->n_listeners; i++) {
-        const config_listener_t *n = &cfg->listeners[i], *o = &d->cfg->listeners[i];
-        /* Socket options and capabilities are set at start: those need a restart too. */
-        if (strcmp(n->bind.host, o->bind.host) != 0 || n->bind.port != o->bind.port || n->mode != o->mode ||
-            n->passive.first != o->passive.first || n->passive.last != o->passive.last ||
-            n->transparent != o->transparent || n->backend.source_client != o->backend.source_client) {
-            LOG_ERROR(0, NULL, "reload refused: listener %s: bind, mode, passive.ports, transparent or "
-                      "backend.source changed; restart ftpsgate to apply it", n->name);
+        if (listener_can_reconfigure(d->listeners[i], &cfg->listeners[i], err, sizeof err) != 0) {
+            LOG_ERROR(0, NULL, "reload refused: %s", err);
             generation_unref(gen);
             return;
         }
     }
     for (size_t i = 0; i < d->n_listeners; i++)
-        if (listener_reconfigure(d->listeners[i], gen, i, err, sizeof err) != FG_OK)
-            LOG_ERROR(0, NULL, "reload: %s", err); /* not reached: checked above */
+        listener_reconfigure(d->listeners[i], gen, i);
     generation_unref(d->gen);
     d->gen = gen;
     d->cfg = cfg;

@@ -19,7 +19,7 @@ import subprocess
 
 import backends as B
 import harness as H
-from harness import check, check_eq
+from harness import check, check_code, check_eq
 
 
 def unit_lines(path):
@@ -161,6 +161,51 @@ def body(s, env):
         check(p.poll() is None, "the proxy exited on SIGHUP")
 
     s.run("ExecReload: kill -HUP $MAINPID reloads, the proxy stays up", reload)
+
+    def reload_with(doc, logged):
+        """Writes doc as the config, sends SIGHUP, waits for a new `logged` line; the log since."""
+        with open(config, "w") as f:
+            json.dump(doc, f, indent=2)
+        mark = os.path.getsize(log)
+        p.send_signal(signal.SIGHUP)
+
+        def since():
+            with open(log, errors="replace") as f:
+                f.seek(mark)
+                return f.read()
+        check(H.wait_until(lambda: logged in since(), 15), "no %r after SIGHUP: %s" % (logged, since()[-300:]))
+        return since()
+
+    def prot_c_reply():
+        ctx = H.ssl.create_default_context(cafile=env.certs.ca)
+        c = H.Ctl(H.Target("svc", port, True, env.certs.ca, vs))
+        try:
+            c.secure_login(ctx, None)
+            check_code(c.cmd("PBSZ 0"), 200, "PBSZ 0")
+            return c.cmd("PROT C")[0]
+        finally:
+            c.close()
+
+    def reload_applies_and_refuses():
+        good = json.load(open(config))
+        check_eq(prot_c_reply(), 534, "PROT C under data_protection private")
+        # A change that needs a new socket is refused as a whole: the old listener keeps serving.
+        moved = json.loads(json.dumps(good))
+        moved["listeners"][0]["bind"] = "%s:%d" % (H.HOST, H.free_port())
+        moved["listeners"][0]["policy"]["data_protection"] = "any"
+        text = reload_with(moved, "reload refused")
+        check("reload refused: listener svc: bind changed; restart ftpsgate to apply it" in text,
+              "refusal names the listener and the setting: %s" % text[-300:])
+        check_eq(prot_c_reply(), 534, "PROT C after a refused reload (nothing applied)")
+        # A policy change applies to new sessions.
+        relaxed = json.loads(json.dumps(good))
+        relaxed["listeners"][0]["policy"]["data_protection"] = "any"
+        reload_with(relaxed, "configuration and certificates reloaded")
+        check_eq(prot_c_reply(), 200, "PROT C after reloading data_protection any")
+        check(p.poll() is None, "the proxy exited during the reloads")
+
+    s.run("SIGHUP: a bind change is refused whole (listener and setting named); a policy change applies",
+          reload_applies_and_refuses)
 
     def stop():
         check_eq(setting(lines, "KillSignal"), "SIGTERM", "KillSignal")
