@@ -114,7 +114,7 @@ typedef struct {
     unsigned data_connect_timeout_s;  /* default 30 */
     unsigned transfer_stall_timeout_s;/* default 300 */
     unsigned backend_connect_timeout_s;/* one backend address's connect attempt; default 10 */
-    unsigned tcp_keepalive_s;         /* control connections: idle seconds before TCP keepalive probes; 0 off; default 60 */
+    unsigned tcp_keepalive_s;         /* control connections: idle s before keepalive probes; 0 off; default 60 */
 } config_limits_t;
 
 typedef struct {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "fgerr.h"
+#include "netaddr.h"
 #include "numparse.h"
 
 static const unsigned char v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
@@ -35,20 +36,9 @@ static int parse_ip_port(int family, const char *ip, size_t iplen, const char *p
         return FG_SYNTAX;
     memcpy(buf, ip, iplen);
     buf[iplen] = '\0';
-    memset(out, 0, sizeof *out);
-    if (family == AF_INET) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-        if (inet_pton(AF_INET, buf, &s4->sin_addr) != 1)
-            return FG_SYNTAX;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)p);
-    } else {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-        if (inet_pton(AF_INET6, buf, &s6->sin6_addr) != 1)
-            return FG_SYNTAX;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)p);
-    }
+    /* The address must be of the family the line names (TCP4 / TCP6). */
+    if (netaddr_parse_ip(buf, (uint16_t)p, out) != FG_OK || out->ss_family != family)
+        return FG_SYNTAX;
     return FG_OK;
 }
 

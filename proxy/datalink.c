@@ -476,8 +476,7 @@ static void dl_dial_client(datalink_t *dl)
     if (dl_adopt_client_stream(dl, cs) != 0)
         return;
     if (dl->has_active_source &&
-        ((dl->transparent && transparent_open(tstream_tcp(dl->client), dl->active_source.ss_family) != 0) ||
-         uv_tcp_bind(tstream_tcp(dl->client), (const struct sockaddr *)&dl->active_source, 0) != 0)) {
+        transparent_bind(tstream_tcp(dl->client), (const struct sockaddr *)&dl->active_source, dl->transparent) != 0) {
         dl_fail(dl, 425, "Cannot open data connection (source address)");
         return;
     }
@@ -599,8 +598,7 @@ static void dl_maybe_connect_backend(datalink_t *dl)
     dl->handles++;
     /* Source-IP transparency: the backend sees the client's address (README). */
     if (dl->has_backend_source && dl->backend_source.ss_family == dl->backend_addr.ss_family &&
-        (transparent_open(tstream_tcp(bs), dl->backend_source.ss_family) != 0 ||
-         uv_tcp_bind(tstream_tcp(bs), (const struct sockaddr *)&dl->backend_source, 0) != 0)) {
+        transparent_bind(tstream_tcp(bs), (const struct sockaddr *)&dl->backend_source, 1) != 0) {
         dl_fail(dl, 425, "Cannot open data connection from the client's address");
         return;
     }
@@ -670,14 +668,11 @@ static int dl_bind_listen(datalink_t *dl, lsock_t *ls, const struct sockaddr *ad
     ls->dl = dl;
     ls->port = port;
     dl->handles++;
-    int rc = 0;
     /* TPROXY: the passive port listens on the server's address, not ours;
      * with source-IP transparency the port given to an active backend is on
      * the client's address. Neither is local without IP_TRANSPARENT. */
-    if ((dl->transparent && ls->from_pool) || (dl->has_backend_source && !ls->from_pool))
-        rc = transparent_open(&ls->tcp, sa.ss_family);
-    if (rc == 0)
-        rc = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&sa, 0);
+    int rc = transparent_bind(&ls->tcp, (struct sockaddr *)&sa,
+                              (dl->transparent && ls->from_pool) || (dl->has_backend_source && !ls->from_pool));
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&ls->tcp, 4, cb);
     return rc;

@@ -837,10 +837,10 @@ static void handle_command(session_t *s, const char *line, size_t len)
     policy_decide(&s->pol, &cmd, &d);
     switch (d.action) {
     case POLICY_REPLY:
-        if (d.code == 534 || d.code == 521)
+        if (d.code == 534 || d.code == 521) {
             listener_metrics(s->listener)->policy_refusals++;
-        if (d.code == 534 || d.code == 521)
             LOG_INFO(s->id, s->peer, "policy refused %s (%d)", cmd.verb, d.code);
+        }
         reply(s, d.code, "%s", d.text);
         return;
     case POLICY_AUTH: {
@@ -851,10 +851,10 @@ static void handle_command(session_t *s, const char *line, size_t len)
         /* SECURITY: plaintext pipelined after AUTH (command injection,
          * CVE-2011-0411 class) is discarded, never executed. */
         size_t dropped = s->cin_len - s->cin_pos + linebuf_partial(s->client_lb);
-        if (dropped > 0)
+        if (dropped > 0) {
             listener_metrics(s->listener)->pipelined_after_auth++;
-        if (dropped > 0)
             LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
+        }
         s->cin_pos = s->cin_len;
         linebuf_reset(s->client_lb);
         return;
@@ -1388,8 +1388,7 @@ static void dial_backend(session_t *s)
         memcpy(&src, &s->client_addr, sizeof src);
         netaddr_set_port((struct sockaddr *)&src, 0);
         if (src.ss_family != s->backend_addr.ss_family ||
-            transparent_open(tstream_tcp(s->backend), src.ss_family) != 0 ||
-            uv_tcp_bind(tstream_tcp(s->backend), (const struct sockaddr *)&src, 0) != 0) {
+            transparent_bind(tstream_tcp(s->backend), (const struct sockaddr *)&src, 1) != 0) {
             LOG_ERROR(s->id, s->peer, "cannot connect to the backend from the client's address");
             reply(s, 421, "Service not available: cannot reach the FTP server");
             session_close(s, 1, "backend source address");

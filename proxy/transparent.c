@@ -43,6 +43,12 @@ int transparent_open(uv_tcp_t *h, int family)
     return rc;
 }
 
+int transparent_bind(uv_tcp_t *h, const struct sockaddr *sa, int transparent)
+{
+    int rc = transparent ? transparent_open(h, sa->sa_family) : 0;
+    return rc != 0 ? rc : uv_tcp_bind(h, sa, 0);
+}
+
 int transparent_probe(char *err, size_t errlen)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

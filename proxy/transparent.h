@@ -17,6 +17,11 @@ int transparent_open(uv_tcp_t *h, int family);
  * message naming the capability. */
 int transparent_probe(char *err, size_t errlen);
 
+/* Binds h to sa (port 0: any), with IP_TRANSPARENT first when transparent,
+ * so sa may be an address of another host (the client's, or a server's
+ * under TPROXY). 0 or a libuv/negative errno error. */
+int transparent_bind(uv_tcp_t *h, const struct sockaddr *sa, int transparent);
+
 /* The destination the client dialled on an accepted connection: the
  * conntrack entry of a REDIRECT/DNAT (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST),
  * else the socket's local address (TPROXY keeps it). *redirected: 1 when the
