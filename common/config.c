@@ -930,6 +930,27 @@ static int parse_sni(ctx_t *c, const char *path, const json_t *l, const config_t
     return FG_OK;
 }
 
+/* "require_session_reuse": true (this control connection's sessions only),
+ * "client" (also sessions issued to the same address and login on its other
+ * control connections), or false. */
+static int get_session_reuse(ctx_t *c, const json_t *pol, const char *path, session_reuse_t *out)
+{
+    char p[PATH_MAX_LEN];
+    const json_t *v = json_object_get(pol, "require_session_reuse");
+    if (v == NULL)
+        return FG_OK;
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v) ? SESSION_REUSE_CONNECTION : SESSION_REUSE_OFF;
+        return FG_OK;
+    }
+    if (json_is_string(v) && strcmp(json_string_value(v), "client") == 0) {
+        *out = SESSION_REUSE_CLIENT;
+        return FG_OK;
+    }
+    subpath(p, path, "require_session_reuse");
+    return fail(c, p, "must be true, false or \"client\"");
+}
+
 static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t *cfg,
                           config_listener_t *li)
 {
@@ -955,7 +976,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
     li->policy.login_requires_tls = 1;
     li->policy.data_protection = PROTECT_PRIVATE;
     li->policy.listing_protection = PROTECT_PRIVATE;
-    li->policy.require_session_reuse = 1;
+    li->policy.require_session_reuse = SESSION_REUSE_CONNECTION;
     li->policy.upload_requires_close_notify = 1;
 
     if (expect_type(c, path, l, JSON_OBJECT, "object") != FG_OK || check_keys(c, l, path, keys) != FG_OK)
@@ -1009,7 +1030,7 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
             get_enum(c, pol, pp, "data_protection", protection_names, &prot) != FG_OK ||
             get_enum(c, pol, pp, "listing_protection", protection_names, &listing) != FG_OK ||
             get_bool(c, pol, pp, "ccc", &li->policy.ccc_allowed) != FG_OK ||
-            get_bool(c, pol, pp, "require_session_reuse", &li->policy.require_session_reuse) != FG_OK ||
+            get_session_reuse(c, pol, pp, &li->policy.require_session_reuse) != FG_OK ||
             get_bool(c, pol, pp, "upload_requires_close_notify", &li->policy.upload_requires_close_notify) != FG_OK)
             return FG_CONFIG;
         li->policy.data_protection = (data_protection_t)prot;

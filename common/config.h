@@ -16,6 +16,9 @@ typedef enum { DATA_MODE_PASSIVE = 0, DATA_MODE_ACTIVE, DATA_MODE_CLIENT } data_
 typedef enum { PROTECT_PRIVATE = 0, PROTECT_ANY, PROTECT_CLEAR } data_protection_t;
 typedef enum { LOGFMT_TEXT = 0, LOGFMT_JSON } log_format_t;
 typedef enum { CLIENT_CERT_NONE = 0, CLIENT_CERT_OPTIONAL, CLIENT_CERT_REQUIRED } client_cert_t;
+/* policy.require_session_reuse: false, true (a session of this control
+ * connection), "client" (of any control connection of the same address and login). */
+typedef enum { SESSION_REUSE_OFF = 0, SESSION_REUSE_CONNECTION, SESSION_REUSE_CLIENT } session_reuse_t;
 
 /* "host:port" or "[v6]:port". host is a literal address or a DNS name. */
 typedef struct {
@@ -97,7 +100,7 @@ typedef struct {
         data_protection_t data_protection;  /* file transfers; default private */
         data_protection_t listing_protection; /* LIST/NLST/MLSD; default: data_protection */
         int ccc_allowed;                    /* "ccc": default 0; explicit listeners only */
-        int require_session_reuse;          /* data TLS must resume the control session; default 1 */
+        session_reuse_t require_session_reuse; /* default SESSION_REUSE_CONNECTION */
         int upload_requires_close_notify;   /* an upload ending in FIN without TLS close_notify is
                                                truncated (426, backend reset); default 1. 0 accepts
                                                it, for clients that never send close_notify */

@@ -7,9 +7,10 @@
  * both itself whatever the backend supports.
  *
  * The proxy's own lines use the plain RFC 4217 §6 form, one feature per line:
- *     " AUTH TLS", " AUTH SSL"  when auth_allowed (explicit session not yet
- *                          secured; as vsftpd and FileZilla Server list them)
- *     " PBSZ", " PROT"     when tls_available
+ *     " AUTH TLS", " AUTH SSL", " PBSZ", " PROT"   when tls_available, in every
+ *                          state: RFC 4217 §5 says the FEAT reply MUST list
+ *                          them; vsftpd, ProFTPD and IIS list them after AUTH
+ *                          too, and MS-FTPS on implicit sessions ("informational")
  *     " CCC"               when ccc_allowed
  *     " EPSV"              always; " EPRT" when eprt_allowed (active mode served)
  * The PROT levels are not listed: RFC 4217 defines the PROT feature without
@@ -73,9 +74,8 @@ int feat_own_lines(const feat_policy_t *p, char *out, size_t cap)
     out[0] = '\0';
     size_t pos = 0;
     int ok = 1;
-    if (p != NULL && p->auth_allowed)
-        ok = ok && append(out, cap, &pos, " AUTH TLS\r\n") && append(out, cap, &pos, " AUTH SSL\r\n");
     if (p != NULL && p->tls_available) {
+        ok = ok && append(out, cap, &pos, " AUTH TLS\r\n") && append(out, cap, &pos, " AUTH SSL\r\n");
         ok = ok && append(out, cap, &pos, " PBSZ\r\n");
         ok = ok && append(out, cap, &pos, " PROT\r\n");
     }

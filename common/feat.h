@@ -7,8 +7,7 @@
  * the proxy adds its own. */
 
 typedef struct {
-    int tls_available;   /* advertise AUTH TLS/PBSZ/PROT (explicit, or implicit after TLS) */
-    int auth_allowed;    /* advertise AUTH (explicit and not yet secured) */
+    int tls_available;   /* advertise AUTH TLS/SSL, PBSZ and PROT (RFC 4217 §5: in every state) */
     int ccc_allowed;
     int eprt_allowed;    /* active mode is served (else PORT/EPRT are refused, so not advertised) */
 } feat_policy_t;

@@ -23,6 +23,8 @@ struct tls_engine {
     int sent_close_notify;
     int has_token, control;
     int offered_session; /* the ClientHello offered a session to resume */
+    tls_engine_foreign_check_cb foreign_check; /* policy "client" (tls_engine_set_foreign_check) */
+    void *foreign_ctx;
     uint64_t since_key_update, key_update_after; /* plaintext bytes, both directions */
     unsigned char token[TLS_ENGINE_TOKEN_LEN];
     char reason[160];
@@ -297,7 +299,6 @@ static int on_ticket_generate(SSL *ssl, void *arg)
 static SSL_TICKET_RETURN on_ticket_decrypt(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
                                            size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
 {
-    (void)sess;
     (void)keyname;
     (void)keyname_len;
     (void)arg;
@@ -306,6 +307,16 @@ static SSL_TICKET_RETURN on_ticket_decrypt(SSL *ssl, SSL_SESSION *sess, const un
      * resuming would give it another connection's token. */
     if (e && e->control && (status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW))
         return SSL_TICKET_RETURN_IGNORE_RENEW;
+    /* SECURITY: policy "client": another control connection's ticket resumes
+     * here only when the owner says that connection is the same client's
+     * (OpenSSL compares the session id context after this callback). */
+    void *data = NULL;
+    size_t len = 0;
+    if (e && !e->control && e->foreign_check && sess &&
+        (status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW) &&
+        SSL_SESSION_get0_ticket_appdata(sess, &data, &len) == 1 && len == TLS_ENGINE_TOKEN_LEN &&
+        CRYPTO_memcmp(data, e->token, len) != 0 && e->foreign_check(e->foreign_ctx, data))
+        SSL_SESSION_set1_id_context(sess, e->token, TLS_ENGINE_TOKEN_LEN);
     /* OpenSSL's own defaults otherwise; the token travels inside the session. */
     switch (status) {
     case SSL_TICKET_EMPTY:
@@ -493,4 +504,23 @@ size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap)
 SSL *tls_engine_ssl(tls_engine_t *e)
 {
     return e->ssl;
+}
+
+int tls_engine_resumed_token(const tls_engine_t *e, unsigned char out[TLS_ENGINE_TOKEN_LEN])
+{
+    if (!tls_engine_handshake_done(e) || !SSL_session_reused(e->ssl))
+        return 0;
+    SSL_SESSION *sess = SSL_get_session(e->ssl);
+    void *data = NULL;
+    size_t len = 0;
+    if (!sess || SSL_SESSION_get0_ticket_appdata(sess, &data, &len) != 1 || len != TLS_ENGINE_TOKEN_LEN)
+        return 0;
+    memcpy(out, data, len);
+    return 1;
+}
+
+void tls_engine_set_foreign_check(tls_engine_t *e, tls_engine_foreign_check_cb check, void *ctx)
+{
+    e->foreign_check = check;
+    e->foreign_ctx = ctx;
 }

@@ -84,6 +84,16 @@ size_t tls_engine_take_leftover(tls_engine_t *e, void *buf, size_t cap);
 void tls_engine_set_token(tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN], int control);
 /* After the handshake: 1 when it resumed a session that carries token. */
 int tls_engine_resumed_with_token(const tls_engine_t *e, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
+/* After the handshake: 1 and the token of the session it resumed, else 0. */
+int tls_engine_resumed_token(const tls_engine_t *e, unsigned char out[TLS_ENGINE_TOKEN_LEN]);
+/* policy.require_session_reuse "client": on a data connection, a ticket
+ * that carries another control connection's token may resume when check
+ * says that connection is the same client's (same address and login); its
+ * session id context is then taken as this one's. Session-id resumption
+ * (TLS 1.2 without tickets) stays bound to its own control connection.
+ * Call before the handshake; check is called from within OpenSSL. */
+typedef int (*tls_engine_foreign_check_cb)(void *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN]);
+void tls_engine_set_foreign_check(tls_engine_t *e, tls_engine_foreign_check_cb check, void *ctx);
 /* After the ClientHello of an engine with a token: 1 when the client offered a
  * session to resume (which, not resumed, was another connection's or stale). */
 int tls_engine_offered_session(const tls_engine_t *e);

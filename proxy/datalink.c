@@ -1,44 +1,42 @@
 #include "datalink.h"
 
+#include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "datasock.h"
+#include "defer.h"
 #include "fgerr.h"
 #include "log.h"
 #include "netaddr.h"
+#include "policy.h"
+#include "pump.h"
 #include "tls_engine.h"
 #include "transparent.h"
 #include "tstream.h"
 
 #define DATALINK_LINGER_MS 3000
-#define DATALINK_BIND_ATTEMPTS 16
 
 enum { DIR_UNKNOWN = -1, DIR_DOWNLOAD = 0, DIR_UPLOAD = 1 };
 
-typedef struct {
-    uv_tcp_t tcp;
-    struct datalink *dl;
-    uint16_t port;
-    int from_pool;
-} lsock_t;
-
-/* One chunk read from a side whose peer endpoint does not exist yet (an
- * active backend or a passive client still to connect): kept here while that
- * side is paused, written as soon as the peer appears. */
-typedef struct {
-    char *data;
-    size_t len;
-} stash_t;
-
+/* Lifetime: the link counts its live handles (timer, streams, listening
+ * sockets) in `handles`; each close callback takes one off, and the memory
+ * goes in the last one, never earlier. The timer is closed last, so the
+ * free always happens in a close callback, whatever the owner does in its
+ * done callback. */
 struct datalink {
     uv_loop_t *loop;
     datalink_done_cb cb;
     void *owner;
+    defer_t report; /* the outcome, told to the owner from the loop */
+    int report_code, report_backend_failed;
+    char report_text[128];
     dl_client_mode_t client_mode;
     dl_backend_mode_t backend_mode;
     portpool_t *pool;
-    lsock_t *client_lsn, *backend_lsn;
+    datasock_t *client_sock, *backend_sock;
     uint16_t client_port;
     struct sockaddr_storage client_addr, client_target, active_source, backend_addr, backend_listen;
     int check_peer_ip, has_active_source, backend_port_known, transparent, has_backend_source;
@@ -46,71 +44,79 @@ struct datalink {
     SSL_CTX *tls;
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN];
-    int require_session_reuse, accept_fin_upload;
+    session_reuse_t require_session_reuse;
+    datalink_same_client_cb same_client;
+    void *same_client_ctx;
+    int accept_fin_upload;
     unsigned connect_timeout_ms, stall_timeout_s, stalled_s;
     tstream_t *client, *backend;
-    stash_t stash_c2b, stash_b2c;
+    pump_t up, down; /* client -> backend, backend -> client */
     uv_timer_t timer;
     int direction;
     unsigned handles;
-    unsigned finished : 1, detached : 1, failed : 1, lingering : 1, timer_closing : 1,
-        c2b_ended : 1, c2b_clean : 1, b2c_ended : 1, b2c_clean : 1, client_shut : 1,
-        backend_shut : 1, client_up : 1, backend_up : 1, backend_started : 1, running : 1;
+    unsigned finished : 1, detached : 1, failed : 1, lingering : 1, timer_closing : 1, client_up : 1,
+        backend_up : 1, backend_started : 1, running : 1;
     unsigned long long sid;
     char peer[72];
-    uint64_t bytes_c2b, bytes_b2c, progress_mark;
+    uint64_t progress_mark;
     metrics_t *metrics;
 };
 
-static void dl_handle_closed(uv_handle_t *h);
 static void on_stall_tick(uv_timer_t *t);
 static void on_connect_timeout(uv_timer_t *t);
 static void dl_maybe_connect_backend(datalink_t *dl);
 
 /* ---- lifetime ---------------------------------------------------------------- */
 
-/* Freed only once detached and every handle is closed; the timer goes last
- * because lingering after a good transfer uses it. */
-static void dl_maybe_free(datalink_t *dl)
+static void dl_release_handle(datalink_t *dl);
+
+static void dl_timer_closed(uv_handle_t *h)
 {
+    dl_release_handle(h->data);
+}
+
+static void dl_release_handle(datalink_t *dl)
+{
+    assert(dl->handles > 0);
+    dl->handles--;
     if (!dl->detached)
         return;
-    if (!dl->client && !dl->backend && !dl->client_lsn && !dl->backend_lsn && !dl->timer_closing) {
+    if (dl->handles == 1 && !dl->timer_closing) {
         dl->timer_closing = 1;
-        uv_close((uv_handle_t *)&dl->timer, dl_handle_closed);
+        uv_close((uv_handle_t *)&dl->timer, dl_timer_closed);
         return;
     }
     if (dl->handles == 0) {
-        free(dl->stash_c2b.data);
-        free(dl->stash_b2c.data);
+        defer_cancel(&dl->report);
+        pump_release(&dl->up);
+        pump_release(&dl->down);
         free(dl);
     }
 }
 
-static void dl_handle_closed(uv_handle_t *h)
+/* Called where the owner lets go: closes the timer once nothing else is open. */
+static void dl_maybe_free(datalink_t *dl)
 {
-    datalink_t *dl = h->data;
-    dl->handles--;
-    dl_maybe_free(dl);
+    if (dl->detached && dl->handles == 1 && !dl->timer_closing) {
+        dl->timer_closing = 1;
+        uv_close((uv_handle_t *)&dl->timer, dl_timer_closed);
+    }
 }
 
-static void lsock_closed(uv_handle_t *h)
+static void dl_sock_closed(void *owner)
 {
-    lsock_t *ls = (lsock_t *)h;
-    datalink_t *dl = ls->dl;
-    /* A pool port returns only once nothing listens on it. */
-    if (ls->from_pool)
-        portpool_release(dl->pool, ls->port);
-    free(ls);
-    dl->handles--;
-    dl_maybe_free(dl);
+    dl_release_handle(owner);
 }
 
-static void dl_close_lsock(lsock_t **slot)
+static void dl_close_socks(datalink_t *dl)
 {
-    if (*slot) {
-        uv_close((uv_handle_t *)&(*slot)->tcp, lsock_closed);
-        *slot = NULL;
+    if (dl->client_sock) {
+        datasock_close(dl->client_sock);
+        dl->client_sock = NULL;
+    }
+    if (dl->backend_sock) {
+        datasock_close(dl->backend_sock);
+        dl->backend_sock = NULL;
     }
 }
 
@@ -122,12 +128,23 @@ static void dl_close_streams(datalink_t *dl, int reset)
         tstream_close(dl->backend, reset);
 }
 
-static void dl_report(datalink_t *dl, int code, const char *text)
+static void dl_run_report(defer_t *d)
 {
+    datalink_t *dl = (datalink_t *)((char *)d - offsetof(datalink_t, report));
     datalink_done_cb cb = dl->cb;
     dl->cb = NULL;
     if (cb && !dl->detached)
-        cb(dl->owner, code, text);
+        cb(dl->owner, dl->report_code, dl->report_text, dl->report_backend_failed);
+}
+
+/* The outcome goes to the owner from the loop, so the owner may tear the
+ * link down in its callback while none of the link's code is on the stack. */
+static void dl_report(datalink_t *dl, int code, const char *text, int backend_failed)
+{
+    dl->report_code = code;
+    dl->report_backend_failed = backend_failed;
+    snprintf(dl->report_text, sizeof dl->report_text, "%s", text ? text : "");
+    defer_call(&dl->report, dl_run_report);
 }
 
 static void poke_on_connect(tstream_t *s, int status)
@@ -140,8 +157,9 @@ static void poke_on_close(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
     dl->backend = NULL;
-    dl->handles--;
-    dl_maybe_free(dl);
+    pump_stream_gone(&dl->up, s);
+    pump_stream_gone(&dl->down, s);
+    dl_release_handle(dl);
 }
 
 static const tstream_cbs_t poke_cbs = {
@@ -174,11 +192,11 @@ static void dl_account(datalink_t *dl, int ok)
         dl->metrics->transfers_ok++;
     else
         dl->metrics->transfers_failed++;
-    dl->metrics->bytes_to_backend += dl->bytes_c2b;
-    dl->metrics->bytes_to_client += dl->bytes_b2c;
+    dl->metrics->bytes_to_backend += dl->up.bytes;
+    dl->metrics->bytes_to_client += dl->down.bytes;
 }
 
-static void dl_fail(datalink_t *dl, int code, const char *text)
+static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend_failed)
 {
     if (dl->finished)
         return;
@@ -190,15 +208,19 @@ static void dl_fail(datalink_t *dl, int code, const char *text)
     /* Counted as read: on a failure some of the backend's bytes never reached the client. */
     LOG_INFO(dl->sid, dl->peer,
              "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text,
-             (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
+             (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
     uv_timer_stop(&dl->timer);
-    dl_close_lsock(&dl->client_lsn);
-    dl_close_lsock(&dl->backend_lsn);
+    dl_close_socks(dl);
     /* SECURITY: reset, not FIN, so the backend cannot take a cut upload as complete. */
     dl_close_streams(dl, 1);
     if (dl->direction != DIR_UNKNOWN)
         dl_poke_backend(dl);
-    dl_report(dl, code, text);
+    dl_report(dl, code, text, backend_failed);
+}
+
+static void dl_fail(datalink_t *dl, int code, const char *text)
+{
+    dl_fail_side(dl, code, text, 0);
 }
 
 static void dl_linger_check(datalink_t *dl)
@@ -226,24 +248,21 @@ static void dl_evaluate(datalink_t *dl)
             dl_linger_check(dl);
         return;
     }
-    int done = 0;
-    if (dl->direction == DIR_DOWNLOAD)
-        done = dl->b2c_ended && dl->b2c_clean && dl->client_shut;
-    else if (dl->direction == DIR_UPLOAD)
-        done = dl->c2b_ended && dl->c2b_clean && dl->backend_shut;
-    if (!done)
+    /* DESIGN §4: complete when the pump of the transfer's direction ended
+     * clean and its sink shut down after the last byte. */
+    if (dl->direction == DIR_UNKNOWN || !pump_complete(dl->direction == DIR_UPLOAD ? &dl->up : &dl->down))
         return;
     dl->finished = 1;
     dl->lingering = 1;
     dl_account(dl, 1);
     LOG_DEBUG(dl->sid, dl->peer, "data transfer complete: %llu bytes to backend, %llu to client",
-              (unsigned long long)dl->bytes_c2b, (unsigned long long)dl->bytes_b2c);
+              (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
     if (dl->client)
         tstream_shutdown(dl->client);
     if (dl->backend)
         tstream_shutdown(dl->backend);
     uv_timer_start(&dl->timer, on_linger_timeout, DATALINK_LINGER_MS, 0);
-    dl_report(dl, 0, NULL);
+    dl_report(dl, 0, NULL, 0);
     dl_linger_check(dl);
 }
 
@@ -256,52 +275,19 @@ static void dl_check_running(datalink_t *dl)
     uv_timer_start(&dl->timer, on_stall_tick, 1000, 1000);
 }
 
-/* ---- pumps -------------------------------------------------------------------- */
-
-static int dl_stash(datalink_t *dl, stash_t *st, tstream_t *source, const char *buf, size_t len)
+/* A write toward one side failed after its peer had ended reading (it
+ * half-closed, then went away): the transfer cannot complete. */
+static void dl_write_failed(datalink_t *dl, int backend_side, const char *reason)
 {
-    char *p = realloc(st->data, st->len + len);
-    if (!p) {
-        dl_fail(dl, 426, "Out of memory; transfer aborted");
-        return -1;
-    }
-    memcpy(p + st->len, buf, len);
-    st->data = p;
-    st->len += len;
-    tstream_pause(source);
-    return 0;
-}
-
-/* A sink endpoint now exists: what waited for it goes first, then its source reads again. */
-static void dl_unstash(datalink_t *dl, stash_t *st, tstream_t *sink, tstream_t *source)
-{
-    if (st->len) {
-        int rc = tstream_write(sink, st->data, st->len);
-        free(st->data);
-        st->data = NULL;
-        st->len = 0;
-        if (rc != FG_OK) { /* never a transfer that ends "clean" without these bytes */
-            dl_fail(dl, 426, "Connection closed; transfer aborted");
-            return;
-        }
-    }
-    if (source && tstream_queued(sink) <= TSTREAM_HIGH_MARK)
-        tstream_resume(source);
-}
-
-static void pump(datalink_t *dl, tstream_t *source, tstream_t *sink, stash_t *st, const char *buf,
-                 size_t len)
-{
-    if (!sink) {
-        dl_stash(dl, st, source, buf, len);
+    if (dl->finished) {
+        dl_evaluate(dl);
         return;
     }
-    if (tstream_write(sink, buf, len) != FG_OK) {
-        dl_fail(dl, 426, "Connection closed; transfer aborted");
-        return;
-    }
-    if (tstream_queued(sink) > TSTREAM_HIGH_MARK)
-        tstream_pause(source);
+    LOG_INFO(dl->sid, dl->peer, "%s data connection failed while sending: %s",
+             backend_side ? "backend" : "client", reason);
+    dl_fail_side(dl, 426, backend_side ? "Server data connection failed; transfer aborted"
+                                       : "Data connection closed abnormally; transfer aborted",
+                 backend_side);
 }
 
 /* ---- client side ---------------------------------------------------------------- */
@@ -309,25 +295,34 @@ static void pump(datalink_t *dl, tstream_t *source, tstream_t *sink, stash_t *st
 static void client_on_handshake(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
-    int resumed = tls_engine_resumed_with_token(tstream_engine(s), dl->tls_token);
-    /* Another connection's session is not resumed at all (the token is the
-     * session id context), so what tells it from a client that does not reuse
-     * is whether its ClientHello offered one. */
-    int foreign = !resumed && (SSL_session_reused(tstream_ssl(s)) || tls_engine_offered_session(tstream_engine(s)));
+    tls_engine_t *e = tstream_engine(s);
+    int reused = tls_engine_session_reused(e);
+    policy_data_tls_t facts = {
+        .resumed_own = tls_engine_resumed_with_token(e, dl->tls_token),
+        /* Another connection's session is not resumed at all unless the
+         * scope is the client's (the token is the session id context), so
+         * what tells it from a client that does not reuse is whether its
+         * ClientHello offered one. */
+        .offered_session = reused || tls_engine_offered_session(e),
+    };
+    unsigned char token[TLS_ENGINE_TOKEN_LEN];
+    if (!facts.resumed_own && dl->same_client && tls_engine_resumed_token(e, token))
+        facts.resumed_same_client = dl->same_client(dl->same_client_ctx, token);
     LOG_DEBUG(dl->sid, dl->peer, "data TLS established (%s, %s)", tstream_tls_desc(s),
-              resumed ? "resumed the control session"
-                      : foreign ? "offered ANOTHER session" : "new session");
-    /* SECURITY: data-connection theft with a TLS session of its own (RFC 4217
-     * §10.2): only a resumption of this control connection's session proves
-     * the data connection comes from the same client. */
+              facts.resumed_own           ? "resumed the control session"
+              : facts.resumed_same_client ? "resumed a session of the same client"
+              : facts.offered_session     ? "offered ANOTHER session"
+                                          : "new session");
     /* A data connection's own new session (a full handshake) is never resumed
      * by design: out of the server cache at once, or TLS 1.2 clients that do
      * not reuse would fill it for the 7 days of a control session. */
-    if (!SSL_session_reused(tstream_ssl(s)))
-        tls_session_forget(dl->tls, tls_engine_get1_session(tstream_engine(s)));
-    if (dl->require_session_reuse && !resumed) {
+    if (!reused)
+        tls_session_forget(dl->tls, tls_engine_get1_session(e));
+    const char *refusal = policy_data_tls_refusal(dl->require_session_reuse, &facts);
+    if (refusal) {
         LOG_WARN(dl->sid, dl->peer, "SECURITY: data TLS did not resume the control session (%s); refused",
-                 foreign ? "another connection's session" : "full handshake");
+                 refusal);
+        tls_engine_fail_reuse(e, refusal);
         dl_fail(dl, 522, "Data connection must resume the control connection's TLS session");
     }
 }
@@ -335,8 +330,8 @@ static void client_on_handshake(tstream_t *s)
 static void client_on_data(tstream_t *s, const char *buf, size_t len)
 {
     datalink_t *dl = tstream_userdata(s);
-    dl->bytes_c2b += len;
-    pump(dl, s, dl->backend, &dl->stash_c2b, buf, len);
+    if (pump_push(&dl->up, buf, len) != FG_OK)
+        dl_fail_side(dl, 426, "Connection closed; transfer aborted", 1);
 }
 
 static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
@@ -349,8 +344,7 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
         LOG_INFO(dl->sid, dl->peer, "upload ended without TLS close_notify; accepted by policy");
         how = TSTREAM_END_CLEAN;
     }
-    dl->c2b_ended = 1;
-    dl->c2b_clean = how == TSTREAM_END_CLEAN;
+    pump_source_ended(&dl->up, how);
     if (dl->finished) {
         dl_evaluate(dl);
         return;
@@ -361,22 +355,25 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
         return;
     }
     if (how == TSTREAM_END_CLEAN) {
-        if (dl->backend && !dl->stash_c2b.len)
-            tstream_shutdown(dl->backend);
         dl_evaluate(dl);
         return;
     }
     if (how == TSTREAM_END_TRUNCATED && dl->direction == DIR_DOWNLOAD)
         return; /* the client stops sending; what we send it still counts */
     LOG_INFO(dl->sid, dl->peer, "client data connection ended badly: %s", reason);
+    if (how == TSTREAM_END_TLS_FAILED)
+        dl->metrics->data_tls_failures++; /* mid-transfer: a TLS failure, answered as a broken transfer */
     dl_fail(dl, 426, "Data connection closed abnormally; transfer aborted");
+}
+
+static void client_on_write_failed(tstream_t *s, const char *reason)
+{
+    dl_write_failed(tstream_userdata(s), 0, reason);
 }
 
 static void client_on_drain(tstream_t *s)
 {
-    datalink_t *dl = tstream_userdata(s);
-    if (dl->backend)
-        tstream_resume(dl->backend);
+    pump_sink_drained(&((datalink_t *)tstream_userdata(s))->down);
 }
 
 static void client_on_shutdown(tstream_t *s, int status)
@@ -386,7 +383,7 @@ static void client_on_shutdown(tstream_t *s, int status)
         dl_fail(dl, 426, "Data connection to client failed; transfer aborted");
         return;
     }
-    dl->client_shut = 1;
+    pump_sink_shut(&dl->down);
     dl_evaluate(dl);
 }
 
@@ -394,12 +391,13 @@ static void client_on_close(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
     dl->client = NULL;
-    dl->handles--;
+    pump_stream_gone(&dl->up, s);
+    pump_stream_gone(&dl->down, s);
     if (!dl->finished)
         dl_fail(dl, 426, "Data connection closed; transfer aborted");
     else if (dl->lingering && dl->backend && tstream_ended(dl->backend))
         tstream_close(dl->backend, 0);
-    dl_maybe_free(dl);
+    dl_release_handle(dl);
 }
 
 static void client_on_connect(tstream_t *s, int status);
@@ -409,6 +407,7 @@ static const tstream_cbs_t client_cbs = {
     .on_handshake = client_on_handshake,
     .on_data = client_on_data,
     .on_end = client_on_end,
+    .on_write_failed = client_on_write_failed,
     .on_drain = client_on_drain,
     .on_shutdown = client_on_shutdown,
     .on_close = client_on_close,
@@ -420,14 +419,14 @@ static void dl_client_up(datalink_t *dl)
     tstream_t *cs = dl->client;
     dl->client_up = 1;
     uv_tcp_nodelay(tstream_tcp(cs), 1);
-    tstream_start_read(cs);
-    if (dl->backend)
-        dl_unstash(dl, &dl->stash_b2c, cs, dl->backend);
-    if (dl->finished)
+    if (tstream_start_read(cs) != FG_OK) {
+        dl_fail(dl, 425, "Cannot open data connection");
         return;
-    /* An active backend that already sent everything is passed on. */
-    if (dl->b2c_ended && dl->b2c_clean)
-        tstream_shutdown(cs);
+    }
+    if (pump_attach_sink(&dl->down, cs) != FG_OK) {
+        dl_fail(dl, 426, "Connection closed; transfer aborted");
+        return;
+    }
     dl_maybe_connect_backend(dl);
     dl_check_running(dl);
 }
@@ -437,16 +436,20 @@ static int dl_adopt_client_stream(datalink_t *dl, tstream_t *cs)
 {
     tstream_set_userdata(cs, &client_cbs, dl);
     dl->client = cs;
+    pump_set_source(&dl->up, cs);
     dl->handles++;
     if (dl->tls) {
         if (tstream_start_tls(cs, dl->tls) != FG_OK) {
             dl_fail(dl, 425, "Cannot start TLS on the data connection");
             return -1;
         }
-        tls_engine_set_token(tstream_engine(cs), dl->tls_token, 0);
-        tls_engine_set_sni(tstream_engine(cs), dl->sni);
+        tls_engine_t *e = tstream_engine(cs);
+        tls_engine_set_token(e, dl->tls_token, 0);
+        if (dl->require_session_reuse == SESSION_REUSE_CLIENT && dl->same_client)
+            tls_engine_set_foreign_check(e, dl->same_client, dl->same_client_ctx);
+        tls_engine_set_sni(e, dl->sni);
         /* No tickets on data connections (tls_engine.h); the control connection issues them. */
-        tls_engine_set_num_tickets(tstream_engine(cs), 0);
+        tls_engine_set_num_tickets(e, 0);
     }
     return 0;
 }
@@ -476,12 +479,25 @@ static void dl_dial_client(datalink_t *dl)
     if (dl_adopt_client_stream(dl, cs) != 0)
         return;
     if (dl->has_active_source &&
-        transparent_bind(tstream_tcp(dl->client), (const struct sockaddr *)&dl->active_source, dl->transparent) != 0) {
+        transparent_bind(tstream_tcp(cs), (const struct sockaddr *)&dl->active_source, dl->transparent) != 0) {
         dl_fail(dl, 425, "Cannot open data connection (source address)");
         return;
     }
-    if (tstream_connect(dl->client, (const struct sockaddr *)&dl->client_target) != FG_OK)
+    if (tstream_connect(cs, (const struct sockaddr *)&dl->client_target) != FG_OK)
         dl_fail(dl, 425, "Cannot open data connection");
+}
+
+static void on_client_accepted(void *owner, tstream_t *st)
+{
+    datalink_t *dl = owner;
+    if (dl->finished || dl->client) {
+        tstream_close(st, 1);
+        return;
+    }
+    datasock_close(dl->client_sock);
+    dl->client_sock = NULL;
+    if (dl_adopt_client_stream(dl, st) == 0)
+        dl_client_up(dl);
 }
 
 /* ---- backend side --------------------------------------------------------------- */
@@ -489,44 +505,44 @@ static void dl_dial_client(datalink_t *dl)
 static void backend_on_data(tstream_t *s, const char *buf, size_t len)
 {
     datalink_t *dl = tstream_userdata(s);
-    dl->bytes_b2c += len;
-    pump(dl, s, dl->client_up ? dl->client : NULL, &dl->stash_b2c, buf, len);
+    if (pump_push(&dl->down, buf, len) != FG_OK)
+        dl_fail(dl, 426, "Connection closed; transfer aborted");
 }
 
 static void backend_on_end(tstream_t *s, tstream_end_t how, const char *reason)
 {
     datalink_t *dl = tstream_userdata(s);
-    dl->b2c_ended = 1;
-    dl->b2c_clean = how == TSTREAM_END_CLEAN;
+    pump_source_ended(&dl->down, how);
     if (dl->finished) {
         dl_evaluate(dl);
         return;
     }
     if (how != TSTREAM_END_CLEAN) {
         LOG_INFO(dl->sid, dl->peer, "backend data connection failed: %s", reason);
-        dl_fail(dl, 426, "Server data connection failed; transfer aborted");
+        dl_fail_side(dl, 426, "Server data connection failed; transfer aborted", 1);
         return;
     }
-    if (dl->client && dl->client_up && !dl->stash_b2c.len)
-        tstream_shutdown(dl->client);
     dl_evaluate(dl);
+}
+
+static void backend_on_write_failed(tstream_t *s, const char *reason)
+{
+    dl_write_failed(tstream_userdata(s), 1, reason);
 }
 
 static void backend_on_drain(tstream_t *s)
 {
-    datalink_t *dl = tstream_userdata(s);
-    if (dl->client)
-        tstream_resume(dl->client);
+    pump_sink_drained(&((datalink_t *)tstream_userdata(s))->up);
 }
 
 static void backend_on_shutdown(tstream_t *s, int status)
 {
     datalink_t *dl = tstream_userdata(s);
     if (status < 0 && !dl->finished) {
-        dl_fail(dl, 426, "Data connection to server failed; transfer aborted");
+        dl_fail_side(dl, 426, "Data connection to server failed; transfer aborted", 1);
         return;
     }
-    dl->backend_shut = 1;
+    pump_sink_shut(&dl->up);
     dl_evaluate(dl);
 }
 
@@ -534,13 +550,13 @@ static void backend_on_close(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
     dl->backend = NULL;
-    dl->handles--;
+    pump_stream_gone(&dl->up, s);
+    pump_stream_gone(&dl->down, s);
     if (!dl->finished)
-        dl_fail(dl, 426, "Server data connection closed; transfer aborted");
-    else if (dl->lingering && dl->client && tstream_ended(dl->client) &&
-             tstream_shutdown_done(dl->client))
+        dl_fail_side(dl, 426, "Server data connection closed; transfer aborted", 1);
+    else if (dl->lingering && dl->client && tstream_ended(dl->client) && tstream_shutdown_done(dl->client))
         tstream_close(dl->client, 0);
-    dl_maybe_free(dl);
+    dl_release_handle(dl);
 }
 
 static void backend_on_connect(tstream_t *s, int status);
@@ -549,6 +565,7 @@ static const tstream_cbs_t backend_cbs = {
     .on_connect = backend_on_connect,
     .on_data = backend_on_data,
     .on_end = backend_on_end,
+    .on_write_failed = backend_on_write_failed,
     .on_drain = backend_on_drain,
     .on_shutdown = backend_on_shutdown,
     .on_close = backend_on_close,
@@ -559,14 +576,14 @@ static void dl_backend_up(datalink_t *dl)
     tstream_t *bs = dl->backend;
     dl->backend_up = 1;
     uv_tcp_nodelay(tstream_tcp(bs), 1);
-    tstream_start_read(bs);
-    if (dl->client)
-        dl_unstash(dl, &dl->stash_c2b, bs, dl->client);
-    if (dl->finished)
+    if (tstream_start_read(bs) != FG_OK) {
+        dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
         return;
-    /* A client that already finished its upload (e.g. 0 bytes) is passed on. */
-    if (dl->c2b_ended && dl->c2b_clean)
-        tstream_shutdown(bs);
+    }
+    if (pump_attach_sink(&dl->up, bs) != FG_OK) {
+        dl_fail_side(dl, 426, "Connection closed; transfer aborted", 1);
+        return;
+    }
     dl_check_running(dl);
 }
 
@@ -575,7 +592,7 @@ static void backend_on_connect(tstream_t *s, int status)
     datalink_t *dl = tstream_userdata(s);
     if (status < 0) {
         LOG_WARN(dl->sid, dl->peer, "cannot connect to backend data port: %s", uv_strerror(status));
-        dl_fail(dl, 425, "Cannot open data connection to the server");
+        dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
         return;
     }
     dl_backend_up(dl);
@@ -594,6 +611,7 @@ static void dl_maybe_connect_backend(datalink_t *dl)
         return;
     }
     dl->backend = bs;
+    pump_set_source(&dl->down, bs);
     dl->backend_started = 1;
     dl->handles++;
     /* Source-IP transparency: the backend sees the client's address (README). */
@@ -603,142 +621,24 @@ static void dl_maybe_connect_backend(datalink_t *dl)
         return;
     }
     if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
-        dl_fail(dl, 425, "Cannot open data connection to the server");
+        dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
 }
 
-/* ---- listening sockets ------------------------------------------------------------- */
-
-static const tstream_cbs_t stray_cbs = {0};
-
-/* Accepts one connection into a fresh stream; refuses (reset) a peer whose IP
- * is not `expected` when check is on. Returns the stream or NULL. */
-static tstream_t *dl_accept(datalink_t *dl, uv_stream_t *server, const struct sockaddr *expected,
-                            int check, const char *what)
+static void on_backend_accepted(void *owner, tstream_t *st)
 {
-    tstream_t *st = tstream_new(dl->loop, &stray_cbs, NULL);
-    if (!st)
-        return NULL;
-    struct sockaddr_storage peer;
-    int plen = sizeof peer;
-    if (uv_accept(server, tstream_uv(st)) != 0 ||
-        uv_tcp_getpeername(tstream_tcp(st), (struct sockaddr *)&peer, &plen) != 0) {
+    datalink_t *dl = owner;
+    if (dl->finished || dl->backend) {
         tstream_close(st, 1);
-        return NULL;
+        return;
     }
-    /* SECURITY: data-port theft (RFC 2577 §3, "PASV hijacking"): only the
-     * expected peer IP may connect; others are reset and the port waits on. */
-    if (check && !netaddr_same_ip((const struct sockaddr *)&peer, expected)) {
-        char ip[64];
-        netaddr_format_ip((const struct sockaddr *)&peer, ip, sizeof ip);
-        dl->metrics->data_peer_refused++;
-        LOG_WARN(dl->sid, dl->peer, "SECURITY: refused %s data connection from %s (not the expected IP)",
-                 what, ip);
-        tstream_close(st, 1);
-        return NULL;
-    }
-    tstream_set_connected(st);
-    return st;
-}
-
-static void on_client_connection(uv_stream_t *server, int status)
-{
-    lsock_t *ls = (lsock_t *)server;
-    datalink_t *dl = ls->dl;
-    if (status < 0 || dl->finished || dl->client)
-        return;
-    tstream_t *st = dl_accept(dl, server, (const struct sockaddr *)&dl->client_addr, dl->check_peer_ip,
-                              "client");
-    if (!st)
-        return;
-    dl_close_lsock(&dl->client_lsn);
-    if (dl_adopt_client_stream(dl, st) == 0)
-        dl_client_up(dl);
-}
-
-static void on_backend_connection(uv_stream_t *server, int status);
-
-static int dl_bind_listen(datalink_t *dl, lsock_t *ls, const struct sockaddr *addr, uint16_t port,
-                          uv_connection_cb cb)
-{
-    struct sockaddr_storage sa;
-    memcpy(&sa, addr, netaddr_len(addr));
-    netaddr_set_port((struct sockaddr *)&sa, port);
-    uv_tcp_init(dl->loop, &ls->tcp);
-    ls->tcp.data = dl;
-    ls->dl = dl;
-    ls->port = port;
-    dl->handles++;
-    /* TPROXY: the passive port listens on the server's address, not ours;
-     * with source-IP transparency the port given to an active backend is on
-     * the client's address. Neither is local without IP_TRANSPARENT. */
-    int rc = transparent_bind(&ls->tcp, (struct sockaddr *)&sa,
-                              (dl->transparent && ls->from_pool) || (dl->has_backend_source && !ls->from_pool));
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&ls->tcp, 4, cb);
-    return rc;
-}
-
-static void on_backend_connection(uv_stream_t *server, int status)
-{
-    lsock_t *ls = (lsock_t *)server;
-    datalink_t *dl = ls->dl;
-    if (status < 0 || dl->finished || dl->backend)
-        return;
-    /* SECURITY: only the backend itself may connect to the PORT we gave it. */
-    tstream_t *st = dl_accept(dl, server, (const struct sockaddr *)&dl->backend_addr, 1, "backend");
-    if (!st)
-        return;
-    dl_close_lsock(&dl->backend_lsn);
+    datasock_close(dl->backend_sock);
+    dl->backend_sock = NULL;
     tstream_set_userdata(st, &backend_cbs, dl);
     dl->backend = st;
+    pump_set_source(&dl->down, st);
     dl->backend_started = 1;
     dl->handles++;
     dl_backend_up(dl);
-}
-
-/* Passive client side: a port from the pool; a port taken by something else
- * on the host is skipped. */
-static int dl_listen_client(datalink_t *dl, const struct sockaddr *addr)
-{
-    int last_rc = FG_RANGE;
-    for (int attempt = 0; attempt < DATALINK_BIND_ATTEMPTS; attempt++) {
-        uint16_t port;
-        if (portpool_acquire(dl->pool, &port) != FG_OK)
-            return last_rc;
-        lsock_t *ls = calloc(1, sizeof *ls);
-        if (!ls) {
-            portpool_release(dl->pool, port);
-            return FG_NOMEM;
-        }
-        ls->from_pool = 1;
-        if (dl_bind_listen(dl, ls, addr, port, on_client_connection) == 0) {
-            dl->client_lsn = ls;
-            dl->client_port = port;
-            return FG_OK;
-        }
-        uv_close((uv_handle_t *)&ls->tcp, lsock_closed);
-        last_rc = FG_IO;
-    }
-    return last_rc;
-}
-
-/* Listen backend side: an ephemeral port on the backend-facing address. */
-static int dl_listen_backend(datalink_t *dl, const struct sockaddr *addr)
-{
-    lsock_t *ls = calloc(1, sizeof *ls);
-    if (!ls)
-        return FG_NOMEM;
-    if (dl_bind_listen(dl, ls, addr, 0, on_backend_connection) != 0) {
-        uv_close((uv_handle_t *)&ls->tcp, lsock_closed);
-        return FG_IO;
-    }
-    int len = sizeof dl->backend_listen;
-    if (uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&dl->backend_listen, &len) != 0) {
-        uv_close((uv_handle_t *)&ls->tcp, lsock_closed);
-        return FG_IO;
-    }
-    dl->backend_lsn = ls;
-    return FG_OK;
 }
 
 /* ---- timers -------------------------------------------------------------------------- */
@@ -749,7 +649,7 @@ static int dl_listen_backend(datalink_t *dl, const struct sockaddr *addr)
 static void on_stall_tick(uv_timer_t *t)
 {
     datalink_t *dl = t->data;
-    uint64_t mark = dl->bytes_c2b + dl->bytes_b2c;
+    uint64_t mark = dl->up.bytes + dl->down.bytes;
     if (dl->client)
         mark += tstream_queued(dl->client);
     if (dl->backend)
@@ -773,6 +673,43 @@ static void on_connect_timeout(uv_timer_t *t)
 
 /* ---- public ------------------------------------------------------------------------------ */
 
+static int dl_open_socks(datalink_t *dl, const datalink_opts_t *opts)
+{
+    datasock_opts_t so = {
+        .loop = dl->loop,
+        .owner = dl,
+        .on_closed = dl_sock_closed,
+        .metrics = dl->metrics,
+        .sid = dl->sid,
+        .peer = dl->peer,
+    };
+    int rc = FG_OK;
+    if (dl->client_mode == DL_CLIENT_PASSIVE) {
+        /* TPROXY: the passive port listens on the server's address, not ours. */
+        so.addr = opts->listen_addr;
+        so.transparent = dl->transparent;
+        so.expect = dl->check_peer_ip ? (const struct sockaddr *)&dl->client_addr : NULL;
+        so.what = "client";
+        so.on_accept = on_client_accepted;
+        rc = datasock_listen_pool(&so, dl->pool, &dl->client_sock, &dl->client_port);
+        if (rc == FG_OK)
+            dl->handles++;
+    }
+    if (rc == FG_OK && dl->backend_mode == DL_BACKEND_LISTEN) {
+        /* SECURITY: only the backend itself may connect to the PORT we give it.
+         * With source-IP transparency the port is on the client's address. */
+        so.addr = opts->backend_local;
+        so.transparent = dl->has_backend_source;
+        so.expect = (const struct sockaddr *)&dl->backend_addr;
+        so.what = "backend";
+        so.on_accept = on_backend_accepted;
+        rc = datasock_listen_any(&so, &dl->backend_sock, &dl->backend_listen);
+        if (rc == FG_OK)
+            dl->handles++;
+    }
+    return rc;
+}
+
 int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb cb, void *owner,
                  datalink_t **out)
 {
@@ -788,6 +725,8 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->tls = opts->tls;
     dl->sni = opts->sni;
     dl->require_session_reuse = opts->require_session_reuse;
+    dl->same_client = opts->same_client;
+    dl->same_client_ctx = opts->same_client_ctx;
     dl->accept_fin_upload = opts->accept_upload_without_close_notify;
     if (opts->tls_token)
         memcpy(dl->tls_token, opts->tls_token, sizeof dl->tls_token);
@@ -812,19 +751,16 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
         netaddr_set_port((struct sockaddr *)&dl->backend_source, 0);
         dl->has_backend_source = 1;
     }
+    pump_init(&dl->up, NULL, NULL);
+    pump_init(&dl->down, NULL, NULL);
     uv_timer_init(loop, &dl->timer);
     dl->timer.data = dl;
     dl->handles = 1;
-    int rc = FG_OK;
-    if (dl->client_mode == DL_CLIENT_PASSIVE)
-        rc = dl_listen_client(dl, opts->listen_addr);
-    if (rc == FG_OK && dl->backend_mode == DL_BACKEND_LISTEN)
-        rc = dl_listen_backend(dl, opts->backend_local);
+    int rc = dl_open_socks(dl, opts);
     if (rc != FG_OK) {
         dl->detached = 1;
         dl->finished = 1;
-        dl_close_lsock(&dl->client_lsn);
-        dl_close_lsock(&dl->backend_lsn);
+        dl_close_socks(dl);
         dl_maybe_free(dl);
         return rc;
     }
@@ -860,7 +796,7 @@ void datalink_set_direction(datalink_t *dl, int upload)
     if (dl->finished)
         return;
     /* A client that connected and then failed before the command: report now. */
-    if (dl->direction == DIR_UPLOAD && dl->c2b_ended && !dl->c2b_clean) {
+    if (dl->direction == DIR_UPLOAD && dl->up.ended && !dl->up.clean) {
         dl_fail(dl, 426, "Data connection closed abnormally; transfer aborted");
         return;
     }
@@ -873,8 +809,8 @@ void datalink_set_direction(datalink_t *dl, int upload)
 
 void datalink_progress(const datalink_t *dl, uint64_t *to_client, uint64_t *to_backend)
 {
-    *to_client = dl->bytes_b2c;
-    *to_backend = dl->bytes_c2b;
+    *to_client = dl->down.bytes;
+    *to_backend = dl->up.bytes;
 }
 
 void datalink_detach(datalink_t *dl)
@@ -884,12 +820,12 @@ void datalink_detach(datalink_t *dl)
     dl->detached = 1;
     dl->cb = NULL;
     dl->owner = NULL;
+    defer_cancel(&dl->report);
     if (!dl->finished) {
         dl->finished = 1;
         if (dl->direction != DIR_UNKNOWN) /* ABOR, or the session ended mid-transfer */
             dl_account(dl, 0);
-        dl_close_lsock(&dl->client_lsn);
-        dl_close_lsock(&dl->backend_lsn);
+        dl_close_socks(dl);
         dl_close_streams(dl, 1);
     }
     dl_maybe_free(dl);

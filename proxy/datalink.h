@@ -5,6 +5,7 @@
 #include <uv.h>
 #include <openssl/ssl.h>
 
+#include "config.h"
 #include "metrics.h"
 #include "portpool.h"
 #include "tls_engine.h"
@@ -21,15 +22,23 @@
  * Backend side: connect (to the port of the backend's 227/229), or listen
  *               (the proxy sent PORT/EPRT; only the backend's IP may connect).
  *
- * The owner learns the outcome once, through done_cb: code 0 when every byte
+ * The owner learns the outcome once, through done_cb, always from the event
+ * loop (never inside a datalink_* call or a callback of the link's own
+ * streams, so the owner may detach the link there): code 0 when every byte
  * was delivered (download: close_notify/FIN sent to the client; upload: FIN
  * sent to the backend after the last byte), or an FTP reply code (425, 426,
- * 522) and text. The link frees itself once its handles are closed; after
- * datalink_detach the owner must not touch it and gets no callback. */
+ * 522) and text; backend_failed says the backend's side broke first (its own
+ * reply then tells the client why better than ours). The link frees itself
+ * once its handles are closed; after datalink_detach the owner must not touch
+ * it and gets no callback. */
 
 typedef struct datalink datalink_t;
 
-typedef void (*datalink_done_cb)(void *owner, int code, const char *text);
+typedef void (*datalink_done_cb)(void *owner, int code, const char *text, int backend_failed);
+
+/* policy "client" session reuse: 1 when the control connection that token
+ * belongs to has this link's client address and login (proxy/sessreg.h). */
+typedef tls_engine_foreign_check_cb datalink_same_client_cb;
 
 typedef enum { DL_CLIENT_PASSIVE = 0, DL_CLIENT_ACTIVE } dl_client_mode_t;
 typedef enum { DL_BACKEND_CONNECT = 0, DL_BACKEND_LISTEN } dl_backend_mode_t;
@@ -53,7 +62,9 @@ typedef struct {
     SSL_CTX *tls;                         /* NULL: clear data channel (PROT C) */
     const tls_sni_t *sni;                 /* borrowed from the listener */
     const unsigned char *tls_token;       /* the control connection's session token */
-    int require_session_reuse;            /* data TLS must resume the control session */
+    session_reuse_t require_session_reuse;/* which TLS sessions a data connection may resume */
+    datalink_same_client_cb same_client;  /* for SESSION_REUSE_CLIENT */
+    void *same_client_ctx;
     int accept_upload_without_close_notify; /* a TLS upload ending in a bare FIN counts as complete */
     unsigned connect_timeout_ms;
     unsigned stall_timeout_s;             /* no byte either way for this long: 426 */

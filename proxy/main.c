@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 
 #include "config.h"
+#include "defer.h"
 #include "ftp_addr.h"
 #include "netaddr.h"
 #include "fgerr.h"
@@ -423,6 +424,11 @@ int main(int argc, char **argv)
     raise_fd_limit(d.cfg);
     check_certificates(d.gen);
     d.loop = uv_default_loop();
+    if (defer_setup(d.loop) != 0) {
+        fprintf(stderr, "ftpsgate: cannot set up the event loop\n");
+        generation_unref(d.gen);
+        return 1;
+    }
     d.listeners = calloc(d.cfg->n_listeners, sizeof *d.listeners);
     int failed = d.listeners == NULL;
     for (size_t i = 0; !failed && i < d.cfg->n_listeners; i++) {
@@ -459,6 +465,7 @@ int main(int argc, char **argv)
     if (!failed && drop_privileges(d.cfg->user, needs_net_admin) != 0)
         failed = 1;
     if (failed) {
+        defer_teardown();
         admin_stop(d.admin);
         for (size_t i = 0; i < d.n_listeners; i++)
             listener_stop(d.listeners[i]);
@@ -484,6 +491,7 @@ int main(int argc, char **argv)
     uv_run(d.loop, UV_RUN_DEFAULT);
 
     LOG_INFO(0, NULL, "stopped");
+    defer_teardown();
     uv_walk(d.loop, on_walk_close, NULL);
     uv_run(d.loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < d.n_listeners; i++)

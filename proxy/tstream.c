@@ -1,15 +1,18 @@
 #include "tstream.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "defer.h"
 #include "fgerr.h"
 #include "tls_engine.h"
 
 #define TSTREAM_READ_CHUNK (64u * 1024u)
 #define TSTREAM_PLAIN_CHUNK (16u * 1024u) /* one TLS record at most */
 #define TSTREAM_CIPHER_CHUNK (64u * 1024u)
+#define TSTREAM_LEFTOVER_MAX (16u * 1024u) /* clear bytes right after a close_notify (CCC, REIN) */
 
 typedef struct held_write {
     struct held_write *next;
@@ -28,16 +31,22 @@ struct tstream {
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     uv_shutdown_t shutdown_req;
+    defer_t later; /* what is reported from the loop (stream_run_later) */
     const tstream_cbs_t *cbs;
     void *userdata;
     tls_engine_t *tls;
     char *plain; /* decrypt buffer, TLS only */
     held_write_t *held_head, *held_tail;
     void (*on_tls_stopped)(tstream_t *s);
+    char *leftover; /* bytes after the peer's close_notify, kept until on_tls_stopped ran */
+    size_t leftover_len;
     size_t queued;
+    int shutdown_status;
+    const char *fail_reason; /* static text */
     unsigned connected : 1, reading : 1, paused : 1, ended : 1, read_eof : 1, closing : 1,
         shutdown_wanted : 1, shutdown_started : 1, shutdown_done : 1, close_notify_queued : 1,
-        handshake_reported : 1, in_deliver : 1, above_high : 1, read_started : 1;
+        handshake_reported : 1, in_deliver : 1, above_high : 1, read_started : 1, write_failed : 1,
+        tls_stopped_pending : 1, later_fail : 1, later_shutdown : 1, later_deliver : 1;
     char desc[96];
 };
 
@@ -48,6 +57,13 @@ static _Thread_local char read_scratch[TSTREAM_READ_CHUNK];
 
 static void stream_deliver(tstream_t *s);
 static void stream_try_shutdown(tstream_t *s);
+static void stream_update_reading(tstream_t *s);
+static void stream_run_later(defer_t *d);
+
+static void stream_later(tstream_t *s)
+{
+    defer_call(&s->later, stream_run_later);
+}
 
 tstream_t *tstream_new(uv_loop_t *loop, const tstream_cbs_t *cbs, void *userdata)
 {
@@ -95,12 +111,34 @@ static void stream_end(tstream_t *s, tstream_end_t how, const char *reason)
     if (s->ended || s->closing)
         return;
     s->ended = 1;
-    if (s->reading) {
-        uv_read_stop(tstream_uv(s));
-        s->reading = 0;
-    }
+    stream_update_reading(s);
     if (s->cbs->on_end)
         s->cbs->on_end(s, how, reason);
+}
+
+static void drop_held(tstream_t *s)
+{
+    while (s->held_head) {
+        held_write_t *next = s->held_head->next;
+        s->queued -= s->held_head->len;
+        free(s->held_head);
+        s->held_head = next;
+    }
+    s->held_tail = NULL;
+}
+
+/* A write (or the TLS output behind it) failed: nothing more reaches the
+ * peer. Reported from the loop, once: as the end of reading when reading
+ * is still on, else as on_write_failed. */
+static void stream_write_failed(tstream_t *s, const char *reason)
+{
+    if (s->write_failed)
+        return;
+    s->write_failed = 1;
+    s->fail_reason = reason;
+    drop_held(s);
+    s->later_fail = 1;
+    stream_later(s);
 }
 
 static void on_write_done(uv_write_t *req, int status)
@@ -112,7 +150,7 @@ static void on_write_done(uv_write_t *req, int status)
     if (s->closing)
         return;
     if (status < 0) {
-        stream_end(s, TSTREAM_END_RESET, uv_strerror(status));
+        stream_write_failed(s, uv_strerror(status));
         return;
     }
     if (s->above_high && s->queued <= TSTREAM_LOW_MARK) {
@@ -134,21 +172,25 @@ static int stream_uv_write(tstream_t *s, write_req_t *w)
     if (rc != 0) {
         s->queued -= w->len;
         free(w);
-        stream_end(s, TSTREAM_END_RESET, uv_strerror(rc));
+        stream_write_failed(s, uv_strerror(rc));
         return FG_IO;
     }
     return FG_OK;
 }
 
+/* Sends the ciphertext the engine has produced. */
 static int stream_flush_tls(tstream_t *s)
 {
     size_t pending;
-    while (!s->closing && (pending = tls_engine_pending_out(s->tls)) > 0) {
+    while (!s->closing && !s->write_failed && (pending = tls_engine_pending_out(s->tls)) > 0) {
         if (pending > TSTREAM_CIPHER_CHUNK)
             pending = TSTREAM_CIPHER_CHUNK;
         write_req_t *w = malloc(sizeof *w + pending);
-        if (!w)
+        if (!w) {
+            /* Never a FIN where TLS records (a close_notify) were due. */
+            stream_write_failed(s, "out of memory");
             return FG_NOMEM;
+        }
         w->len = tls_engine_take_out(s->tls, w->data, pending);
         if (w->len == 0) {
             free(w);
@@ -158,7 +200,7 @@ static int stream_flush_tls(tstream_t *s)
         if (rc != 0)
             return rc;
     }
-    return FG_OK;
+    return s->write_failed ? FG_IO : FG_OK;
 }
 
 static int stream_send_now(tstream_t *s, const void *data, size_t len)
@@ -179,7 +221,7 @@ static int stream_send_now(tstream_t *s, const void *data, size_t len)
 
 static void stream_flush_held(tstream_t *s)
 {
-    while (s->held_head && stream_ready(s) && !s->closing) {
+    while (s->held_head && stream_ready(s) && !s->closing && !s->write_failed) {
         held_write_t *h = s->held_head;
         s->held_head = h->next;
         if (!s->held_head)
@@ -188,7 +230,7 @@ static void stream_flush_held(tstream_t *s)
         int rc = stream_send_now(s, h->data, h->len);
         free(h);
         if (rc != FG_OK) {
-            stream_end(s, TSTREAM_END_RESET, fg_strerror(rc));
+            stream_write_failed(s, fg_strerror(rc));
             return;
         }
     }
@@ -199,6 +241,8 @@ int tstream_write(tstream_t *s, const void *data, size_t len)
 {
     if (s->closing || s->shutdown_wanted)
         return FG_STATE;
+    if (s->write_failed)
+        return FG_IO;
     if (len == 0)
         return FG_OK;
     int rc;
@@ -257,8 +301,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF) {
         s->read_eof = 1;
-        uv_read_stop(stream);
-        s->reading = 0;
+        stream_update_reading(s);
         if (s->tls) {
             tls_engine_feed_eof(s->tls);
             stream_deliver(s);
@@ -272,51 +315,83 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void stream_update_reading(tstream_t *s)
 {
-    int want = s->read_started && !s->paused && !s->ended && !s->read_eof && !s->closing;
+    int want = s->read_started && !s->paused && !s->ended && !s->read_eof && !s->closing &&
+               !s->tls_stopped_pending;
     if (want && !s->reading) {
-        if (uv_read_start(tstream_uv(s), on_alloc, on_read) == 0)
+        int rc = uv_read_start(tstream_uv(s), on_alloc, on_read);
+        if (rc == 0) {
             s->reading = 1;
+        } else {
+            /* A stream that cannot read is dead: said from the loop. */
+            stream_write_failed(s, uv_strerror(rc));
+        }
     } else if (!want && s->reading) {
         uv_read_stop(tstream_uv(s));
         s->reading = 0;
     }
 }
 
-/* The peer answered our close_notify: drop TLS, keep the connection. */
-static void stream_finish_tls_stop(tstream_t *s)
+/* The peer answered our close_notify: drop TLS, keep the connection. The
+ * owner hears it from the loop (tls_stopped_done); until then nothing is
+ * read, so bytes stay in order. */
+static void stream_tls_stopped(tstream_t *s)
 {
     /* Bytes after the peer's close_notify are clear text (a command sent right
-     * after CCC); they are small, a bounded copy keeps them in order. */
-    char leftover[16384];
+     * after CCC) or the next ClientHello (implicit REIN): small, kept in order. */
+    char *keep = malloc(TSTREAM_LEFTOVER_MAX);
     size_t n = 0, got;
-    while (n < sizeof leftover &&
-           (got = tls_engine_take_leftover(s->tls, leftover + n, sizeof leftover - n)) > 0)
+    if (!keep) {
+        stream_end(s, TSTREAM_END_RESET, "out of memory");
+        return;
+    }
+    while (n < TSTREAM_LEFTOVER_MAX &&
+           (got = tls_engine_take_leftover(s->tls, keep + n, TSTREAM_LEFTOVER_MAX - n)) > 0)
         n += got;
     char more;
-    if (n == sizeof leftover && tls_engine_take_leftover(s->tls, &more, 1) > 0) {
+    if (n == TSTREAM_LEFTOVER_MAX && tls_engine_take_leftover(s->tls, &more, 1) > 0) {
         /* More than a few commands' worth: end the stream rather than lose bytes. */
+        free(keep);
         stream_end(s, TSTREAM_END_RESET, "too much data right after TLS close_notify");
         return;
     }
-    void (*cb)(tstream_t *) = s->on_tls_stopped;
-    s->on_tls_stopped = NULL;
     tls_engine_free(s->tls);
     s->tls = NULL;
     free(s->plain);
     s->plain = NULL;
     s->handshake_reported = 0;
     s->close_notify_queued = 0;
+    s->leftover = keep;
+    s->leftover_len = n;
+    s->tls_stopped_pending = 1;
+    stream_update_reading(s);
+    stream_later(s);
+}
+
+static void tls_stopped_done(tstream_t *s)
+{
+    void (*cb)(tstream_t *) = s->on_tls_stopped;
+    char *keep = s->leftover;
+    size_t n = s->leftover_len;
+    s->on_tls_stopped = NULL;
+    s->leftover = NULL;
+    s->leftover_len = 0;
+    s->tls_stopped_pending = 0;
     cb(s);
-    if (s->closing || n == 0)
-        return;
-    /* After REIN on an implicit session the callback started a new TLS
-     * engine: what followed the close_notify is the client's next ClientHello. */
-    if (s->tls) {
-        if (tls_engine_feed(s->tls, leftover, n) != FG_OK)
-            stream_end(s, TSTREAM_END_RESET, "out of memory");
-    } else if (s->cbs->on_data) {
-        s->cbs->on_data(s, leftover, n);
+    if (!s->closing && n > 0) {
+        /* After REIN on an implicit session the callback started a new TLS
+         * engine: what followed the close_notify is the next ClientHello. */
+        if (s->tls) {
+            if (tls_engine_feed(s->tls, keep, n) != FG_OK)
+                stream_end(s, TSTREAM_END_RESET, "out of memory");
+            else
+                stream_deliver(s);
+        } else if (s->cbs->on_data) {
+            s->cbs->on_data(s, keep, n);
+        }
     }
+    free(keep);
+    if (!s->closing)
+        stream_update_reading(s);
 }
 
 static void stream_deliver(tstream_t *s)
@@ -324,7 +399,7 @@ static void stream_deliver(tstream_t *s)
     if (s->in_deliver || !s->tls)
         return;
     s->in_deliver = 1;
-    while (!s->closing && !s->ended && !s->paused) {
+    while (!s->closing && !s->ended && !s->paused && s->tls) {
         size_t got = 0;
         int rc = tls_engine_read(s->tls, s->plain, TSTREAM_PLAIN_CHUNK, &got);
         /* Handshake replies and session tickets are produced while reading. */
@@ -351,13 +426,10 @@ static void stream_deliver(tstream_t *s)
         if (rc == FG_NEED_MORE)
             break;
         if (rc == FG_CLOSED) {
-            if (s->on_tls_stopped) {
-                stream_finish_tls_stop(s);
-                if (s->tls && !s->closing)
-                    continue; /* a new handshake, maybe with bytes already fed */
-                break;
-            }
-            stream_end(s, TSTREAM_END_CLEAN, "TLS close_notify");
+            if (s->on_tls_stopped && !s->tls_stopped_pending)
+                stream_tls_stopped(s);
+            else
+                stream_end(s, TSTREAM_END_CLEAN, "TLS close_notify");
             break;
         }
         stream_flush_tls(s); /* the alert, if any */
@@ -372,18 +444,49 @@ static void stream_deliver(tstream_t *s)
         stream_update_reading(s);
 }
 
-int tstream_inject(tstream_t *s, const void *data, size_t len)
+/* Everything a call of this API made due, reported from the loop. */
+static void stream_run_later(defer_t *d)
 {
+    tstream_t *s = (tstream_t *)((char *)d - offsetof(tstream_t, later));
+    if (s->closing)
+        return;
+    if (s->later_fail) {
+        s->later_fail = 0;
+        if (!s->ended)
+            stream_end(s, TSTREAM_END_RESET, s->fail_reason);
+        else if (s->cbs->on_write_failed)
+            s->cbs->on_write_failed(s, s->fail_reason);
+        if (s->closing)
+            return;
+    }
+    if (s->later_shutdown) {
+        s->later_shutdown = 0;
+        if (s->cbs->on_shutdown)
+            s->cbs->on_shutdown(s, s->shutdown_status);
+        if (s->closing)
+            return;
+    }
+    if (s->tls_stopped_pending) {
+        tls_stopped_done(s);
+        if (s->closing)
+            return;
+    }
+    if (s->later_deliver) {
+        s->later_deliver = 0;
+        stream_deliver(s);
+    }
+}
+
+int tstream_inject_tls(tstream_t *s, const void *data, size_t len)
+{
+    if (!s->tls)
+        return FG_STATE;
     if (len == 0 || s->closing || s->ended)
         return FG_OK;
-    if (!s->tls) {
-        if (s->cbs->on_data)
-            s->cbs->on_data(s, data, len);
-        return FG_OK;
-    }
     if (tls_engine_feed(s->tls, data, len) != FG_OK)
         return FG_NOMEM;
-    stream_deliver(s);
+    s->later_deliver = 1;
+    stream_later(s);
     return FG_OK;
 }
 
@@ -391,7 +494,7 @@ int tstream_start_read(tstream_t *s)
 {
     s->read_started = 1;
     stream_update_reading(s);
-    return s->reading || s->ended ? FG_OK : FG_IO;
+    return s->reading || s->ended || s->paused || s->read_eof ? FG_OK : FG_IO;
 }
 
 void tstream_pause(tstream_t *s)
@@ -407,10 +510,12 @@ void tstream_resume(tstream_t *s)
     s->paused = 0;
     if (s->closing)
         return;
-    if (s->tls)
-        stream_deliver(s); /* plaintext already decrypted or buffered comes first */
-    else
-        stream_update_reading(s);
+    stream_update_reading(s);
+    if (s->tls) {
+        /* Plaintext already decrypted or buffered comes first, from the loop. */
+        s->later_deliver = 1;
+        stream_later(s);
+    }
 }
 
 void tstream_set_connected(tstream_t *s)
@@ -463,6 +568,11 @@ int tstream_stop_tls(tstream_t *s, void (*on_tls_stopped)(tstream_t *s))
     return FG_OK;
 }
 
+int tstream_tls_stopping(const tstream_t *s)
+{
+    return s->on_tls_stopped != NULL;
+}
+
 int tstream_is_tls(const tstream_t *s)
 {
     return s->tls != NULL;
@@ -476,11 +586,6 @@ int tstream_handshake_done(const tstream_t *s)
 struct tls_engine *tstream_engine(tstream_t *s)
 {
     return s->tls;
-}
-
-SSL *tstream_ssl(tstream_t *s)
-{
-    return s->tls ? tls_engine_ssl(s->tls) : NULL;
 }
 
 const char *tstream_tls_desc(tstream_t *s)
@@ -502,14 +607,16 @@ static void on_shutdown_done(uv_shutdown_t *req, int status)
 
 static void stream_try_shutdown(tstream_t *s)
 {
-    if (!s->shutdown_wanted || s->shutdown_started || s->closing)
+    if (!s->shutdown_wanted || s->shutdown_started || s->closing || s->write_failed)
         return;
     if (!stream_ready(s) || s->held_head)
         return; /* resumes from stream_flush_held */
     if (s->tls && !s->close_notify_queued) {
         s->close_notify_queued = 1;
-        if (tls_engine_shutdown(s->tls) == FG_OK)
-            stream_flush_tls(s);
+        if (tls_engine_shutdown(s->tls) != FG_OK || stream_flush_tls(s) != FG_OK) {
+            stream_write_failed(s, "cannot send TLS close_notify");
+            return;
+        }
     }
     if (s->queued > 0 || s->closing)
         return; /* resumes from on_write_done */
@@ -517,8 +624,9 @@ static void stream_try_shutdown(tstream_t *s)
     int rc = uv_shutdown(&s->shutdown_req, tstream_uv(s), on_shutdown_done);
     if (rc != 0) {
         s->shutdown_done = 1;
-        if (s->cbs->on_shutdown)
-            s->cbs->on_shutdown(s, rc);
+        s->shutdown_status = rc;
+        s->later_shutdown = 1;
+        stream_later(s);
     }
 }
 
@@ -548,15 +656,13 @@ int tstream_closing(const tstream_t *s)
 static void on_closed(uv_handle_t *h)
 {
     tstream_t *s = h->data;
-    while (s->held_head) {
-        held_write_t *next = s->held_head->next;
-        free(s->held_head);
-        s->held_head = next;
-    }
+    defer_cancel(&s->later);
+    drop_held(s);
     if (s->cbs->on_close)
         s->cbs->on_close(s);
     tls_engine_free(s->tls);
     free(s->plain);
+    free(s->leftover);
     free(s);
 }
 
@@ -570,9 +676,10 @@ void tstream_close(tstream_t *s, int reset)
         s->reading = 0;
     }
     /* SECURITY: a reset tells the peer the stream did not end normally, so a
-     * backend cannot store a truncated upload as a complete file. */
-    if (reset && s->connected && !s->shutdown_started &&
-        uv_tcp_close_reset(&s->tcp, on_closed) == 0)
+     * backend cannot store a truncated upload as a complete file, and a
+     * refused data connection (another host's) is not mistaken for a
+     * finished transfer. */
+    if (reset && !s->shutdown_started && uv_tcp_close_reset(&s->tcp, on_closed) == 0)
         return;
     uv_close((uv_handle_t *)&s->tcp, on_closed);
 }

@@ -455,6 +455,25 @@ def wait_port(host, port, timeout, proc=None):
     return False
 
 
+def wait_ready(log_path, timeout, proc, since=0):
+    """Waits until ftpsgate wrote its "ready" line (every listener bound) to log_path after
+    offset since: an event, not a probe connection (a probe would be a session the proxy
+    counts, and closes only asynchronously). False on timeout or when proc exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(since)
+                if re.search(rb" ftpsgate \S+ ready", f.read()):
+                    return True
+        except OSError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
 def wait_until(pred, timeout, step=0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -854,12 +873,19 @@ def verbs(lines):
     return [verb(c) for c in lines]
 
 
+LOCAL_QUIT = "no server session was opened"
+
+
 def sync_quit(ctl, vs, mark):
-    """QUIT (forwarded; the proxy closes both connections after the reply), then waits until
-    the backend vsftpd logged it, so every command forwarded before it is in its log.
-    Returns the backend's command lines since mark."""
-    check_code(ctl.cmd("QUIT"), 221, "QUIT")
+    """QUIT, then waits until the backend vsftpd logged it, so every command forwarded before
+    it is in its log. A session that never needed the backend (the proxy dials it for the
+    first command it must forward) gets the proxy's own 221, and then the backend must not
+    have seen this session at all. Returns the backend's command lines since mark."""
+    reply = ctl.cmd("QUIT")
+    check_code(reply, 221, "QUIT")
     ctl.close()
+    if LOCAL_QUIT in reply[1]:
+        return [c for _, c in vs.commands_since(mark)]
     check(vs.wait_command(lambda c: c.upper() == "QUIT", mark, timeout=10),
           "the backend never logged the QUIT of this session")
     return [c for _, c in vs.commands_since(mark)]
@@ -993,8 +1019,9 @@ class Proxy(LogFile):
             env.update(self.extra_env)
             with open(self.log, "ab") as f:
                 f.write(b"=== harness: starting ftpsgate (attempt %d)\n" % (attempt + 1))
+                since = f.tell()
             self.proc = spawn(self.wrapper + [self.binary, "-c", self.config_path], self.log, env=env)
-            ok = all(wait_port(h, p, timeout, self.proc) for h, p in ports)
+            ok = wait_ready(self.log, timeout, self.proc, since)
             if ok:
                 return self
             rc = stop_process(self.proc, signal.SIGKILL, 5)
@@ -1349,6 +1376,24 @@ def recv_until_closed(s, timeout, limit=MiB):
             return "eof", bytes(got)
         got += b
     return ("timeout" if len(got) <= limit else "over-limit"), bytes(got)
+
+
+def refused_how(addr, timeout=10, source=None):
+    """Connects to addr (from source, a (host, port)) like a thief would, and reads until the
+    proxy ends the connection: 'reset' (an RST, seen at connect or on the first read),
+    'eof' (a FIN: the peer could take it for a finished transfer), 'refused' (nothing
+    listens), 'timeout', or 'data' when bytes arrived."""
+    try:
+        t = socket.create_connection(addr, timeout=timeout, source_address=source)
+    except ConnectionResetError:
+        return "reset"
+    except ConnectionRefusedError:
+        return "refused"
+    try:
+        how, got = recv_until_closed(t, timeout)
+    finally:
+        t.close()
+    return "data" if got else how
 
 
 # --------------------------------------------------------------------------

@@ -235,8 +235,9 @@ class NsProxy(H.Proxy):
             json.dump(self._config, f, indent=2)
         with open(self.log, "ab") as f:
             f.write(b"=== harness: starting ftpsgate in namespace %s\n" % self.ns.name.encode())
+            since = f.tell()
         self.proc = self.ns.spawn([self.binary, "-c", self.config_path], self.log)
-        if not all(self.ns.wait_port(h, p, timeout, self.proc) for h, p in self.waits):
+        if not H.wait_ready(self.log, timeout, self.proc, since):
             rc = H.stop_process(self.proc, signal.SIGKILL, 5)
             raise RuntimeError("ftpsgate did not start in %s (exit %s); log:\n%s"
                                % (self.ns.role, rc, H.tail_file(self.log, 20)))

@@ -19,7 +19,6 @@ import os
 import socket
 import ssl
 import sys
-import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -164,33 +163,12 @@ def body(s, env):
         H.needs_proxy()
         c = H.Ctl(main).secure_login(ctx, "P")
         addr = c.epsv() if use_epsv else c.pasv()
-        result = {}
-        # The thief connects first, synchronously (on loopback the kernel completes
-        # the TCP handshake before the proxy's accept), so the proxy really has to
-        # judge it; its TLS attempt then runs beside the real client's transfer.
-        try:
-            t = socket.create_connection(addr, timeout=20, source_address=("127.0.0.2", 0))
-        except ConnectionRefusedError:
-            t = None
-            result["how"] = "refused"
-
-        def thief():
-            try:
-                ts = H.insecure_context().wrap_socket(t, server_hostname="localhost")
-            except socket.timeout:
-                result["how"] = "timeout: neither closed nor answered within 20 s"
-                return
-            except (ssl.SSLError, OSError) as e:
-                result["how"] = "closed-in-handshake (%s)" % type(e).__name__
-                return
-            how, data = H.recv_until_closed(ts, 20)
-            result["how"] = "handshake-completed, then %s" % how
-            result["data"] = len(data)
-            ts.close()
-
-        th = threading.Thread(target=thief, daemon=True)
-        if t is not None:
-            th.start()
+        # The thief connects first (on loopback the kernel completes the TCP handshake
+        # before the proxy's accept), so the proxy really has to judge it. SECURITY: it is
+        # reset, not closed with a FIN that a client could take for a finished transfer.
+        thief = H.refused_how(addr, 20, source=("127.0.0.2", 0))
+        check_eq(thief, "reset", "how the data connection from 127.0.0.2 ended")
+        result = {"how": thief}
         try:
             d = socket.create_connection(addr, timeout=30)
         except OSError as e:
@@ -201,18 +179,12 @@ def body(s, env):
         how, data = H.recv_until_closed(d, 60, limit=11 * H.MiB)
         d.close()
         check_code(c.reply(60), 226, "final reply of the real transfer")
-        if t is not None:
-            th.join(30)
-            check(not th.is_alive(), "the thief's connection was neither refused nor closed within 20 s")
-            t.close()
         check_eq(how, "eof", "end of the real data connection")
         check_eq((len(data), H.sha256_bytes(data)), (10 * H.MiB, sha_ten), "real client's download (size, sha256)")
-        check(result.get("how") == "refused" or result.get("how", "").startswith("closed-in-handshake"),
-              "the data connection from 127.0.0.2 was not refused: %r" % result)
         c.close()
 
-    s.run("data connection from 127.0.0.2 refused (PASV), real transfer intact", theft, False)
-    s.run("data connection from 127.0.0.2 refused (EPSV), real transfer intact", theft, True)
+    s.run("data connection from 127.0.0.2 reset (PASV), real transfer intact", theft, False)
+    s.run("data connection from 127.0.0.2 reset (EPSV), real transfer intact", theft, True)
 
     # -- 4. Malformed lines.
     def overlong_after_login():
@@ -345,8 +317,11 @@ def body(s, env):
         H.needs_proxy()
         lmark = env.proxy.log_mark()
         c = H.Ctl(dead)
-        code, text = c.greeting
-        check_eq(code, 421, "first reply with the backend unreachable (%r)" % text)
+        # The proxy greets for itself and dials the backend for the first command it must
+        # forward (a client that never speaks FTP costs the backend nothing).
+        check_code(c.greeting, 220, "the proxy's own greeting")
+        code, text = c.cmd("SYST")
+        check_eq(code, 421, "reply to the first forwarded command with the backend unreachable (%r)" % text)
         how, _ = H.recv_until_closed(c.sock, 10)
         c.close()
         check(how in ("eof", "reset"), "the connection stayed open after 421 (%s)" % how)

@@ -200,8 +200,10 @@ def body(s, env):
 
     def garbage_greeting():
         c = H.Ctl(targets["garbage_greeting"])
-        check_code(c.greeting, 421, "reply to a backend whose greeting is not FTP")
-        check("not an FTP server" not in c.greeting[1], "the backend's garbage was forwarded")
+        check_code(c.greeting, 220, "the proxy's own greeting")
+        reply = c.cmd("SYST")
+        check_code(reply, 421, "reply to the first forwarded command, the backend's greeting not being FTP")
+        check("not an FTP server" not in reply[1], "the backend's garbage was forwarded")
         c.close()
 
     def nul_reply():

@@ -669,7 +669,9 @@ def body(s, env):
         got = c.cmd("FEAT")
         c.close()
         ln = t.listener
-        want = expected_feat(raw, auth=not t.implicit and not tls,
+        # RFC 4217 §5: the FEAT reply MUST list AUTH, PBSZ and PROT; vsftpd, ProFTPD and IIS
+        # list them in every state, MS-FTPS on implicit sessions too ("informational").
+        want = expected_feat(raw, auth=True,
                              ccc=ln["policy"].get("ccc", False),
                              eprt=ln.get("active", {}).get("enabled", True))
         check_eq(got[0], 211, "FEAT reply code")
@@ -679,11 +681,13 @@ def body(s, env):
     vs_owned = ["EPRT", "EPSV"]
     s.run("FEAT vsftpd, explicit, before TLS and login: exact merge with AUTH TLS/SSL",
           feat_case, std, vs, vs_owned, False, False)
-    s.run("FEAT vsftpd, explicit, TLS, before login: exact merge, no AUTH", feat_case, std, vs, vs_owned, False, True)
+    s.run("FEAT vsftpd, explicit, TLS, before login: exact merge, AUTH still listed (RFC 4217 §5)",
+          feat_case, std, vs, vs_owned, False, True)
     s.run("FEAT vsftpd, explicit, TLS, logged in: exact merge", feat_case, std, vs, vs_owned, True, True)
     s.run("FEAT vsftpd, policy.ccc: exact merge with CCC", feat_case, ex, vs, vs_owned, True, True)
     s.run("FEAT vsftpd, active.enabled false: exact merge without EPRT", feat_case, opn, vs, vs_owned, False, False)
-    s.run("FEAT vsftpd, implicit: exact merge, no AUTH", feat_case, im, vs, vs_owned, False, True)
+    s.run("FEAT vsftpd, implicit: exact merge, AUTH listed (MS-FTPS: informational)", feat_case, im, vs,
+          vs_owned, False, True)
 
     def py_feat(t, backend, logged_in, tls, has):
         if t is None:
@@ -704,7 +708,7 @@ def body(s, env):
         check(raw[0] >= 500, "the 'nofeat' pyftpdlib answered FEAT with %r" % raw[1])
         feat_case(pynf, pynofeat, [], False, False)
         c = H.Ctl(pynf, ctx=ctx).secure_login(ctx, "P")
-        check_eq(c.cmd("FEAT")[1].split("\n"), ["211-Features:"] + own_feat_lines(False, False, True) + ["211 End"],
+        check_eq(c.cmd("FEAT")[1].split("\n"), ["211-Features:"] + own_feat_lines(True, False, True) + ["211 End"],
                  "FEAT under TLS, backend without FEAT")
         c.close()
 

@@ -1,30 +1,50 @@
-/* Unit tests for proxy/policy.c: every row of the command table (DESIGN.md §2).
+/* Unit tests for common/policy.c: every row of the command table (DESIGN.md §2),
+ * the data-channel rules (anti-bounce, EPSV, the channel's protection), the
+ * data TLS reuse rule, the data peer and interception checks.
  * File transfers follow policy.data_protection, listings follow
  * policy.listing_protection; most rows set both the same. */
+#include <arpa/inet.h>
+
 #include "check.h"
 #include "fgerr.h"
 #include "ftp_cmd.h"
+#include "netaddr.h"
 #include "policy.h"
+
+/* The control connection's peer in every test: 127.0.0.1:5000. */
+static struct sockaddr_storage client_v4;
+
+static config_listener_t listener_defaults(void)
+{
+    config_listener_t l;
+    memset(&l, 0, sizeof l);
+    l.mode = LISTEN_EXPLICIT;
+    l.policy.login_requires_tls = 1;
+    l.policy.data_protection = PROTECT_PRIVATE;
+    l.policy.listing_protection = PROTECT_PRIVATE;
+    l.active.enabled = 1;
+    return l;
+}
 
 /* A fresh explicit-mode session before AUTH TLS, defaults of the config. */
 static policy_state_t st_initial(void)
 {
+    config_listener_t l = listener_defaults();
     policy_state_t st;
-    memset(&st, 0, sizeof st);
-    st.prot = 'C';
-    st.login_requires_tls = 1;
-    st.protection = PROTECT_PRIVATE;
-    st.listing_protection = PROTECT_PRIVATE;
+    netaddr_parse_ip("127.0.0.1", 5000, &client_v4);
+    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
     return st;
 }
 
-/* After AUTH TLS and PBSZ 0, with the given PROT. */
+/* After AUTH TLS and PBSZ 0, with the given PROT and a data channel
+ * prepared under it. */
 static policy_state_t st_secured(char prot, data_protection_t protection)
 {
     policy_state_t st = st_initial();
     st.tls_active = 1;
     st.pbsz_done = 1;
     st.prot = prot;
+    st.data_prot = prot;
     st.protection = protection;
     st.listing_protection = protection;
     return st;
@@ -255,13 +275,12 @@ static void test_feat_passive(void)
     expect_action(&st, "PASV", POLICY_PASSIVE);
     expect_action(&st, "EPSV", POLICY_PASSIVE);
     expect_action(&st, "EPSV 1", POLICY_PASSIVE);
-    expect_action(&st, "EPSV 2", POLICY_PASSIVE);
+    expect_reply(&st, "EPSV 2", 522); /* an IPv4 control connection */
     expect_action(&st, "EPSV ALL", POLICY_EPSV_ALL);
     expect_action(&st, "epsv all", POLICY_EPSV_ALL);
-    /* Active mode: the address checks (anti-bounce) are the session's, on the parsed address. */
     expect_action(&st, "PORT 127,0,0,1,4,1", POLICY_ACTIVE);
     expect_action(&st, "EPRT |1|127.0.0.1|1025|", POLICY_ACTIVE);
-    expect_action(&st, "eprt |2|::1|1025|", POLICY_ACTIVE);
+    expect_action(&st, "eprt |2|::|1025|", POLICY_ACTIVE); /* lftp: "::" means the client itself */
     expect_reply(&st, "LPSV", 502);
     expect_reply(&st, "LPRT 4,4,127,0,0,1,2,4,1", 502);
     expect_action(&st, "REIN", POLICY_REIN);
@@ -370,8 +389,180 @@ static void test_decision_reset(void)
     CHECK_EQ_INT(d.prot, 0);
 }
 
+static void test_init(void)
+{
+    config_listener_t l = listener_defaults();
+    policy_state_t st;
+    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    CHECK_EQ_INT(st.tls_active, 0);
+    CHECK_EQ_INT(st.pbsz_done, 0);
+    CHECK_EQ_INT(st.prot, 'C');
+    CHECK_EQ_INT(st.data_prot, 0);
+    /* MS-FTPS: implicit sessions start under TLS, PBSZ implied, PROT P ... */
+    l.mode = LISTEN_IMPLICIT;
+    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    CHECK_EQ_INT(st.tls_active, 1);
+    CHECK_EQ_INT(st.pbsz_done, 1);
+    CHECK_EQ_INT(st.prot, 'P');
+    CHECK_EQ_INT(st.implicit_mode, 1);
+    /* ... or PROT C where the policy allows only clear data. */
+    l.policy.data_protection = PROTECT_CLEAR;
+    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    CHECK_EQ_INT(st.prot, 'C');
+    /* REIN reuses policy_init: nothing of the old state survives. */
+    st.epsv_all = 1;
+    st.data_prot = 'P';
+    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    CHECK_EQ_INT(st.epsv_all, 0);
+    CHECK_EQ_INT(st.data_prot, 0);
+}
+
+/* RFC 2577 §3 (anti-bounce) and RFC 2428 §2 through policy_decide. */
+static void test_active(void)
+{
+    policy_state_t st = st_secured('P', PROTECT_PRIVATE);
+    policy_decision_t d = decide(&st, "PORT 127,0,0,1,4,1");
+    CHECK_EQ_INT(d.action, POLICY_ACTIVE);
+    CHECK_EQ_INT(netaddr_port((const struct sockaddr *)&d.target), 1025);
+    CHECK(netaddr_same_ip((const struct sockaddr *)&d.target, (const struct sockaddr *)&client_v4));
+    /* A third host: refused, counted as a refusal, the address kept for the log. */
+    d = decide(&st, "PORT 10,0,0,9,4,1");
+    CHECK_EQ_INT(d.action, POLICY_REPLY);
+    CHECK_EQ_INT(d.code, 500);
+    CHECK_EQ_INT(d.refusal, 1);
+    char ip[64];
+    CHECK_STR(netaddr_format_ip((const struct sockaddr *)&d.target, ip, sizeof ip), "10.0.0.9");
+    d = decide(&st, "EPRT |1|127.0.0.2|2000|");
+    CHECK_EQ_INT(d.code, 500);
+    CHECK_EQ_INT(d.refusal, 1);
+    /* Privileged ports are services, not FTP clients. */
+    d = decide(&st, "PORT 127,0,0,1,0,21");
+    CHECK_EQ_INT(d.code, 500);
+    CHECK_EQ_INT(d.refusal, 1);
+    st.allow_low_ports = 1;
+    expect_action(&st, "PORT 127,0,0,1,0,21", POLICY_ACTIVE);
+    st.allow_low_ports = 0;
+    expect_reply(&st, "EPRT |3|x|1025|", 522);
+    expect_reply(&st, "PORT 127,0,0,1", 501);
+    expect_reply(&st, "PORT", 501);
+    expect_reply(&st, "EPRT |1|127.0.0.1|0|", 501);
+    /* Active mode off: 502 before any address is looked at. */
+    st.active_enabled = 0;
+    expect_reply(&st, "PORT 127,0,0,1,4,1", 502);
+    expect_reply(&st, "EPRT |1|127.0.0.1|1025|", 502);
+    expect_action(&st, "PASV", POLICY_PASSIVE);
+}
+
+static void test_transfer_channel(void)
+{
+    /* No channel prepared: 425, nothing forwarded. */
+    policy_state_t st = st_secured('P', PROTECT_PRIVATE);
+    st.data_prot = 0;
+    expect_reply(&st, "RETR f", 425);
+    expect_reply(&st, "LIST", 425);
+    /* PROT changed since PASV: 425, and the channel is dropped. */
+    st = st_secured('P', PROTECT_ANY);
+    st.data_prot = 'C';
+    policy_decision_t d = decide(&st, "RETR f");
+    CHECK_EQ_INT(d.code, 425);
+    CHECK_EQ_INT(d.drop_data, 1);
+    /* The protection rule comes first: 521 without a channel too. */
+    st = st_secured('C', PROTECT_PRIVATE);
+    st.data_prot = 0;
+    expect_reply(&st, "RETR f", 521);
+}
+
+static void test_data_tls(void)
+{
+    policy_data_tls_t own = {.resumed_own = 1}, client = {.resumed_same_client = 1, .offered_session = 1},
+                      foreign = {.offered_session = 1}, full = {0};
+    CHECK(policy_data_tls_refusal(SESSION_REUSE_CONNECTION, &own) == NULL);
+    CHECK_STR(policy_data_tls_refusal(SESSION_REUSE_CONNECTION, &client), "another connection's session");
+    CHECK_STR(policy_data_tls_refusal(SESSION_REUSE_CONNECTION, &foreign), "another connection's session");
+    CHECK_STR(policy_data_tls_refusal(SESSION_REUSE_CONNECTION, &full), "full handshake");
+    CHECK(policy_data_tls_refusal(SESSION_REUSE_CLIENT, &own) == NULL);
+    CHECK(policy_data_tls_refusal(SESSION_REUSE_CLIENT, &client) == NULL);
+    CHECK_STR(policy_data_tls_refusal(SESSION_REUSE_CLIENT, &foreign), "another connection's session");
+    CHECK_STR(policy_data_tls_refusal(SESSION_REUSE_CLIENT, &full), "full handshake");
+    CHECK(policy_data_tls_refusal(SESSION_REUSE_OFF, &full) == NULL);
+    CHECK(policy_data_tls_refusal(SESSION_REUSE_OFF, &foreign) == NULL);
+}
+
+static void test_data_peer(void)
+{
+    struct sockaddr_storage a, b, mapped;
+    netaddr_parse_ip("127.0.0.1", 4000, &a);
+    netaddr_parse_ip("127.0.0.2", 4000, &b);
+    netaddr_parse_ip("::ffff:127.0.0.1", 6000, &mapped);
+    CHECK(policy_data_peer_allowed((const struct sockaddr *)&client_v4, (const struct sockaddr *)&a));
+    CHECK(!policy_data_peer_allowed((const struct sockaddr *)&client_v4, (const struct sockaddr *)&b));
+    CHECK(policy_data_peer_allowed((const struct sockaddr *)&client_v4, (const struct sockaddr *)&mapped));
+    CHECK(policy_data_peer_allowed(NULL, (const struct sockaddr *)&b));
+}
+
+static void test_intercept(void)
+{
+    config_listener_t l = listener_defaults();
+    config_t all;
+    memset(&all, 0, sizeof all);
+    config_cidr_t allow;
+    CHECK_EQ_INT(config_parse_cidr("10.9.0.0/16", &allow), FG_OK);
+    l.backend.allow = &allow;
+    l.backend.n_allow = 1;
+    l.bind.port = 2121;
+    struct sockaddr_storage local, dst;
+    netaddr_parse_ip("10.9.0.1", 2121, &local);
+    netaddr_parse_ip("10.9.3.4", 21, &dst);
+    CHECK(policy_intercept_refusal(&l, &all, (struct sockaddr *)&dst, (struct sockaddr *)&local) == NULL);
+    netaddr_parse_ip("10.8.3.4", 21, &dst);
+    CHECK_STR(policy_intercept_refusal(&l, &all, (struct sockaddr *)&dst, (struct sockaddr *)&local),
+              "outside backend.allow");
+    netaddr_parse_ip("127.0.0.5", 21, &dst);
+    CHECK_STR(policy_intercept_refusal(&l, &all, (struct sockaddr *)&dst, (struct sockaddr *)&local),
+              "loopback destination");
+    netaddr_parse_ip("::1", 21, &dst);
+    CHECK_STR(policy_intercept_refusal(&l, &all, (struct sockaddr *)&dst, (struct sockaddr *)&local),
+              "loopback destination");
+    netaddr_parse_ip("10.9.0.1", 2121, &dst);
+    CHECK_STR(policy_intercept_refusal(&l, &all, (struct sockaddr *)&dst, (struct sockaddr *)&local),
+              "not diverted (the client dialled ftpsgate itself)");
+    all.admin.enabled = 1;
+    all.admin.bind.port = 9121;
+    netaddr_parse_ip("10.9.3.4", 9121, &dst);
+    CHECK_STR(policy_intercept_refusal(&l, &all, (struct sockaddr *)&dst, (struct sockaddr *)&local),
+              "the admin port");
+}
+
+static void test_features(void)
+{
+    /* RFC 4217 §5: AUTH, PBSZ, PROT listed in every state. */
+    feat_policy_t fp;
+    policy_state_t st = st_initial();
+    policy_features(&st, &fp);
+    CHECK_EQ_INT(fp.tls_available, 1);
+    CHECK_EQ_INT(fp.eprt_allowed, 1);
+    CHECK_EQ_INT(fp.ccc_allowed, 0);
+    st.tls_active = 1;
+    st.ccc_allowed = 1;
+    policy_features(&st, &fp);
+    CHECK_EQ_INT(fp.tls_available, 1);
+    CHECK_EQ_INT(fp.ccc_allowed, 1);
+    st.implicit_mode = 1;
+    st.active_enabled = 0;
+    policy_features(&st, &fp);
+    CHECK_EQ_INT(fp.ccc_allowed, 0);
+    CHECK_EQ_INT(fp.eprt_allowed, 0);
+}
+
 int main(void)
 {
+    test_init();
+    test_active();
+    test_transfer_channel();
+    test_data_tls();
+    test_data_peer();
+    test_intercept();
+    test_features();
     test_auth();
     test_pbsz();
     test_prot();

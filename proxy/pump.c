@@ -1,0 +1,101 @@
+#include "pump.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fgerr.h"
+
+void pump_init(pump_t *p, tstream_t *source, tstream_t *sink)
+{
+    memset(p, 0, sizeof *p);
+    p->source = source;
+    p->sink = sink;
+}
+
+void pump_release(pump_t *p)
+{
+    free(p->kept);
+    p->kept = NULL;
+    p->kept_len = 0;
+}
+
+void pump_set_source(pump_t *p, tstream_t *source)
+{
+    p->source = source;
+}
+
+void pump_stream_gone(pump_t *p, const tstream_t *s)
+{
+    if (p->source == s)
+        p->source = NULL;
+    if (p->sink == s)
+        p->sink = NULL;
+}
+
+static void pump_pause_if_full(pump_t *p)
+{
+    if (p->source && p->sink && tstream_queued(p->sink) > TSTREAM_HIGH_MARK)
+        tstream_pause(p->source);
+}
+
+int pump_push(pump_t *p, const char *buf, size_t len)
+{
+    p->bytes += len;
+    if (!p->sink) {
+        /* One read's worth at most: the source pauses until the sink comes. */
+        char *grown = realloc(p->kept, p->kept_len + len);
+        if (!grown)
+            return FG_NOMEM;
+        memcpy(grown + p->kept_len, buf, len);
+        p->kept = grown;
+        p->kept_len += len;
+        if (p->source)
+            tstream_pause(p->source);
+        return FG_OK;
+    }
+    int rc = tstream_write(p->sink, buf, len);
+    if (rc != FG_OK)
+        return rc;
+    pump_pause_if_full(p);
+    return FG_OK;
+}
+
+int pump_attach_sink(pump_t *p, tstream_t *sink)
+{
+    p->sink = sink;
+    if (p->kept_len) {
+        int rc = tstream_write(sink, p->kept, p->kept_len);
+        pump_release(p);
+        if (rc != FG_OK)
+            return rc; /* never a transfer that ends "clean" without these bytes */
+    }
+    if (p->ended && p->clean)
+        tstream_shutdown(sink);
+    else if (p->source && tstream_queued(sink) <= TSTREAM_HIGH_MARK)
+        tstream_resume(p->source);
+    return FG_OK;
+}
+
+void pump_sink_drained(pump_t *p)
+{
+    if (p->source && !p->ended)
+        tstream_resume(p->source);
+}
+
+void pump_source_ended(pump_t *p, tstream_end_t how)
+{
+    p->ended = 1;
+    p->clean = how == TSTREAM_END_CLEAN;
+    if (p->clean && p->sink && !p->kept_len)
+        tstream_shutdown(p->sink);
+}
+
+void pump_sink_shut(pump_t *p)
+{
+    p->sink_shut = 1;
+}
+
+int pump_complete(const pump_t *p)
+{
+    return p->ended && p->clean && p->sink_shut;
+}
