@@ -1,7 +1,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -123,6 +125,140 @@ static size_t add_fmt(char *line, size_t n, size_t cap, const char *fmt, ...)
     return n < cap ? n : cap - 1;
 }
 
+/* Asynchronous mode (log_start_async): whole lines go into a bounded ring
+ * that a thread of its own writes out, so a stderr that is slow or never
+ * read (a stuck pipe, a paused terminal) cannot stall the event loop. A line
+ * that does not fit is dropped and counted; the count is written out once
+ * the writer catches up. */
+#define LOG_WRITER_CHUNK (64u * 1024u)
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    char *ring;
+    size_t cap, head, len; /* bytes [head, head+len) modulo cap */
+    unsigned long long dropped, dropped_unreported;
+    int running, stopping;
+} async_ = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void write_all(const char *buf, size_t len);
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    char *out = malloc(LOG_WRITER_CHUNK);
+    if (!out)
+        return NULL;
+    pthread_mutex_lock(&async_.lock);
+    for (;;) {
+        while (async_.len == 0 && !async_.dropped_unreported && !async_.stopping)
+            pthread_cond_wait(&async_.wake, &async_.lock);
+        if (async_.len == 0 && !async_.dropped_unreported)
+            break; /* stopping, all written */
+        size_t n = 0;
+        while (n < LOG_WRITER_CHUNK && async_.len > 0) {
+            size_t run = async_.cap - async_.head;
+            if (run > async_.len)
+                run = async_.len;
+            if (run > LOG_WRITER_CHUNK - n)
+                run = LOG_WRITER_CHUNK - n;
+            memcpy(out + n, async_.ring + async_.head, run);
+            n += run;
+            async_.head = (async_.head + run) % async_.cap;
+            async_.len -= run;
+        }
+        unsigned long long lost = async_.len == 0 ? async_.dropped_unreported : 0;
+        if (lost)
+            async_.dropped_unreported = 0;
+        pthread_mutex_unlock(&async_.lock);
+        write_all(out, n);
+        if (lost) {
+            char note[160];
+            int m = snprintf(note, sizeof note,
+                             "log: %llu lines dropped: stderr was not read fast enough (ftpsgate never waits for it)\n",
+                             lost);
+            write_all(note, (size_t)m);
+        }
+        pthread_mutex_lock(&async_.lock);
+    }
+    pthread_mutex_unlock(&async_.lock);
+    free(out);
+    return NULL;
+}
+
+int log_start_async(size_t capacity)
+{
+    if (async_.running)
+        return 0;
+    async_.ring = malloc(capacity);
+    if (!async_.ring)
+        return -1;
+    async_.cap = capacity;
+    async_.head = async_.len = 0;
+    async_.stopping = 0;
+    if (pthread_create(&async_.thread, NULL, writer_main, NULL) != 0) {
+        free(async_.ring);
+        async_.ring = NULL;
+        return -1;
+    }
+    async_.running = 1;
+    return 0;
+}
+
+void log_stop_async(unsigned wait_ms)
+{
+    if (!async_.running)
+        return;
+    pthread_mutex_lock(&async_.lock);
+    async_.stopping = 1;
+    pthread_cond_signal(&async_.wake);
+    pthread_mutex_unlock(&async_.lock);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_timedjoin_np(async_.thread, NULL, &until) != 0) {
+        /* stderr is stuck: what is left is given up; the process is ending. */
+        pthread_detach(async_.thread);
+        return;
+    }
+    async_.running = 0;
+    free(async_.ring);
+    async_.ring = NULL;
+}
+
+unsigned long long log_dropped(void)
+{
+    pthread_mutex_lock(&async_.lock);
+    unsigned long long n = async_.dropped;
+    pthread_mutex_unlock(&async_.lock);
+    return n;
+}
+
+/* Queues one whole line, or counts it dropped; never waits for the writer. */
+static void enqueue(const char *line, size_t n)
+{
+    pthread_mutex_lock(&async_.lock);
+    if (async_.len + n > async_.cap) {
+        async_.dropped++;
+        async_.dropped_unreported++;
+    } else {
+        size_t tail = (async_.head + async_.len) % async_.cap, run = async_.cap - tail;
+        if (run > n)
+            run = n;
+        memcpy(async_.ring + tail, line, run);
+        memcpy(async_.ring, line + run, n - run);
+        async_.len += n;
+        pthread_cond_signal(&async_.wake);
+    }
+    pthread_mutex_unlock(&async_.lock);
+}
+
 static void write_all(const char *buf, size_t len)
 {
     while (len > 0) {
@@ -205,5 +341,8 @@ void log_emit(int level, unsigned long long session, const char *peer, const cha
         line[n++] = '}';
     }
     line[n++] = '\n';
-    write_all(line, n);
+    if (async_.running && !async_.stopping)
+        enqueue(line, n);
+    else
+        write_all(line, n);
 }

@@ -3,8 +3,8 @@
 #include <stddef.h>
 
 /* One line per event on stderr, as text or JSON. The level and format are
- * start-up configuration (set before the loop runs, and on reload); they are
- * the only process-wide state.
+ * start-up configuration (set before the loop runs, and on reload); with the
+ * asynchronous writer they are the only process-wide state.
  *
  * Text:  2026-11-27T02:30:00.123Z info session=12 client=127.0.0.1:5000 msg
  * JSON:  {"ts":"...","level":"info","session":12,"client":"...","msg":"..."}
@@ -14,6 +14,16 @@
 enum { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 void log_setup(int level, int json);
+
+/* From now on lines go through a bounded buffer of capacity bytes that a
+ * thread of its own writes to stderr: log_emit never waits for stderr. What
+ * does not fit is dropped and counted (log_dropped), and a line saying how
+ * many follows once the writer catches up. 0 or -1. */
+int log_start_async(size_t capacity);
+/* Back to direct writes, after waiting up to wait_ms for the buffer to be
+ * written (a stuck stderr gives up the rest). */
+void log_stop_async(unsigned wait_ms);
+unsigned long long log_dropped(void);
 int log_enabled(int level);
 /* Parses "error" "warn" "info" "debug"; returns the level or -1. */
 int log_level_parse(const char *name);

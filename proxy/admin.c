@@ -1,5 +1,6 @@
 #include "admin.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,25 +14,51 @@
 #define ADMIN_BODY_MAX (64u * 1024u)
 #define ADMIN_TIMEOUT_MS 5000u
 
+typedef struct admin_conn admin_conn_t;
+
+/* Lifetime: `open` counts the listening socket and every connection that
+ * still has a handle; the admin's memory goes when it reaches zero, in a
+ * close callback. admin_stop closes the open connections too, so no request
+ * is answered through a daemon that is shutting down. */
 struct admin {
     uv_tcp_t tcp;
     admin_render_cb render;
     void *userdata;
     uv_loop_t *loop;
+    admin_conn_t *conns;
+    unsigned open;
+    int stopped;
 };
 
-typedef struct {
+struct admin_conn {
+    admin_conn_t *next, *prev;
     tstream_t *stream;
     admin_t *admin;
     uv_timer_t timer;
     size_t len;
-    int answered, stream_closed;
+    int answered;
     char head[ADMIN_HEAD_MAX];
-} admin_conn_t;
+};
+
+static void admin_release(admin_t *a)
+{
+    assert(a->open > 0);
+    if (--a->open == 0)
+        free(a);
+}
 
 static void conn_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    admin_conn_t *c = h->data;
+    admin_t *a = c->admin;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+    admin_release(a);
 }
 
 static void conn_on_close(tstream_t *t)
@@ -136,6 +163,8 @@ static void on_admin_connection(uv_stream_t *server, int status)
     admin_t *a = server->data;
     if (status < 0)
         return;
+    if (a->stopped)
+        return;
     admin_conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return;
@@ -147,6 +176,11 @@ static void on_admin_connection(uv_stream_t *server, int status)
     }
     uv_timer_init(a->loop, &c->timer);
     c->timer.data = c;
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    a->open++;
     if (uv_accept(server, tstream_uv(c->stream)) != 0) {
         tstream_close(c->stream, 1);
         return;
@@ -168,6 +202,7 @@ int admin_start(uv_loop_t *loop, const config_hostport_t *bind, admin_render_cb 
     if (!a)
         return FG_NOMEM;
     a->loop = loop;
+    a->open = 1; /* the listening socket */
     a->render = render;
     a->userdata = userdata;
     uv_tcp_init(loop, &a->tcp);
@@ -187,11 +222,18 @@ int admin_start(uv_loop_t *loop, const config_hostport_t *bind, admin_render_cb 
 
 static void admin_closed(uv_handle_t *h)
 {
-    free(h->data);
+    admin_release(h->data);
 }
 
 void admin_stop(admin_t *a)
 {
-    if (a && !uv_is_closing((uv_handle_t *)&a->tcp))
-        uv_close((uv_handle_t *)&a->tcp, admin_closed);
+    if (!a || a->stopped)
+        return;
+    a->stopped = 1;
+    /* SECURITY: a request still being read would otherwise be answered
+     * through a daemon (and an admin) that is going away. */
+    for (admin_conn_t *c = a->conns; c; c = c->next)
+        if (c->stream)
+            tstream_close(c->stream, 0);
+    uv_close((uv_handle_t *)&a->tcp, admin_closed);
 }

@@ -33,6 +33,8 @@
 #define CERT_WARN_DAYS 14  /* expiry warning at start and reload */
 
 #define DRAIN_DEADLINE_MS 30000u
+#define LOG_BUFFER_BYTES (1024u * 1024u) /* log lines waiting for stderr */
+#define LOG_FLUSH_WAIT_MS 2000u
 
 typedef struct {
     uv_loop_t *loop;
@@ -181,7 +183,9 @@ static int render_metrics(void *userdata, char *out, size_t cap)
     unsigned in_use = 0;
     for (size_t i = 0; i < d->n_listeners; i++)
         in_use += portpool_in_use(listener_pool(d->listeners[i]));
-    int n = metrics_format(&d->metrics, in_use, generation_tls_sessions_cached(d->gen), out, cap);
+    metrics_t now = d->metrics;
+    now.log_lines_dropped = log_dropped();
+    int n = metrics_format(&now, in_use, generation_tls_sessions_cached(d->gen), out, cap);
     int k = n < 0 ? -1 : metrics_format_cert_header(out + n, cap - (size_t)n);
     for (size_t i = 0; k >= 0 && i < d->cfg->n_tls; i++) {
         n += k;
@@ -421,12 +425,19 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    /* From here the event loop runs: a log line must never wait for stderr. */
+    if (log_start_async(LOG_BUFFER_BYTES) != 0) {
+        fprintf(stderr, "ftpsgate: cannot start the log writer\n");
+        generation_unref(d.gen);
+        return 1;
+    }
     raise_fd_limit(d.cfg);
     check_certificates(d.gen);
     d.loop = uv_default_loop();
     if (defer_setup(d.loop) != 0) {
         fprintf(stderr, "ftpsgate: cannot set up the event loop\n");
         generation_unref(d.gen);
+        log_stop_async(LOG_FLUSH_WAIT_MS);
         return 1;
     }
     d.listeners = calloc(d.cfg->n_listeners, sizeof *d.listeners);
@@ -475,6 +486,7 @@ int main(int argc, char **argv)
             listener_try_free(d.listeners[i]);
         free(d.listeners);
         generation_unref(d.gen);
+        log_stop_async(LOG_FLUSH_WAIT_MS);
         return 1;
     }
 
@@ -499,5 +511,6 @@ int main(int argc, char **argv)
     free(d.listeners);
     generation_unref(d.gen);
     uv_loop_close(d.loop);
+    log_stop_async(LOG_FLUSH_WAIT_MS);
     return 0;
 }

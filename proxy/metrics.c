@@ -16,9 +16,10 @@ static const metric_def_t defs[] = {
     M(sessions_total, "counter", "Client control connections accepted."),
     M(sessions_active, "gauge", "Sessions open now."),
     M(sessions_refused, "counter", "Connections refused by limits or shutdown."),
-    M(backend_connect_failures, "counter", "Sessions whose backend could not be reached."),
+    M(backend_connect_failures, "counter",
+      "Backend control connections that could not be made (no address answered, name unresolvable, source address)."),
     M(control_tls_failures, "counter", "Control connection TLS failures."),
-    M(data_tls_failures, "counter", "Data connection TLS handshake failures."),
+    M(data_tls_failures, "counter", "Data connection TLS failures (handshake, session reuse, mid-transfer)."),
     M(transfers_ok, "counter", "Transfers whose every byte was delivered."),
     M(transfers_failed, "counter", "Transfers aborted or failed."),
     M(bytes_to_client, "counter", "Data channel bytes relayed from backends toward clients."),
@@ -28,6 +29,7 @@ static const metric_def_t defs[] = {
     M(lines_too_long, "counter", "Command lines over the cap, discarded."),
     M(pipelined_after_auth, "counter", "Sessions that sent plaintext after AUTH (discarded)."),
     M(passive_ports_exhausted, "counter", "PASV/EPSV refused: no free passive port."),
+    M(log_lines_dropped, "counter", "Log lines dropped because stderr was not read fast enough."),
 };
 
 int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,

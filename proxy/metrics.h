@@ -21,6 +21,7 @@ typedef struct {
     uint64_t lines_too_long;
     uint64_t pipelined_after_auth;    /* sessions that sent plaintext after AUTH */
     uint64_t passive_ports_exhausted;
+    uint64_t log_lines_dropped;       /* filled in at scrape time (log_dropped) */
 } metrics_t;
 
 /* Prometheus text exposition format 0.0.4. Returns the length written (NUL

@@ -37,6 +37,9 @@ struct upstream {
     upstream_failure_t later_why;
     const char *later_detail;
     int later_connect_status; /* nonzero: a connect that failed at once (try the next address) */
+    defer_t resume_later; /* lines kept while paused, parsed again from the loop */
+    char *kept;           /* the rest of a chunk read before a pause: not parsed until resumed */
+    size_t kept_len;
     /* Live handles and requests (resolver, timer, streams): the memory goes
      * when the last one is done after upstream_close, in its callback. */
     unsigned pending;
@@ -53,8 +56,10 @@ static void up_release(upstream_t *u)
     if (--u->pending > 0 || !u->closing)
         return;
     defer_cancel(&u->later);
+    defer_cancel(&u->resume_later);
     if (u->cbs->on_closed)
         u->cbs->on_closed(u->owner);
+    free(u->kept);
     linebuf_free(u->lines);
     free(u->host);
     free(u);
@@ -140,12 +145,24 @@ static void up_line(upstream_t *u, const char *line, size_t len)
     u->cbs->on_ready(u->owner);
 }
 
-static void up_on_data(tstream_t *t, const char *buf, size_t len)
+/* Parses reply lines until the owner pauses us (the rest is kept for
+ * upstream_resume) or closes us (the rest of the chunk belongs to a retired
+ * connection and is never parsed). */
+static void up_feed(upstream_t *u, const char *buf, size_t len)
 {
-    upstream_t *u = tstream_userdata(t);
-    /* The owner may close us on any line (REIN, QUIT, a refusal): the rest of
-     * this chunk belongs to a retired connection and is never parsed. */
     while (len > 0 && !u->closing && !u->failed) {
+        if (u->paused) {
+            char *keep = malloc(len);
+            if (!keep) {
+                up_fail(u, UPSTREAM_CLOSED, "out of memory");
+                return;
+            }
+            memcpy(keep, buf, len);
+            free(u->kept);
+            u->kept = keep;
+            u->kept_len = len;
+            return;
+        }
         size_t used = 0, llen = 0;
         const char *line = NULL;
         int rc = linebuf_take(u->lines, buf, len, &used, &line, &llen);
@@ -160,6 +177,30 @@ static void up_on_data(tstream_t *t, const char *buf, size_t len)
         }
         up_line(u, line, llen);
     }
+}
+
+static void up_on_data(tstream_t *t, const char *buf, size_t len)
+{
+    up_feed(tstream_userdata(t), buf, len);
+}
+
+static void up_run_resume(defer_t *d)
+{
+    upstream_t *u = (upstream_t *)((char *)d - offsetof(upstream_t, resume_later));
+    char *kept = u->kept;
+    size_t n = u->kept_len;
+    u->kept = NULL;
+    u->kept_len = 0;
+    if (kept && !u->paused)
+        up_feed(u, kept, n);
+    else if (kept) {
+        u->kept = kept; /* paused again before this ran */
+        u->kept_len = n;
+        return;
+    }
+    free(kept);
+    if (!u->paused && !u->closing && u->stream)
+        tstream_resume(u->stream);
 }
 
 static void up_on_end(tstream_t *t, tstream_end_t how, const char *reason)
@@ -397,9 +438,11 @@ void upstream_pause(upstream_t *u)
 
 void upstream_resume(upstream_t *u)
 {
+    if (!u->paused)
+        return;
     u->paused = 0;
-    if (u->stream)
-        tstream_resume(u->stream);
+    /* Kept lines first, from the loop (never inside this call). */
+    defer_call(&u->resume_later, up_run_resume);
 }
 
 const struct sockaddr *upstream_peer(const upstream_t *u)
