@@ -58,6 +58,17 @@ typedef struct {
     size_t tls_index;
 } config_sni_t;
 
+/* Where a listener (or, later, a route) sends its sessions. */
+typedef struct {
+    config_hostport_t address;    /* host "original-destination" when intercept */
+    data_mode_t data_mode;
+    int intercept;                /* the backend is where the client meant to go (REDIRECT/DNAT/TPROXY) */
+    config_cidr_t *allow;         /* intercept: the backend must be in one of these (required) */
+    size_t n_allow;
+    uint16_t port;                /* intercept: backend port; 0 = the port the client dialled */
+    int source_client;            /* "source": "client": connect from the client's IP (IP_TRANSPARENT) */
+} config_backend_t;
+
 typedef struct {
     char *name;
     config_hostport_t bind;
@@ -65,15 +76,7 @@ typedef struct {
     size_t tls_index;                 /* index into config_t.tls: the default identity */
     config_sni_t *sni;                /* "sni": other identities chosen by server name */
     size_t n_sni;
-    struct {
-        config_hostport_t address;    /* host "original-destination" when intercept */
-        data_mode_t data_mode;
-        int intercept;                /* the backend is where the client meant to go (REDIRECT/DNAT/TPROXY) */
-        config_cidr_t *allow;         /* intercept: the backend must be in one of these (required) */
-        size_t n_allow;
-        uint16_t port;                /* intercept: backend port; 0 = the port the client dialled */
-        int source_client;            /* "source": "client": connect from the client's IP (IP_TRANSPARENT) */
-    } backend;
+    config_backend_t backend;
     int transparent;                  /* "transparent": IP_TRANSPARENT listener sockets (TPROXY) */
     struct {
         uint16_t first, last;         /* listen port range, inclusive */

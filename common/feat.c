@@ -90,3 +90,48 @@ int feat_own_lines(const feat_policy_t *p, char *out, size_t cap)
     }
     return (int)pos;
 }
+
+void feat_merge_begin(feat_merge_t *m)
+{
+    m->multiline = 0;
+}
+
+static int put(char *out, size_t cap, size_t *pos, const char *s, size_t n)
+{
+    if (n > cap - *pos)
+        return 0;
+    memcpy(out + *pos, s, n);
+    *pos += n;
+    return 1;
+}
+
+static int put_line(char *out, size_t cap, size_t *pos, const char *line, size_t len)
+{
+    return put(out, cap, pos, line, len) && put(out, cap, pos, "\r\n", 2);
+}
+
+int feat_merge_line(feat_merge_t *m, const feat_policy_t *own, int code, int first, int last, const char *line,
+                    size_t len, char *out, size_t cap, int *done)
+{
+    size_t pos = 0;
+    int ok = 1;
+    *done = 0;
+    if (first && !last && code == 211) {
+        m->multiline = 1;
+        ok = put_line(out, cap, &pos, line, len);
+    } else if (!last) {
+        if (m->multiline && feat_keep_line(line, len))
+            ok = put_line(out, cap, &pos, line, len);
+    } else {
+        char mine[512];
+        int n = feat_own_lines(own, mine, sizeof mine);
+        if (n < 0)
+            return FG_RANGE;
+        if (!m->multiline) /* the backend has no FEAT (or nothing to list): ours alone */
+            ok = put(out, cap, &pos, "211-Features:\r\n", 15);
+        ok = ok && put(out, cap, &pos, mine, (size_t)n);
+        ok = ok && (m->multiline ? put_line(out, cap, &pos, line, len) : put(out, cap, &pos, "211 End\r\n", 9));
+        *done = 1;
+    }
+    return ok ? (int)pos : FG_RANGE;
+}

@@ -20,4 +20,21 @@ int feat_keep_line(const char *line, size_t len);
  * NUL. Returns the length, or FG_RANGE when cap is too small. */
 int feat_own_lines(const feat_policy_t *p, char *out, size_t cap);
 
+/* Merging the backend's FEAT reply as it streams in, one reply line at a
+ * time: the backend's lines that the proxy does not decide pass, the proxy's
+ * own lines go in before the backend's last line; a backend without a
+ * multi-line 211 (no FEAT, or nothing to list) gets "211-Features:", the
+ * proxy's lines and "211 End". Pure. */
+typedef struct {
+    int multiline; /* the backend's reply is a multi-line 211 */
+} feat_merge_t;
+
+void feat_merge_begin(feat_merge_t *m);
+/* line (len bytes, no CRLF) with its reply code, and whether it is the
+ * reply's first and last line. Writes what the client gets, CRLF included,
+ * to out and returns its length (0: nothing), or FG_RANGE when cap is too
+ * small. *done is set to 1 with the last line. */
+int feat_merge_line(feat_merge_t *m, const feat_policy_t *own, int code, int first, int last, const char *line,
+                    size_t len, char *out, size_t cap, int *done);
+
 #endif

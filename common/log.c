@@ -1,7 +1,10 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -125,11 +128,15 @@ static size_t add_fmt(char *line, size_t n, size_t cap, const char *fmt, ...)
     return n < cap ? n : cap - 1;
 }
 
-/* Asynchronous mode (log_start_async): whole lines go into a bounded ring
- * that a thread of its own writes out, so a stderr that is slow or never
+/* Asynchronous mode (log_start_async): a line is written at once when that
+ * cannot block (nothing is waiting, and a non-blocking write takes it all),
+ * so lines appear in order and in real time; otherwise it goes into a bounded
+ * ring that a thread of its own writes out, so a stderr that is slow or never
  * read (a stuck pipe, a paused terminal) cannot stall the event loop. A line
  * that does not fit is dropped and counted; the count is written out once
- * the writer catches up. */
+ * the writer catches up. The non-blocking writes use a description of their
+ * own (stderr reopened through /proc), or MSG_DONTWAIT on a socket, so the
+ * O_NONBLOCK flag never reaches the description other processes share. */
 #define LOG_WRITER_CHUNK (64u * 1024u)
 
 static struct {
@@ -139,8 +146,9 @@ static struct {
     char *ring;
     size_t cap, head, len; /* bytes [head, head+len) modulo cap */
     unsigned long long dropped, dropped_unreported;
-    int running, stopping;
-} async_ = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+    int running, stopping, writer_busy;
+    int direct_fd, direct_socket; /* -1: every line through the ring */
+} async_ = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .direct_fd = -1};
 
 static void write_all(const char *buf, size_t len);
 
@@ -171,6 +179,7 @@ static void *writer_main(void *arg)
         unsigned long long lost = async_.len == 0 ? async_.dropped_unreported : 0;
         if (lost)
             async_.dropped_unreported = 0;
+        async_.writer_busy = 1;
         pthread_mutex_unlock(&async_.lock);
         write_all(out, n);
         if (lost) {
@@ -181,6 +190,7 @@ static void *writer_main(void *arg)
             write_all(note, (size_t)m);
         }
         pthread_mutex_lock(&async_.lock);
+        async_.writer_busy = 0;
     }
     pthread_mutex_unlock(&async_.lock);
     free(out);
@@ -197,6 +207,11 @@ int log_start_async(size_t capacity)
     async_.cap = capacity;
     async_.head = async_.len = 0;
     async_.stopping = 0;
+    struct stat st;
+    async_.direct_socket = fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode);
+    async_.direct_fd = async_.direct_socket
+                           ? STDERR_FILENO
+                           : open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
     if (pthread_create(&async_.thread, NULL, writer_main, NULL) != 0) {
         free(async_.ring);
         async_.ring = NULL;
@@ -230,6 +245,9 @@ void log_stop_async(unsigned wait_ms)
     async_.running = 0;
     free(async_.ring);
     async_.ring = NULL;
+    if (async_.direct_fd > STDERR_FILENO)
+        close(async_.direct_fd);
+    async_.direct_fd = -1;
 }
 
 unsigned long long log_dropped(void)
@@ -240,10 +258,23 @@ unsigned long long log_dropped(void)
     return n;
 }
 
-/* Queues one whole line, or counts it dropped; never waits for the writer. */
+/* Writes one whole line now if that cannot block, else queues it (what a
+ * partial write left), or counts it dropped; never waits for stderr. */
 static void enqueue(const char *line, size_t n)
 {
     pthread_mutex_lock(&async_.lock);
+    if (async_.len == 0 && !async_.writer_busy && async_.direct_fd >= 0) {
+        ssize_t w = async_.direct_socket ? send(async_.direct_fd, line, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                         : write(async_.direct_fd, line, n);
+        if (w > 0) {
+            line += w;
+            n -= (size_t)w;
+        }
+        if (n == 0) {
+            pthread_mutex_unlock(&async_.lock);
+            return;
+        }
+    }
     if (async_.len + n > async_.cap) {
         async_.dropped++;
         async_.dropped_unreported++;

@@ -26,7 +26,11 @@ struct client {
     size_t in_len, in_pos, in_cap;
     unsigned char *pp;  /* a PROXY header being read; NULL once done or when not used */
     size_t pp_len;
-    unsigned paused : 1, closing : 1;
+    SSL_CTX *tls_ctx;
+    const unsigned char *token;
+    const tls_sni_t *sni;
+    SSL_SESSION *session; /* the control TLS session data connections resume */
+    unsigned paused : 1, closing : 1, restart_tls : 1;
 };
 
 static void client_grow_failed(client_t *c, const char *why)
@@ -171,6 +175,9 @@ static void on_data(tstream_t *t, const char *buf, size_t len)
 static void on_handshake(tstream_t *t)
 {
     client_t *c = tstream_userdata(t);
+    /* A new handshake (after REIN) replaces the session data connections resume. */
+    tls_session_forget(c->tls_ctx, c->session);
+    c->session = tls_engine_get1_session(tstream_engine(t));
     if (c->cbs->on_handshake)
         c->cbs->on_handshake(c->owner);
 }
@@ -204,6 +211,8 @@ static void on_close(tstream_t *t)
 {
     client_t *c = tstream_userdata(t);
     c->stream = NULL;
+    /* The control session leaves the server cache with its connection. */
+    tls_session_forget(c->tls_ctx, c->session);
     if (c->cbs->on_closed)
         c->cbs->on_closed(c->owner);
     linebuf_free(c->lines);
@@ -216,7 +225,11 @@ static void on_tls_stopped(tstream_t *t)
 {
     client_t *c = tstream_userdata(t);
     linebuf_reset(c->lines);
-    c->cbs->on_tls_stopped(c->owner);
+    if (c->restart_tls && client_start_tls(c) != FG_OK) {
+        c->cbs->on_end(c->owner, TSTREAM_END_TLS_FAILED, "cannot start TLS again");
+        return;
+    }
+    c->cbs->on_tls_stopped(c->owner, c->restart_tls);
 }
 
 static const tstream_cbs_t client_stream_cbs = {
@@ -303,20 +316,27 @@ size_t client_queued(const client_t *c)
     return c && c->stream ? tstream_queued(c->stream) : 0;
 }
 
-int client_start_tls(client_t *c, SSL_CTX *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN],
-                     const tls_sni_t *sni)
+void client_set_tls(client_t *c, SSL_CTX *ctx, const unsigned char *token, const tls_sni_t *sni)
 {
-    int rc = tstream_start_tls(c->stream, ctx);
+    c->tls_ctx = ctx;
+    c->token = token;
+    c->sni = sni;
+}
+
+int client_start_tls(client_t *c)
+{
+    int rc = tstream_start_tls(c->stream, c->tls_ctx);
     if (rc != FG_OK)
         return rc;
     tls_engine_t *e = tstream_engine(c->stream);
-    tls_engine_set_token(e, token, 1);
-    tls_engine_set_sni(e, sni);
+    tls_engine_set_token(e, c->token, 1);
+    tls_engine_set_sni(e, c->sni);
     return FG_OK;
 }
 
-int client_stop_tls(client_t *c)
+int client_stop_tls(client_t *c, int restart)
 {
+    c->restart_tls = restart;
     return tstream_stop_tls(c->stream, on_tls_stopped);
 }
 

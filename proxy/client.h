@@ -27,7 +27,9 @@ typedef struct {
     int (*on_proxy_header)(void *owner, int status, const proxyproto_t *pp);
     void (*on_input)(void *owner);          /* new bytes: client_take_line may have a line */
     void (*on_handshake)(void *owner);      /* the TLS handshake finished */
-    void (*on_tls_stopped)(void *owner);    /* the client answered our close_notify (client_stop_tls) */
+    /* The client answered our close_notify (client_stop_tls); restarted: a
+     * new TLS handshake is awaited on the same connection. */
+    void (*on_tls_stopped)(void *owner, int restarted);
     void (*on_drain)(void *owner);          /* our queued replies fell to the low mark */
     void (*on_end)(void *owner, tstream_end_t how, const char *reason); /* the client is gone */
     void (*on_closed)(void *owner);         /* last callback; the client is freed after it */
@@ -56,11 +58,17 @@ void client_line(client_t *c, const char *line, size_t len);
 void client_write(client_t *c, const char *data, size_t len);
 size_t client_queued(const client_t *c);
 
-/* TLS. client_start_tls: from the next byte (token ties data sessions to this
- * control connection). client_stop_tls: close_notify, then on_tls_stopped. */
-int client_start_tls(client_t *c, SSL_CTX *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN],
-                     const tls_sni_t *sni);
-int client_stop_tls(client_t *c);
+/* TLS of the control connection. client_set_tls: the identity (ctx, the SNI
+ * table) and the session's token, which ties data TLS sessions to this
+ * control connection (borrowed; they outlive the client). client_start_tls:
+ * TLS from the next byte. After each handshake the client keeps its TLS
+ * session, which data connections resume, until the next handshake or its
+ * close, and takes it out of the server cache then. client_stop_tls:
+ * close_notify, then on_tls_stopped; with restart a new handshake follows
+ * (REIN on an implicit session, MS-FTPS). */
+void client_set_tls(client_t *c, SSL_CTX *ctx, const unsigned char *token, const tls_sni_t *sni);
+int client_start_tls(client_t *c);
+int client_stop_tls(client_t *c, int restart);
 int client_tls_stopping(const client_t *c);
 tls_engine_t *client_tls(client_t *c);       /* NULL when clear */
 const char *client_tls_desc(client_t *c);

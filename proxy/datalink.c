@@ -33,22 +33,12 @@ struct datalink {
     defer_t report; /* the outcome, told to the owner from the loop */
     int report_code, report_backend_failed;
     char report_text[128];
-    dl_client_mode_t client_mode;
-    dl_backend_mode_t backend_mode;
-    portpool_t *pool;
+    datalink_opts_t o;
     datasock_t *client_sock, *backend_sock;
     uint16_t client_port;
-    struct sockaddr_storage client_addr, client_target, active_source, backend_addr, backend_listen;
-    int check_peer_ip, has_active_source, backend_port_known, transparent, has_backend_source;
-    struct sockaddr_storage backend_source;
-    SSL_CTX *tls;
-    const tls_sni_t *sni;
-    unsigned char tls_token[TLS_ENGINE_TOKEN_LEN];
-    session_reuse_t require_session_reuse;
-    datalink_same_client_cb same_client;
-    void *same_client_ctx;
-    int accept_fin_upload;
-    unsigned connect_timeout_ms, stall_timeout_s, stalled_s;
+    struct sockaddr_storage backend_listen;
+    int backend_port_known;
+    unsigned stalled_s;
     tstream_t *client, *backend;
     pump_t up, down; /* client -> backend, backend -> client */
     uv_timer_t timer;
@@ -56,10 +46,7 @@ struct datalink {
     unsigned handles;
     unsigned finished : 1, detached : 1, failed : 1, lingering : 1, timer_closing : 1, client_up : 1,
         backend_up : 1, backend_started : 1, running : 1;
-    unsigned long long sid;
-    char peer[72];
     uint64_t progress_mark;
-    metrics_t *metrics;
 };
 
 static void on_stall_tick(uv_timer_t *t);
@@ -173,7 +160,7 @@ static const tstream_cbs_t poke_cbs = {
  * comes promptly and the session goes on. */
 static void dl_poke_backend(datalink_t *dl)
 {
-    if (dl->backend_mode != DL_BACKEND_CONNECT || dl->backend_started || dl->backend ||
+    if (dl->o.backend_mode != DL_BACKEND_CONNECT || dl->backend_started || dl->backend ||
         !dl->backend_port_known)
         return;
     dl->backend_started = 1;
@@ -182,18 +169,18 @@ static void dl_poke_backend(datalink_t *dl)
         return;
     dl->backend = bs;
     dl->handles++;
-    if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
+    if (tstream_connect(bs, (const struct sockaddr *)&dl->o.backend_addr) != FG_OK)
         tstream_close(bs, 1);
 }
 
 static void dl_account(datalink_t *dl, int ok)
 {
     if (ok)
-        dl->metrics->transfers_ok++;
+        dl->o.metrics->transfers_ok++;
     else
-        dl->metrics->transfers_failed++;
-    dl->metrics->bytes_to_backend += dl->up.bytes;
-    dl->metrics->bytes_to_client += dl->down.bytes;
+        dl->o.metrics->transfers_failed++;
+    dl->o.metrics->bytes_to_backend += dl->up.bytes;
+    dl->o.metrics->bytes_to_client += dl->down.bytes;
 }
 
 static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend_failed)
@@ -204,9 +191,9 @@ static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend
     dl->failed = 1;
     dl_account(dl, 0);
     if (code == 522)
-        dl->metrics->data_tls_failures++;
+        dl->o.metrics->data_tls_failures++;
     /* Counted as read: on a failure some of the backend's bytes never reached the client. */
-    LOG_INFO(dl->sid, dl->peer,
+    LOG_INFO(dl->o.session_id, dl->o.peer,
              "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text,
              (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
     uv_timer_stop(&dl->timer);
@@ -255,7 +242,7 @@ static void dl_evaluate(datalink_t *dl)
     dl->finished = 1;
     dl->lingering = 1;
     dl_account(dl, 1);
-    LOG_DEBUG(dl->sid, dl->peer, "data transfer complete: %llu bytes to backend, %llu to client",
+    LOG_DEBUG(dl->o.session_id, dl->o.peer, "data transfer complete: %llu bytes to backend, %llu to client",
               (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
     if (dl->client)
         tstream_shutdown(dl->client);
@@ -283,7 +270,7 @@ static void dl_write_failed(datalink_t *dl, int backend_side, const char *reason
         dl_evaluate(dl);
         return;
     }
-    LOG_INFO(dl->sid, dl->peer, "%s data connection failed while sending: %s",
+    LOG_INFO(dl->o.session_id, dl->o.peer, "%s data connection failed while sending: %s",
              backend_side ? "backend" : "client", reason);
     dl_fail_side(dl, 426, backend_side ? "Server data connection failed; transfer aborted"
                                        : "Data connection closed abnormally; transfer aborted",
@@ -295,34 +282,13 @@ static void dl_write_failed(datalink_t *dl, int backend_side, const char *reason
 static void client_on_handshake(tstream_t *s)
 {
     datalink_t *dl = tstream_userdata(s);
-    tls_engine_t *e = tstream_engine(s);
-    int reused = tls_engine_session_reused(e);
-    policy_data_tls_t facts = {
-        .resumed_own = tls_engine_resumed_with_token(e, dl->tls_token),
-        /* Another connection's session is not resumed at all unless the
-         * scope is the client's (the token is the session id context), so
-         * what tells it from a client that does not reuse is whether its
-         * ClientHello offered one. */
-        .offered_session = reused || tls_engine_offered_session(e),
-    };
-    unsigned char token[TLS_ENGINE_TOKEN_LEN];
-    if (!facts.resumed_own && dl->same_client && tls_engine_resumed_token(e, token))
-        facts.resumed_same_client = dl->same_client(dl->same_client_ctx, token);
-    LOG_DEBUG(dl->sid, dl->peer, "data TLS established (%s, %s)", tstream_tls_desc(s),
-              facts.resumed_own           ? "resumed the control session"
-              : facts.resumed_same_client ? "resumed a session of the same client"
-              : facts.offered_session     ? "offered ANOTHER session"
-                                          : "new session");
-    /* A data connection's own new session (a full handshake) is never resumed
-     * by design: out of the server cache at once, or TLS 1.2 clients that do
-     * not reuse would fill it for the 7 days of a control session. */
-    if (!reused)
-        tls_session_forget(dl->tls, tls_engine_get1_session(e));
-    const char *refusal = policy_data_tls_refusal(dl->require_session_reuse, &facts);
+    const char *how = "";
+    const char *refusal = datatls_judge(&dl->o.tls, s, &how);
+    LOG_DEBUG(dl->o.session_id, dl->o.peer, "data TLS established (%s, %s)", tstream_tls_desc(s), how);
     if (refusal) {
-        LOG_WARN(dl->sid, dl->peer, "SECURITY: data TLS did not resume the control session (%s); refused",
-                 refusal);
-        tls_engine_fail_reuse(e, refusal);
+        /* SECURITY: data-connection theft with a TLS session of its own (RFC 4217 §10.2). */
+        LOG_WARN(dl->o.session_id, dl->o.peer,
+                 "SECURITY: data TLS did not resume the control session (%s); refused", refusal);
         dl_fail(dl, 522, "Data connection must resume the control connection's TLS session");
     }
 }
@@ -339,9 +305,9 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
     datalink_t *dl = tstream_userdata(s);
     /* Policy "upload_requires_close_notify": false — a bare FIN after the
      * handshake ends the upload (vsftpd's strict_ssl_read_eof=NO). */
-    if (how == TSTREAM_END_TRUNCATED && dl->accept_fin_upload && tstream_handshake_done(s) &&
+    if (how == TSTREAM_END_TRUNCATED && dl->o.accept_upload_without_close_notify && tstream_handshake_done(s) &&
         dl->direction != DIR_DOWNLOAD) {
-        LOG_INFO(dl->sid, dl->peer, "upload ended without TLS close_notify; accepted by policy");
+        LOG_INFO(dl->o.session_id, dl->o.peer, "upload ended without TLS close_notify; accepted by policy");
         how = TSTREAM_END_CLEAN;
     }
     pump_source_ended(&dl->up, how);
@@ -350,7 +316,7 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
         return;
     }
     if (how == TSTREAM_END_TLS_FAILED && !tstream_handshake_done(s)) {
-        LOG_WARN(dl->sid, dl->peer, "data TLS handshake failed: %s", reason);
+        LOG_WARN(dl->o.session_id, dl->o.peer, "data TLS handshake failed: %s", reason);
         dl_fail(dl, 522, "Data connection TLS handshake failed");
         return;
     }
@@ -360,9 +326,9 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
     }
     if (how == TSTREAM_END_TRUNCATED && dl->direction == DIR_DOWNLOAD)
         return; /* the client stops sending; what we send it still counts */
-    LOG_INFO(dl->sid, dl->peer, "client data connection ended badly: %s", reason);
+    LOG_INFO(dl->o.session_id, dl->o.peer, "client data connection ended badly: %s", reason);
     if (how == TSTREAM_END_TLS_FAILED)
-        dl->metrics->data_tls_failures++; /* mid-transfer: a TLS failure, answered as a broken transfer */
+        dl->o.metrics->data_tls_failures++; /* mid-transfer: a TLS failure, answered as a broken transfer */
     dl_fail(dl, 426, "Data connection closed abnormally; transfer aborted");
 }
 
@@ -438,18 +404,9 @@ static int dl_adopt_client_stream(datalink_t *dl, tstream_t *cs)
     dl->client = cs;
     pump_set_source(&dl->up, cs);
     dl->handles++;
-    if (dl->tls) {
-        if (tstream_start_tls(cs, dl->tls) != FG_OK) {
-            dl_fail(dl, 425, "Cannot start TLS on the data connection");
-            return -1;
-        }
-        tls_engine_t *e = tstream_engine(cs);
-        tls_engine_set_token(e, dl->tls_token, 0);
-        if (dl->require_session_reuse == SESSION_REUSE_CLIENT && dl->same_client)
-            tls_engine_set_foreign_check(e, dl->same_client, dl->same_client_ctx);
-        tls_engine_set_sni(e, dl->sni);
-        /* No tickets on data connections (tls_engine.h); the control connection issues them. */
-        tls_engine_set_num_tickets(e, 0);
+    if (dl->o.tls.ctx && datatls_start(&dl->o.tls, cs) != FG_OK) {
+        dl_fail(dl, 425, "Cannot start TLS on the data connection");
+        return -1;
     }
     return 0;
 }
@@ -458,7 +415,7 @@ static void client_on_connect(tstream_t *s, int status)
 {
     datalink_t *dl = tstream_userdata(s);
     if (status < 0) {
-        LOG_INFO(dl->sid, dl->peer, "cannot connect to the client's data port: %s", uv_strerror(status));
+        LOG_INFO(dl->o.session_id, dl->o.peer, "cannot connect to the client's data port: %s", uv_strerror(status));
         dl_fail(dl, 425, "Cannot open data connection");
         return;
     }
@@ -478,12 +435,12 @@ static void dl_dial_client(datalink_t *dl)
     }
     if (dl_adopt_client_stream(dl, cs) != 0)
         return;
-    if (dl->has_active_source &&
-        transparent_bind(tstream_tcp(cs), (const struct sockaddr *)&dl->active_source, dl->transparent) != 0) {
+    if (dl->o.has_active_source &&
+        transparent_bind(tstream_tcp(cs), (const struct sockaddr *)&dl->o.active_source, dl->o.transparent) != 0) {
         dl_fail(dl, 425, "Cannot open data connection (source address)");
         return;
     }
-    if (tstream_connect(cs, (const struct sockaddr *)&dl->client_target) != FG_OK)
+    if (tstream_connect(cs, (const struct sockaddr *)&dl->o.client_target) != FG_OK)
         dl_fail(dl, 425, "Cannot open data connection");
 }
 
@@ -518,7 +475,7 @@ static void backend_on_end(tstream_t *s, tstream_end_t how, const char *reason)
         return;
     }
     if (how != TSTREAM_END_CLEAN) {
-        LOG_INFO(dl->sid, dl->peer, "backend data connection failed: %s", reason);
+        LOG_INFO(dl->o.session_id, dl->o.peer, "backend data connection failed: %s", reason);
         dl_fail_side(dl, 426, "Server data connection failed; transfer aborted", 1);
         return;
     }
@@ -591,7 +548,7 @@ static void backend_on_connect(tstream_t *s, int status)
 {
     datalink_t *dl = tstream_userdata(s);
     if (status < 0) {
-        LOG_WARN(dl->sid, dl->peer, "cannot connect to backend data port: %s", uv_strerror(status));
+        LOG_WARN(dl->o.session_id, dl->o.peer, "cannot connect to backend data port: %s", uv_strerror(status));
         dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
         return;
     }
@@ -602,7 +559,7 @@ static void backend_on_connect(tstream_t *s, int status)
  * a refused or absent client never reaches the backend. */
 static void dl_maybe_connect_backend(datalink_t *dl)
 {
-    if (dl->backend_mode != DL_BACKEND_CONNECT || dl->backend_started || !dl->client_up ||
+    if (dl->o.backend_mode != DL_BACKEND_CONNECT || dl->backend_started || !dl->client_up ||
         !dl->backend_port_known || dl->finished)
         return;
     tstream_t *bs = tstream_new(dl->loop, &backend_cbs, dl);
@@ -615,12 +572,12 @@ static void dl_maybe_connect_backend(datalink_t *dl)
     dl->backend_started = 1;
     dl->handles++;
     /* Source-IP transparency: the backend sees the client's address (README). */
-    if (dl->has_backend_source && dl->backend_source.ss_family == dl->backend_addr.ss_family &&
-        transparent_bind(tstream_tcp(bs), (const struct sockaddr *)&dl->backend_source, 1) != 0) {
+    if (dl->o.has_backend_source && dl->o.backend_source.ss_family == dl->o.backend_addr.ss_family &&
+        transparent_bind(tstream_tcp(bs), (const struct sockaddr *)&dl->o.backend_source, 1) != 0) {
         dl_fail(dl, 425, "Cannot open data connection from the client's address");
         return;
     }
-    if (tstream_connect(bs, (const struct sockaddr *)&dl->backend_addr) != FG_OK)
+    if (tstream_connect(bs, (const struct sockaddr *)&dl->o.backend_addr) != FG_OK)
         dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
 }
 
@@ -659,8 +616,8 @@ static void on_stall_tick(uv_timer_t *t)
         dl->stalled_s = 0;
         return;
     }
-    if (++dl->stalled_s >= dl->stall_timeout_s) {
-        LOG_INFO(dl->sid, dl->peer, "data transfer stalled for %u s", dl->stalled_s);
+    if (++dl->stalled_s >= dl->o.stall_timeout_s) {
+        LOG_INFO(dl->o.session_id, dl->o.peer, "data transfer stalled for %u s", dl->stalled_s);
         dl_fail(dl, 426, "Transfer stalled; aborted");
     }
 }
@@ -673,34 +630,34 @@ static void on_connect_timeout(uv_timer_t *t)
 
 /* ---- public ------------------------------------------------------------------------------ */
 
-static int dl_open_socks(datalink_t *dl, const datalink_opts_t *opts)
+static int dl_open_socks(datalink_t *dl)
 {
     datasock_opts_t so = {
         .loop = dl->loop,
         .owner = dl,
         .on_closed = dl_sock_closed,
-        .metrics = dl->metrics,
-        .sid = dl->sid,
-        .peer = dl->peer,
+        .metrics = dl->o.metrics,
+        .sid = dl->o.session_id,
+        .peer = dl->o.peer,
     };
     int rc = FG_OK;
-    if (dl->client_mode == DL_CLIENT_PASSIVE) {
+    if (dl->o.client_mode == DL_CLIENT_PASSIVE) {
         /* TPROXY: the passive port listens on the server's address, not ours. */
-        so.addr = opts->listen_addr;
-        so.transparent = dl->transparent;
-        so.expect = dl->check_peer_ip ? (const struct sockaddr *)&dl->client_addr : NULL;
+        so.addr = (const struct sockaddr *)&dl->o.listen_addr;
+        so.transparent = dl->o.transparent;
+        so.expect = dl->o.check_peer_ip ? (const struct sockaddr *)&dl->o.client_addr : NULL;
         so.what = "client";
         so.on_accept = on_client_accepted;
-        rc = datasock_listen_pool(&so, dl->pool, &dl->client_sock, &dl->client_port);
+        rc = datasock_listen_pool(&so, dl->o.pool, &dl->client_sock, &dl->client_port);
         if (rc == FG_OK)
             dl->handles++;
     }
-    if (rc == FG_OK && dl->backend_mode == DL_BACKEND_LISTEN) {
+    if (rc == FG_OK && dl->o.backend_mode == DL_BACKEND_LISTEN) {
         /* SECURITY: only the backend itself may connect to the PORT we give it.
          * With source-IP transparency the port is on the client's address. */
-        so.addr = opts->backend_local;
-        so.transparent = dl->has_backend_source;
-        so.expect = (const struct sockaddr *)&dl->backend_addr;
+        so.addr = (const struct sockaddr *)&dl->o.backend_local;
+        so.transparent = dl->o.has_backend_source;
+        so.expect = (const struct sockaddr *)&dl->o.backend_addr;
         so.what = "backend";
         so.on_accept = on_backend_accepted;
         rc = datasock_listen_any(&so, &dl->backend_sock, &dl->backend_listen);
@@ -719,44 +676,15 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->loop = loop;
     dl->cb = cb;
     dl->owner = owner;
-    dl->client_mode = opts->client_mode;
-    dl->backend_mode = opts->backend_mode;
-    dl->pool = opts->pool;
-    dl->tls = opts->tls;
-    dl->sni = opts->sni;
-    dl->require_session_reuse = opts->require_session_reuse;
-    dl->same_client = opts->same_client;
-    dl->same_client_ctx = opts->same_client_ctx;
-    dl->accept_fin_upload = opts->accept_upload_without_close_notify;
-    if (opts->tls_token)
-        memcpy(dl->tls_token, opts->tls_token, sizeof dl->tls_token);
+    dl->o = *opts;
+    netaddr_set_port((struct sockaddr *)&dl->o.backend_source, 0);
     dl->direction = DIR_UNKNOWN;
-    dl->check_peer_ip = opts->check_peer_ip;
-    dl->connect_timeout_ms = opts->connect_timeout_ms;
-    dl->stall_timeout_s = opts->stall_timeout_s;
-    dl->sid = opts->session_id;
-    dl->metrics = opts->metrics;
-    snprintf(dl->peer, sizeof dl->peer, "%s", opts->peer ? opts->peer : "");
-    memcpy(&dl->client_addr, opts->client_addr, netaddr_len(opts->client_addr));
-    memcpy(&dl->backend_addr, opts->backend_addr, netaddr_len(opts->backend_addr));
-    if (opts->client_target)
-        memcpy(&dl->client_target, opts->client_target, netaddr_len(opts->client_target));
-    if (opts->active_source) {
-        memcpy(&dl->active_source, opts->active_source, netaddr_len(opts->active_source));
-        dl->has_active_source = 1;
-    }
-    dl->transparent = opts->transparent;
-    if (opts->backend_source) {
-        memcpy(&dl->backend_source, opts->backend_source, netaddr_len(opts->backend_source));
-        netaddr_set_port((struct sockaddr *)&dl->backend_source, 0);
-        dl->has_backend_source = 1;
-    }
     pump_init(&dl->up, NULL, NULL);
     pump_init(&dl->down, NULL, NULL);
     uv_timer_init(loop, &dl->timer);
     dl->timer.data = dl;
     dl->handles = 1;
-    int rc = dl_open_socks(dl, opts);
+    int rc = dl_open_socks(dl);
     if (rc != FG_OK) {
         dl->detached = 1;
         dl->finished = 1;
@@ -765,8 +693,8 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
         return rc;
     }
     /* A passive port waits for its client from now; active ends start at the command. */
-    if (dl->client_mode == DL_CLIENT_PASSIVE)
-        uv_timer_start(&dl->timer, on_connect_timeout, dl->connect_timeout_ms, 0);
+    if (dl->o.client_mode == DL_CLIENT_PASSIVE)
+        uv_timer_start(&dl->timer, on_connect_timeout, dl->o.connect_timeout_ms, 0);
     *out = dl;
     return FG_OK;
 }
@@ -783,7 +711,7 @@ const struct sockaddr *datalink_backend_listen_addr(const datalink_t *dl)
 
 void datalink_set_backend_port(datalink_t *dl, uint16_t port)
 {
-    netaddr_set_port((struct sockaddr *)&dl->backend_addr, port);
+    netaddr_set_port((struct sockaddr *)&dl->o.backend_addr, port);
     dl->backend_port_known = 1;
     dl_maybe_connect_backend(dl);
 }
@@ -800,9 +728,9 @@ void datalink_set_direction(datalink_t *dl, int upload)
         dl_fail(dl, 426, "Data connection closed abnormally; transfer aborted");
         return;
     }
-    if (!dl->running && (dl->client_mode == DL_CLIENT_ACTIVE || dl->backend_mode == DL_BACKEND_LISTEN))
-        uv_timer_start(&dl->timer, on_connect_timeout, dl->connect_timeout_ms, 0);
-    if (dl->client_mode == DL_CLIENT_ACTIVE)
+    if (!dl->running && (dl->o.client_mode == DL_CLIENT_ACTIVE || dl->o.backend_mode == DL_BACKEND_LISTEN))
+        uv_timer_start(&dl->timer, on_connect_timeout, dl->o.connect_timeout_ms, 0);
+    if (dl->o.client_mode == DL_CLIENT_ACTIVE)
         dl_dial_client(dl);
     dl_evaluate(dl);
 }

@@ -6,9 +6,9 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "datatls.h"
 #include "metrics.h"
 #include "portpool.h"
-#include "tls_engine.h"
 
 /* One data transfer (DESIGN.md §3–4): a client-facing endpoint (TLS server
  * under PROT P, or clear) and a backend-facing endpoint (plain), with a pump
@@ -36,40 +36,34 @@ typedef struct datalink datalink_t;
 
 typedef void (*datalink_done_cb)(void *owner, int code, const char *text, int backend_failed);
 
-/* policy "client" session reuse: 1 when the control connection that token
- * belongs to has this link's client address and login (proxy/sessreg.h). */
-typedef tls_engine_foreign_check_cb datalink_same_client_cb;
-
 typedef enum { DL_CLIENT_PASSIVE = 0, DL_CLIENT_ACTIVE } dl_client_mode_t;
 typedef enum { DL_BACKEND_CONNECT = 0, DL_BACKEND_LISTEN } dl_backend_mode_t;
 
+/* Everything a link needs, by value: the link keeps its own copy. */
 typedef struct {
     dl_client_mode_t client_mode;
-    const struct sockaddr *listen_addr;   /* passive: bind address of the client-facing port (port ignored) */
-    portpool_t *pool;                     /* passive: where that port comes from */
-    const struct sockaddr *client_addr;   /* the control connection's peer */
-    int check_peer_ip;                    /* passive: only client_addr's IP may connect */
-    const struct sockaddr *client_target; /* active: the validated PORT/EPRT address */
-    const struct sockaddr *active_source; /* active: local address to connect from (NULL: any) */
-    int transparent;                      /* listen_addr / active_source may be non-local (TPROXY) */
-    const struct sockaddr *backend_source;/* connect: the client's address to connect from (NULL: ours) */
+    struct sockaddr_storage listen_addr;   /* passive: bind address of the client-facing port (port ignored) */
+    portpool_t *pool;                      /* passive: where that port comes from */
+    struct sockaddr_storage client_addr;   /* the peer data connections come from (client or balancer) */
+    int check_peer_ip;                     /* passive: only client_addr's IP may connect */
+    struct sockaddr_storage client_target; /* active: the validated PORT/EPRT address */
+    int has_active_source;
+    struct sockaddr_storage active_source; /* active: local address to connect from */
+    int transparent;                       /* listen_addr / active_source may be non-local (TPROXY) */
+    int has_backend_source;
+    struct sockaddr_storage backend_source;/* the client's address, to reach the backend from (port 0) */
 
     dl_backend_mode_t backend_mode;
-    const struct sockaddr *backend_addr;  /* connect: backend control peer (port set later);
-                                             listen: the only IP allowed to connect */
-    const struct sockaddr *backend_local; /* listen: local address to bind (port 0: ephemeral) */
+    struct sockaddr_storage backend_addr;  /* connect: backend control peer (port set later);
+                                              listen: the only IP allowed to connect */
+    struct sockaddr_storage backend_local; /* listen: local address to bind (port 0: ephemeral) */
 
-    SSL_CTX *tls;                         /* NULL: clear data channel (PROT C) */
-    const tls_sni_t *sni;                 /* borrowed from the listener */
-    const unsigned char *tls_token;       /* the control connection's session token */
-    session_reuse_t require_session_reuse;/* which TLS sessions a data connection may resume */
-    datalink_same_client_cb same_client;  /* for SESSION_REUSE_CLIENT */
-    void *same_client_ctx;
+    datatls_t tls;                         /* tls.ctx NULL: clear data channel (PROT C) */
     int accept_upload_without_close_notify; /* a TLS upload ending in a bare FIN counts as complete */
     unsigned connect_timeout_ms;
-    unsigned stall_timeout_s;             /* no byte either way for this long: 426 */
-    unsigned long long session_id;        /* for logs */
-    const char *peer;                     /* for logs */
+    unsigned stall_timeout_s;              /* no byte either way for this long: 426 */
+    unsigned long long session_id;         /* for logs */
+    char peer[72];                         /* for logs */
     metrics_t *metrics;
 } datalink_opts_t;
 

@@ -151,6 +151,12 @@ static void hold_reply_line(dataplan_t *dp, const char *line, size_t len, int la
 
 /* ---- preparing a channel -------------------------------------------------------------- */
 
+static void set_addr(struct sockaddr_storage *to, const struct sockaddr *from)
+{
+    memset(to, 0, sizeof *to);
+    memcpy(to, from, netaddr_len(from));
+}
+
 static int is_active(ftp_cmd_id_t cmd)
 {
     return cmd == FTP_CMD_PORT || cmd == FTP_CMD_EPRT;
@@ -203,45 +209,48 @@ int dataplan_prepare(dataplan_t *dp, upstream_t *up, ftp_cmd_id_t cmd, const str
         }
         memcpy(&dp->announced_addr, a, netaddr_len(a));
     }
-    struct sockaddr_storage backend_local, source;
-    upstream_local(up, &backend_local);
-    netaddr_set_port((struct sockaddr *)&backend_local, 0);
-    /* TPROXY interception: data sockets use the server's address, as the
-     * client expects; otherwise ours. */
-    int tproxy = e->intercepted_dst && cfg->transparent;
-    const struct sockaddr *own = tproxy ? e->intercepted_dst : e->local_addr;
-    memcpy(&source, own, netaddr_len(own));
-    netaddr_set_port((struct sockaddr *)&source, (uint16_t)cfg->active.source_port);
-
     dp->client_cmd = cmd;
     dp->backend_mode = dataaddr_backend_listens(cfg->backend.data_mode, active) ? DL_BACKEND_LISTEN
                                                                                 : DL_BACKEND_CONNECT;
-    datalink_opts_t o = {
-        .client_mode = active ? DL_CLIENT_ACTIVE : DL_CLIENT_PASSIVE,
-        .listen_addr = own,
-        .transparent = tproxy,
-        .backend_source = cfg->backend.source_client ? e->client_addr : NULL,
-        .pool = e->pool,
-        .client_addr = e->data_peer,
-        .check_peer_ip = cfg->passive.check_peer_ip,
-        .client_target = active ? active_target : NULL,
-        .active_source = cfg->active.source_port || tproxy ? (const struct sockaddr *)&source : NULL,
-        .backend_mode = dp->backend_mode,
-        .backend_addr = upstream_peer(up),
-        .backend_local = (const struct sockaddr *)&backend_local,
-        .tls = prot == 'P' ? e->tls : NULL,
+    datalink_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.client_mode = active ? DL_CLIENT_ACTIVE : DL_CLIENT_PASSIVE;
+    o.pool = e->pool;
+    set_addr(&o.client_addr, e->data_peer);
+    o.check_peer_ip = cfg->passive.check_peer_ip;
+    if (active)
+        set_addr(&o.client_target, active_target);
+    /* TPROXY interception: data sockets use the server's address, as the
+     * client expects; otherwise ours. */
+    o.transparent = e->intercepted_dst && cfg->transparent;
+    set_addr(&o.listen_addr, o.transparent ? e->intercepted_dst : e->local_addr);
+    if (cfg->active.source_port || o.transparent) {
+        o.has_active_source = 1;
+        o.active_source = o.listen_addr;
+        netaddr_set_port((struct sockaddr *)&o.active_source, (uint16_t)cfg->active.source_port);
+    }
+    if (cfg->backend.source_client) {
+        o.has_backend_source = 1;
+        set_addr(&o.backend_source, e->client_addr);
+    }
+    o.backend_mode = dp->backend_mode;
+    set_addr(&o.backend_addr, upstream_peer(up));
+    upstream_local(up, &o.backend_local);
+    netaddr_set_port((struct sockaddr *)&o.backend_local, 0);
+    o.tls = (datatls_t){
+        .ctx = prot == 'P' ? e->tls : NULL,
         .sni = e->sni,
-        .tls_token = e->tls_token,
-        .require_session_reuse = cfg->policy.require_session_reuse,
+        .rule = cfg->policy.require_session_reuse,
         .same_client = e->same_client,
         .same_client_ctx = e->same_client_ctx,
-        .accept_upload_without_close_notify = !cfg->policy.upload_requires_close_notify,
-        .connect_timeout_ms = e->limits->data_connect_timeout_s * 1000u,
-        .stall_timeout_s = e->limits->transfer_stall_timeout_s,
-        .session_id = e->sid,
-        .peer = e->peer,
-        .metrics = e->metrics,
     };
+    memcpy(o.tls.token, e->tls_token, sizeof o.tls.token);
+    o.accept_upload_without_close_notify = !cfg->policy.upload_requires_close_notify;
+    o.connect_timeout_ms = e->limits->data_connect_timeout_s * 1000u;
+    o.stall_timeout_s = e->limits->transfer_stall_timeout_s;
+    o.session_id = e->sid;
+    snprintf(o.peer, sizeof o.peer, "%s", e->peer);
+    o.metrics = e->metrics;
     int rc = datalink_new(e->loop, &o, on_link_done, dp, &dp->link);
     if (rc != FG_OK) {
         dp->link = NULL;

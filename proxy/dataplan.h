@@ -45,7 +45,7 @@ typedef struct {
     SSL_CTX *tls;                           /* the control connection's context */
     const tls_sni_t *sni;
     const unsigned char *tls_token;
-    datalink_same_client_cb same_client;
+    tls_engine_foreign_check_cb same_client;
     void *same_client_ctx;
     unsigned long long sid;
     const char *peer;

@@ -7,6 +7,7 @@
 #include "fgerr.h"
 #include "log.h"
 #include "netaddr.h"
+#include "policy.h"
 #include "session.h"
 #include "transparent.h"
 #include "tstream.h"
@@ -109,6 +110,32 @@ static void on_connection(uv_stream_t *server, int status)
     else if (!l->cfg->proxy_protocol.enabled && l->limits->max_sessions_per_ip &&
              sessions_from(l, (const struct sockaddr *)&peer) >= l->limits->max_sessions_per_ip)
         refusal = "too many sessions from this address";
+    /* Interception: the backend is where the client meant to go; only a
+     * destination the policy allows is served (DESIGN.md §5). */
+    session_origin_t origin, *served = NULL;
+    if (!refusal && l->cfg->backend.intercept) {
+        struct sockaddr_storage local;
+        int llen = sizeof local;
+        char dst[72];
+        if (transparent_original_dst(tstream_tcp(client), &origin.dst, &origin.redirected) != 0 ||
+            uv_tcp_getsockname(tstream_tcp(client), (struct sockaddr *)&local, &llen) != 0) {
+            tstream_close(client, 1);
+            return;
+        }
+        const char *why = policy_intercept_refusal(l->cfg, generation_config(l->gen),
+                                                   (const struct sockaddr *)&origin.dst,
+                                                   (const struct sockaddr *)&local);
+        if (why) {
+            char who[72];
+            l->metrics->policy_refusals++;
+            LOG_WARN(0, netaddr_format((struct sockaddr *)&peer, who, sizeof who),
+                     "SECURITY: intercepted connection to %s refused: %s",
+                     netaddr_format((const struct sockaddr *)&origin.dst, dst, sizeof dst), why);
+            tstream_close(client, 0);
+            return;
+        }
+        served = &origin;
+    }
     if (refusal) {
         char who[72];
         l->metrics->sessions_refused++;
@@ -126,7 +153,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         return;
     }
-    session_t *s = session_start(l, l->loop, client, ++*l->next_id);
+    session_t *s = session_start(l, l->loop, client, ++*l->next_id, served);
     if (s) {
         session_link(s, &l->sessions);
         l->n_sessions++;

@@ -12,11 +12,11 @@
 #include "fgerr.h"
 #include "ftp_cmd.h"
 #include "ftp_reply.h"
+#include "linequeue.h"
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
 #include "sessreg.h"
-#include "transparent.h"
 #include "upstream.h"
 
 /* Lifetime and completion rules.
@@ -66,18 +66,17 @@ struct session {
     dataplan_t *plan;
     policy_state_t pol;
     wait_t wait;
-    int logged_in, feat_multiline, last_reply_code;
+    int logged_in, last_reply_code;
+    feat_merge_t feat;
     char *pending;    /* the command waiting for the backend's greeting */
     size_t pending_len;
-    char *deferred;   /* commands that arrived during a transfer, "line\n" each */
-    size_t deferred_len;
+    linequeue_t deferred; /* commands that arrived during a transfer */
     char user[64];    /* escaped, for the log */
     char login[LOGIN_MAX]; /* as sent, for policy "client" */
     uv_timer_t timer;
     unsigned children;
-    unsigned closing : 1, upstream_paused : 1, registered : 1, rein_implicit : 1;
+    unsigned closing : 1, upstream_paused : 1, registered : 1;
     SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
-    SSL_SESSION *ctl_session;  /* the control TLS session data connections resume; forgotten at the end */
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
 };
@@ -95,11 +94,10 @@ static void on_timer_closed(uv_handle_t *h)
     session_t *s = h->data;
     if (s->registered)
         sessreg_drop(s->tls_token);
-    tls_session_forget(s->tls_ctx, s->ctl_session);
     listener_session_gone(s->listener, s);
     dataplan_free(s->plan);
     free(s->pending);
-    free(s->deferred);
+    linequeue_clear(&s->deferred);
     generation_unref(s->gen);
     free(s);
 }
@@ -185,9 +183,7 @@ static void session_reset(session_t *s)
     }
     free(s->pending);
     s->pending = NULL;
-    free(s->deferred);
-    s->deferred = NULL;
-    s->deferred_len = 0;
+    linequeue_clear(&s->deferred);
     client_set_line_cap(s->client, s->limits->max_line_prelogin);
     s->wait = WAIT_NONE;
     start_login_timer(s);
@@ -211,29 +207,15 @@ static void on_upstream_ready(void *owner)
 
 static void feat_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
 {
-    if (r->first && !r->last && r->code == 211) {
-        s->feat_multiline = 1;
-        client_line(s->client, line, len);
-        return;
-    }
-    if (!r->last) {
-        if (s->feat_multiline && feat_keep_line(line, len))
-            client_line(s->client, line, len);
-        return;
-    }
-    feat_policy_t fp;
-    char own[512];
-    policy_features(&s->pol, &fp);
-    int n = feat_own_lines(&fp, own, sizeof own);
-    if (!s->feat_multiline) /* the backend has no FEAT (or nothing to list): ours alone */
-        client_write(s->client, "211-Features:\r\n", 15);
+    feat_policy_t own;
+    char out[2 * 8192];
+    int done = 0;
+    policy_features(&s->pol, &own);
+    int n = feat_merge_line(&s->feat, &own, r->code, r->first, r->last, line, len, out, sizeof out, &done);
     if (n > 0)
-        client_write(s->client, own, (size_t)n);
-    if (s->feat_multiline)
-        client_line(s->client, line, len);
-    else
-        client_write(s->client, "211 End\r\n", 9);
-    s->wait = WAIT_NONE;
+        client_write(s->client, out, (size_t)n);
+    if (done)
+        s->wait = WAIT_NONE;
 }
 
 static void on_login(session_t *s)
@@ -293,34 +275,16 @@ static void on_upstream_reply(void *owner, const ftp_reply_line_t *r, const char
 
 static void on_upstream_failed(void *owner, upstream_failure_t why, const char *detail)
 {
+    static const char *const reasons[] = {"backend unreachable", "backend refused the session",
+                                          "backend protocol error", "backend closed"};
     session_t *s = owner;
-    (void)detail;
+    (void)detail; /* logged by the upstream */
     if (s->closing)
         return;
-    switch (why) {
-    case UPSTREAM_UNREACHABLE:
-        client_reply(s->client, 421, "Service not available: cannot reach the FTP server");
-        session_close(s, 1, "backend unreachable");
-        return;
-    case UPSTREAM_REFUSED:
-        /* The backend's own refusal line (e.g. vsftpd's "500 OOPS") is logged,
-         * the client gets 421 (RFC 959: the service is not available). */
-        client_reply(s->client, 421, "Service not available: the FTP server refused the session");
-        session_close(s, 1, "backend refused the session");
-        return;
-    case UPSTREAM_PROTOCOL:
-        client_reply(s->client, 421, "Service not available: bad reply from server");
-        session_close(s, 1, "backend protocol error");
-        return;
-    case UPSTREAM_CLOSED:
-    default:
-        if (s->wait != WAIT_QUIT && s->last_reply_code != 421) {
-            LOG_WARN(s->id, s->peer, "backend closed the control connection");
-            client_reply(s->client, 421, "Service not available, remote server has closed connection");
-        }
-        session_close(s, 1, "backend closed");
-        return;
-    }
+    /* A backend that closes after its own 421, or after QUIT, said it all. */
+    if (why != UPSTREAM_CLOSED || (s->wait != WAIT_QUIT && s->last_reply_code != 421))
+        client_reply(s->client, 421, "%s", upstream_failure_reply(why));
+    session_close(s, 1, reasons[why]);
 }
 
 static void on_upstream_closed(void *owner)
@@ -341,21 +305,12 @@ static const upstream_cbs_t upstream_cbs = {
  * would otherwise be cheap to exhaust, always from our one address). */
 static void open_upstream(session_t *s, const char *line, size_t len)
 {
-    const config_listener_t *c = s->cfg;
-    struct sockaddr_storage target;
-    if (s->intercepted) {
-        memcpy(&target, &s->orig_dst, sizeof target);
-        if (c->backend.port)
-            netaddr_set_port((struct sockaddr *)&target, c->backend.port);
-    }
     upstream_opts_t o = {
         .loop = s->loop,
-        .host = s->intercepted ? NULL : c->backend.address.host,
-        .port = c->backend.address.port,
-        .addr = s->intercepted ? (const struct sockaddr *)&target : NULL,
-        .source = c->backend.source_client ? (const struct sockaddr *)&s->client_addr : NULL,
-        .connect_timeout_ms = s->limits->backend_connect_timeout_s * 1000u,
-        .keepalive_s = s->limits->tcp_keepalive_s,
+        .backend = &s->cfg->backend,
+        .limits = s->limits,
+        .client = (const struct sockaddr *)&s->client_addr,
+        .intercepted = s->intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
         .metrics = listener_metrics(s->listener),
         .sid = s->id,
         .peer = s->peer,
@@ -388,25 +343,17 @@ static void on_plan_idle(void *owner)
 
 static int start_client_tls(session_t *s)
 {
-    if (client_start_tls(s->client, s->tls_ctx, s->tls_token, s->sni) != FG_OK) {
+    if (client_start_tls(s->client) != FG_OK) {
         session_close(s, 0, "cannot start TLS");
         return FG_TLS;
     }
     return FG_OK;
 }
 
-static void on_client_tls_stopped(void *owner)
+static void on_client_tls_stopped(void *owner, int restarted)
 {
     session_t *s = owner;
-    if (s->rein_implicit) {
-        /* MS-FTPS: after REIN an implicit session starts over with a new
-         * handshake on the same TCP connection. */
-        s->rein_implicit = 0;
-        if (start_client_tls(s) != FG_OK)
-            return;
-    } else {
-        s->pol.tls_active = 0;
-    }
+    s->pol.tls_active = restarted; /* CCC, explicit REIN: clear from now on */
     s->wait = WAIT_NONE;
     if (s->up && s->upstream_paused && client_queued(s->client) <= TSTREAM_HIGH_MARK) {
         s->upstream_paused = 0;
@@ -420,8 +367,7 @@ static void on_client_tls_stopped(void *owner)
  * closing TLS stream, nor move the session on). */
 static void stop_client_tls(session_t *s, int restart)
 {
-    s->rein_implicit = restart;
-    if (client_stop_tls(s->client) != FG_OK) {
+    if (client_stop_tls(s->client, restart) != FG_OK) {
         session_close(s, 0, "cannot end TLS on the control connection");
         return;
     }
@@ -547,7 +493,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
             s->wait = WAIT_DATA;
         return;
     case POLICY_FEAT:
-        s->feat_multiline = 0;
+        feat_merge_begin(&s->feat);
         forward(s, line, len, WAIT_FEAT);
         return;
     case POLICY_TRANSFER:
@@ -601,15 +547,10 @@ static int handle_during_transfer(session_t *s, const char *line, size_t len)
             break;
         }
     }
-    char *grown = realloc(s->deferred, s->deferred_len + len + 1);
-    if (!grown) {
+    if (linequeue_push(&s->deferred, line, len) != FG_OK) {
         session_close(s, 0, "out of memory");
         return -1;
     }
-    memcpy(grown + s->deferred_len, line, len);
-    grown[s->deferred_len + len] = '\n'; /* a line never holds LF (linebuf.h) */
-    s->deferred = grown;
-    s->deferred_len += len + 1;
     return 0;
 }
 
@@ -623,30 +564,27 @@ static int can_take_input(const session_t *s)
     if (client_queued(s->client) > TSTREAM_HIGH_MARK)
         return 0;
     if (s->wait == WAIT_NONE)
-        return !s->deferred_len;
-    return s->wait == WAIT_DATA && dataplan_in_transfer(s->plan) && s->deferred_len < DEFERRED_MAX;
+        return linequeue_empty(&s->deferred);
+    return s->wait == WAIT_DATA && dataplan_in_transfer(s->plan) && !linequeue_full(&s->deferred);
 }
 
 /* Runs the oldest command held during a transfer. */
 static void run_deferred(session_t *s)
 {
-    char *nl = memchr(s->deferred, '\n', s->deferred_len);
-    size_t len = (size_t)(nl - s->deferred);
-    char *line = malloc(len ? len : 1);
-    if (!line) {
+    size_t len = 0;
+    char *line = malloc(s->limits->max_line + 1);
+    if (!line || linequeue_pop(&s->deferred, line, s->limits->max_line, &len) != FG_OK) {
+        free(line);
         session_close(s, 0, "out of memory");
         return;
     }
-    memcpy(line, s->deferred, len);
-    s->deferred_len -= len + 1;
-    memmove(s->deferred, nl + 1, s->deferred_len);
     handle_command(s, line, len);
     free(line);
 }
 
 static void process_input(session_t *s)
 {
-    while (!s->closing && s->wait == WAIT_NONE && s->deferred_len)
+    while (!s->closing && s->wait == WAIT_NONE && !linequeue_empty(&s->deferred))
         run_deferred(s);
     while (can_take_input(s)) {
         const char *line = NULL;
@@ -676,11 +614,11 @@ static void process_input(session_t *s)
 
 /* ---- client connection ------------------------------------------------------------- */
 
-/* Admission once the real client is known: the per-IP limit behind a
- * balancer (the listener checked it at accept otherwise), and interception. */
-static int admit(session_t *s)
+/* Behind a balancer the per-IP limit is checked once the PROXY header named
+ * the real client (the listener checks it at accept otherwise). */
+static int over_ip_limit(session_t *s)
 {
-    if (s->cfg->proxy_protocol.enabled && s->limits->max_sessions_per_ip &&
+    if (s->limits->max_sessions_per_ip &&
         listener_sessions_from(s->listener, (const struct sockaddr *)&s->client_addr) >
             s->limits->max_sessions_per_ip) {
         LOG_WARN(s->id, s->peer, "connection refused: too many sessions from this address");
@@ -688,30 +626,8 @@ static int admit(session_t *s)
         if (s->cfg->mode == LISTEN_EXPLICIT)
             client_reply(s->client, 421, "Service not available: too many sessions from this address");
         session_close(s, 1, "per-IP limit");
-        return -1;
+        return 1;
     }
-    if (!s->cfg->backend.intercept)
-        return 0;
-    /* Interception: the backend is where the client meant to go. */
-    int redirected = 0;
-    char dst[72];
-    if (transparent_original_dst(client_tcp(s->client), &s->orig_dst, &redirected) != 0) {
-        session_close(s, 0, "cannot read the original destination");
-        return -1;
-    }
-    netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst);
-    const char *why = policy_intercept_refusal(s->cfg, generation_config(s->gen),
-                                               (const struct sockaddr *)&s->orig_dst,
-                                               (const struct sockaddr *)&s->local_addr);
-    if (why) {
-        LOG_WARN(s->id, s->peer, "SECURITY: intercepted connection to %s refused: %s", dst, why);
-        listener_metrics(s->listener)->policy_refusals++;
-        session_close(s, 0, "destination not allowed");
-        return -1;
-    }
-    s->intercepted = 1;
-    LOG_INFO(s->id, s->peer, "intercepted: original destination %s (%s)", dst,
-             redirected ? "REDIRECT/DNAT" : "TPROXY");
     return 0;
 }
 
@@ -743,7 +659,7 @@ static int on_client_proxy_header(void *owner, int status, const proxyproto_t *p
     }
     LOG_INFO(s->id, s->peer, "PROXY v%d header from %s: client %s", pp->version, balancer,
              pp->local ? "(local: the balancer itself)" : s->peer);
-    if (admit(s) != 0)
+    if (over_ip_limit(s))
         return -1;
     greet(s);
     return s->closing ? -1 : 0;
@@ -758,9 +674,6 @@ static void on_client_handshake(void *owner)
 {
     session_t *s = owner;
     LOG_INFO(s->id, s->peer, "control TLS established (%s)", client_tls_desc(s->client));
-    /* A new handshake (after REIN) replaces the session data connections resume. */
-    tls_session_forget(s->tls_ctx, s->ctl_session);
-    s->ctl_session = tls_engine_get1_session(client_tls(s->client));
 }
 
 static void on_client_drain(void *owner)
@@ -812,7 +725,8 @@ static int same_client(void *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN
 
 /* ---- start ---------------------------------------------------------------------------- */
 
-session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsigned long long id)
+session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsigned long long id,
+                         const session_origin_t *origin)
 {
     const config_listener_t *cfg = listener_config(l);
     session_t *s = calloc(1, sizeof *s);
@@ -831,11 +745,13 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
     generation_ref(s->gen);
     s->tls_ctx = listener_tls(l);
     s->sni = listener_sni(l);
+    client_set_tls(s->client, s->tls_ctx, s->tls_token, s->sni);
     s->cfg = cfg;
     s->limits = listener_limits(l);
     s->loop = loop;
     s->id = id;
     s->children = 1; /* the client */
+    linequeue_init(&s->deferred, DEFERRED_MAX);
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     if (client_addresses(s->client, &s->client_addr, &s->local_addr) != FG_OK) {
@@ -848,6 +764,14 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
         uv_tcp_keepalive(client_tcp(s->client), 1, s->limits->tcp_keepalive_s);
     LOG_INFO(id, s->peer, "session start listener=%s mode=%s", cfg->name,
              cfg->mode == LISTEN_IMPLICIT ? "implicit" : "explicit");
+    if (origin) {
+        char dst[72];
+        s->intercepted = 1;
+        memcpy(&s->orig_dst, &origin->dst, sizeof s->orig_dst);
+        LOG_INFO(id, s->peer, "intercepted: original destination %s (%s)",
+                 netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst),
+                 origin->redirected ? "REDIRECT/DNAT" : "TPROXY");
+    }
     dataplan_env_t env = {
         .loop = loop,
         .cfg = cfg,
@@ -858,8 +782,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
         .data_peer = cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->balancer_addr
                                                             : (const struct sockaddr *)&s->client_addr,
         .local_addr = (const struct sockaddr *)&s->local_addr,
-        /* An intercepting listener serves only intercepted sessions (admit). */
-        .intercepted_dst = cfg->backend.intercept ? (const struct sockaddr *)&s->orig_dst : NULL,
+        .intercepted_dst = origin ? (const struct sockaddr *)&s->orig_dst : NULL,
         .tls = s->tls_ctx,
         .sni = s->sni,
         .tls_token = s->tls_token,
@@ -879,7 +802,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
         return s;
     }
     /* Behind a balancer the session is admitted once the real client is known. */
-    if (!cfg->proxy_protocol.enabled && admit(s) == 0)
+    if (!cfg->proxy_protocol.enabled)
         greet(s);
     return s;
 }

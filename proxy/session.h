@@ -12,8 +12,17 @@
  * and owns the data link of the current transfer. Frees itself when both
  * connections are closed, then tells its listener. */
 
-/* client: an accepted, connected stream; the session takes ownership. */
-session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsigned long long id);
+/* Where an intercepted client meant to go (backend "original-destination"),
+ * checked by the listener before the session starts. */
+typedef struct {
+    struct sockaddr_storage dst;
+    int redirected; /* REDIRECT/DNAT (else TPROXY) */
+} session_origin_t;
+
+/* client: an accepted, connected stream; the session takes ownership.
+ * origin: NULL unless the listener intercepts. */
+session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsigned long long id,
+                         const session_origin_t *origin);
 
 /* Ends the session now (both connections closed). */
 void session_abort(session_t *s, const char *why);

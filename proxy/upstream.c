@@ -24,6 +24,8 @@ struct upstream {
     void *owner;
     char peer[72];
     char *host;
+    uint16_t port;
+    unsigned connect_timeout_ms, keepalive_s;
     struct sockaddr_storage addrs[UPSTREAM_ALT_MAX]; /* tried in order */
     unsigned n_addrs, next_addr;
     struct sockaddr_storage source;
@@ -207,7 +209,7 @@ static void up_on_end(tstream_t *t, tstream_end_t how, const char *reason)
 {
     (void)how;
     upstream_t *u = tstream_userdata(t);
-    LOG_DEBUG(u->o.sid, u->peer, "backend control connection ended: %s", reason);
+    LOG_INFO(u->o.sid, u->peer, "backend closed the control connection: %s", reason);
     up_fail(u, UPSTREAM_CLOSED, reason);
 }
 
@@ -259,8 +261,8 @@ static void up_on_connect(tstream_t *t, int status)
     uv_tcp_nodelay(tstream_tcp(t), 1);
     /* Control connections sit idle for as long as a transfer runs: keepalive
      * probes keep NAT and firewall state alive (or the final 226 is lost). */
-    if (u->o.keepalive_s > 0)
-        uv_tcp_keepalive(tstream_tcp(t), 1, u->o.keepalive_s);
+    if (u->keepalive_s > 0)
+        uv_tcp_keepalive(tstream_tcp(t), 1, u->keepalive_s);
     if (tstream_start_read(t) != FG_OK)
         up_fail(u, UPSTREAM_UNREACHABLE, "cannot read");
     else if (u->paused)
@@ -304,7 +306,7 @@ static void up_dial(upstream_t *u)
     }
     /* A silently dropped SYN would otherwise hold the session until the
      * kernel gives up (minutes), never trying the name's next address. */
-    uv_timer_start(&u->connect_timer, up_on_connect_timeout, u->o.connect_timeout_ms, 0);
+    uv_timer_start(&u->connect_timer, up_on_connect_timeout, u->connect_timeout_ms, 0);
 }
 
 static void up_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -322,7 +324,7 @@ static void up_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *r
         if (dup || ai->ai_addrlen > sizeof u->addrs[0])
             continue;
         memcpy(&u->addrs[u->n_addrs], ai->ai_addr, ai->ai_addrlen);
-        netaddr_set_port((struct sockaddr *)&u->addrs[u->n_addrs++], u->o.port);
+        netaddr_set_port((struct sockaddr *)&u->addrs[u->n_addrs++], u->port);
     }
     uv_freeaddrinfo(res);
     if (u->n_addrs == 0) {
@@ -336,6 +338,22 @@ static void up_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *r
     up_release(u); /* the resolver's count; the stream holds its own */
 }
 
+const char *upstream_failure_reply(upstream_failure_t why)
+{
+    switch (why) {
+    case UPSTREAM_UNREACHABLE:
+        return "Service not available: cannot reach the FTP server";
+    case UPSTREAM_REFUSED:
+        /* The backend's own refusal line (e.g. vsftpd's "500 OOPS") is logged;
+         * RFC 959: 421, the service is not available. */
+        return "Service not available: the FTP server refused the session";
+    case UPSTREAM_PROTOCOL:
+        return "Service not available: bad reply from server";
+    default:
+        return "Service not available, remote server has closed connection";
+    }
+}
+
 upstream_t *upstream_open(const upstream_opts_t *o, const upstream_cbs_t *cbs, void *owner)
 {
     upstream_t *u = calloc(1, sizeof *u);
@@ -346,31 +364,39 @@ upstream_t *upstream_open(const upstream_opts_t *o, const upstream_cbs_t *cbs, v
     u->owner = owner;
     snprintf(u->peer, sizeof u->peer, "%s", o->peer ? o->peer : "");
     u->o.peer = u->peer;
+    const config_backend_t *b = o->backend;
+    u->port = b->address.port;
+    u->connect_timeout_ms = o->limits->backend_connect_timeout_s * 1000u;
+    u->keepalive_s = o->limits->tcp_keepalive_s;
     u->lines = linebuf_new(UPSTREAM_LINE_MAX, 0);
-    u->host = o->host ? strdup(o->host) : NULL;
-    if (!u->lines || (o->host && !u->host)) {
+    u->host = o->intercepted ? NULL : strdup(b->address.host);
+    if (!u->lines || (!o->intercepted && !u->host)) {
         linebuf_free(u->lines);
         free(u->host);
         free(u);
         return NULL;
     }
     ftp_reply_init(&u->replies);
-    if (o->source) {
-        memcpy(&u->source, o->source, netaddr_len(o->source));
+    if (b->source_client) {
+        /* Source-IP transparency: the legacy server sees the client's address. */
+        memcpy(&u->source, o->client, netaddr_len(o->client));
         netaddr_set_port((struct sockaddr *)&u->source, 0);
         u->has_source = 1;
     }
     uv_timer_init(o->loop, &u->connect_timer);
     u->connect_timer.data = u;
     u->pending = 1; /* the timer */
-    if (o->addr) {
-        memcpy(&u->addrs[0], o->addr, netaddr_len(o->addr));
+    if (o->intercepted) {
+        /* Interception: the server the client dialled, on backend.port if set. */
+        memcpy(&u->addrs[0], o->intercepted, netaddr_len(o->intercepted));
+        if (b->port)
+            netaddr_set_port((struct sockaddr *)&u->addrs[0], b->port);
         u->n_addrs = 1;
         up_dial(u);
         return u;
     }
     char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)o->port);
+    snprintf(port, sizeof port, "%u", (unsigned)u->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     u->resolver.data = u;
     u->pending++;

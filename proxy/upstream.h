@@ -41,16 +41,17 @@ typedef struct {
 
 typedef struct {
     uv_loop_t *loop;
-    const char *host;                   /* a name or literal to resolve; NULL when addr is given */
-    uint16_t port;
-    const struct sockaddr *addr;        /* a fixed address (interception); NULL: resolve host */
-    const struct sockaddr *source;      /* connect from this address (IP_TRANSPARENT); NULL: ours */
-    unsigned connect_timeout_ms;        /* per address */
-    unsigned keepalive_s;               /* TCP keepalive; 0 off */
-    metrics_t *metrics;                 /* backend_connect_failures */
-    unsigned long long sid;             /* for the log */
+    const config_backend_t *backend;     /* the name to resolve, or interception, and the source rule */
+    const config_limits_t *limits;       /* backend_connect_timeout (per address), tcp_keepalive */
+    const struct sockaddr *client;       /* the real client (source-IP transparency) */
+    const struct sockaddr *intercepted;  /* where an intercepted client meant to go; NULL when not */
+    metrics_t *metrics;                  /* backend_connect_failures */
+    unsigned long long sid;              /* for the log */
     const char *peer;
 } upstream_opts_t;
+
+/* What the client is told (after "421 ") when the backend fails so. */
+const char *upstream_failure_reply(upstream_failure_t why);
 
 /* Starts resolving and connecting. NULL when out of memory. */
 upstream_t *upstream_open(const upstream_opts_t *o, const upstream_cbs_t *cbs, void *owner);

@@ -89,9 +89,58 @@ static void test_own(void)
     CHECK_STR(out, " EPSV\r\n");
 }
 
+/* Feeds reply lines ("211-..." first, "211 ..." last) through the merger. */
+static void merge(const char *const *lines, size_t n, const feat_policy_t *own, const char *want)
+{
+    feat_merge_t m;
+    char all[2048] = "", out[1024];
+    size_t pos = 0;
+    int done = 0;
+    feat_merge_begin(&m);
+    for (size_t i = 0; i < n; i++) {
+        int first = i == 0, last = i + 1 == n;
+        int code = (lines[i][0] - '0') * 100 + (lines[i][1] - '0') * 10 + (lines[i][2] - '0');
+        if (!first && !last)
+            code = 211;
+        int k = feat_merge_line(&m, own, code, first, last, lines[i], strlen(lines[i]), out, sizeof out, &done);
+        CHECK(k >= 0);
+        CHECK_EQ_INT(done, last);
+        if (k > 0 && pos + (size_t)k < sizeof all) {
+            memcpy(all + pos, out, (size_t)k);
+            pos += (size_t)k;
+        }
+    }
+    all[pos] = '\0';
+    CHECK_STR(all, want);
+}
+
+static void test_merge(void)
+{
+    feat_policy_t own;
+    memset(&own, 0, sizeof own);
+    own.tls_available = 1;
+    /* The backend's own AUTH/PROT/EPSV lines go; ours come before its last line. */
+    static const char *const vs[] = {"211-Features:", " MDTM", " AUTH TLS", " PROT", " EPSV", " SIZE", "211 End"};
+    merge(vs, 7, &own,
+          "211-Features:\r\n MDTM\r\n SIZE\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n211 End\r\n");
+    /* No FEAT at the backend (500): ours alone, framed. */
+    static const char *const none[] = {"500 Unknown command"};
+    merge(none, 1, &own, "211-Features:\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n211 End\r\n");
+    /* A single-line 211 ("211 no features"): ours alone too. */
+    static const char *const single[] = {"211 No features"};
+    merge(single, 1, &own, "211-Features:\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n211 End\r\n");
+    /* Too small an output buffer: FG_RANGE, never an overflow. */
+    feat_merge_t m;
+    char tiny[8];
+    int done = 0;
+    feat_merge_begin(&m);
+    CHECK_EQ_INT(feat_merge_line(&m, &own, 500, 1, 1, "500 x", 5, tiny, sizeof tiny, &done), FG_RANGE);
+}
+
 int main(void)
 {
     test_keep();
     test_own();
+    test_merge();
     return check_report();
 }
