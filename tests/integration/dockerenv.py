@@ -118,6 +118,43 @@ def _snapshot():
     }
 
 
+_MOUNT_FLAGS = {"ro", "rw", "nosuid", "nodev", "noexec", "relatime", "noatime", "nodiratime", "strictatime"}
+
+
+def _readonly_cgroups():
+    """(mount point, fstype, options) of cgroup file systems mounted read-only, as a container
+    without --privileged has them: dockerd cannot make its containers' cgroups there."""
+    out = []
+    try:
+        with open("/proc/mounts") as f:
+            for ln in f:
+                dev, mp, fstype, opts = ln.split()[:4]
+                if fstype in ("cgroup", "cgroup2") and "ro" in opts.split(","):
+                    out.append((mp, fstype, [o for o in opts.split(",") if o not in _MOUNT_FLAGS]))
+    except OSError:
+        pass
+    return out
+
+
+def _make_cgroups_writable():
+    """Docker in docker: mounts the read-only cgroup hierarchies afresh, writable (what the
+    docker:dind image's entry script does). Returns the mount points changed, for down()."""
+    changed = []
+    for mp, fstype, opts in _readonly_cgroups():
+        if fstype == "cgroup" and not opts:
+            continue
+        o = ",".join(["rw", "nosuid", "nodev", "noexec"] + (["none"] if any(x.startswith("name=") for x in opts)
+                                                              and len(opts) == 1 else []) + opts)
+        if _quiet(["umount", mp]) is None:
+            continue
+        r = _quiet(["mount", "-n", "-t", fstype, "-o", o, fstype, mp])
+        if r is None or r.returncode != 0:
+            raise EngineError("cannot mount the cgroup hierarchy %s writable for dockerd: %s" % (
+                mp, (r.stderr if r is not None else "mount failed").strip()))
+        changed.append(mp)
+    return changed
+
+
 def _pid_is_dockerd(pid):
     try:
         return os.path.basename(os.readlink("/proc/%d/exe" % pid)).startswith("dockerd")
@@ -167,6 +204,7 @@ class Engine:
             self.how = "using the dockerd that was already running (it is left running)"
             return self
         self.before = _snapshot()
+        self.before["cgroups_made_rw"] = _make_cgroups_writable()
         log = open(self.dockerd_log, "ab")
         try:
             self.proc = subprocess.Popen([DOCKERD], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -306,6 +344,8 @@ class Engine:
                         f.write(b[key])
                 except OSError:
                     pass
+        for mp in b.get("cgroups_made_rw") or []:
+            _quiet(["mount", "-o", "remount,ro", mp])
         try:
             os.unlink(STATE)
         except OSError:
