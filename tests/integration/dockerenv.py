@@ -512,3 +512,99 @@ def engine_for(suite, workdir):
         eng.down()
         sys.exit(suite.finish())
     return eng
+
+
+# --------------------------------------------------------------------------
+# FTPS clients on the host, against published ports on 127.0.0.1 (curl and lftp)
+
+RIG_USER = "test"
+RIG_PASSWORD = "test"
+
+
+def curl(port, ca, args, implicit=False, epsv=True, timeout=120, user=RIG_USER, password=RIG_PASSWORD):
+    """curl against 127.0.0.1:port, explicit (ftp:// --ssl-reqd) or implicit (ftps://), passive;
+    {url} in args is replaced by the URL base. Returns (CompletedProcess, trace)."""
+    base = "%s://127.0.0.1:%d" % ("ftps" if implicit else "ftp", port)
+    argv = ["curl", "-sS", "-v", "--connect-timeout", "10", "--max-time", str(timeout),
+            "--user", "%s:%s" % (user, password), "--ftp-pasv", "--cacert", ca]
+    if not implicit:
+        argv.append("--ssl-reqd")
+    if not epsv:
+        argv.append("--disable-epsv")
+    argv += [a.replace("{url}", base) for a in args]
+    r = H.run_cmd(argv, timeout=timeout + 15)
+    return r, r.stderr
+
+
+def curl_get(port, ca, rpath, local, want_sha, what, implicit=False, epsv=True, extra=()):
+    r, tr = curl(port, ca, list(extra) + ["-o", local, "{url}" + rpath], implicit, epsv)
+    H.check(r.returncode == 0, "%s: curl exit %d: %s" % (what, r.returncode, tr.strip()[-600:]))
+    H.check_pasv_trace(tr, epsv, what)
+    H.check_eq(H.sha256_file(local), want_sha, "%s: sha256 of the downloaded file" % what)
+    os.unlink(local)
+
+
+def curl_put(port, ca, local, rpath, what, implicit=False, epsv=True):
+    r, tr = curl(port, ca, ["-T", local, "{url}" + rpath], implicit, epsv)
+    H.check(r.returncode == 0, "%s: curl exit %d: %s" % (what, r.returncode, tr.strip()[-600:]))
+    H.check_pasv_trace(tr, epsv, what)
+
+
+def lftp(port, ca, commands, workdir, implicit=False, epsv=True, timeout=120, user=RIG_USER,
+         password=RIG_PASSWORD):
+    """lftp against 127.0.0.1:port (certificate and host name checked), passive, PROT P.
+    Returns (CompletedProcess, debug trace)."""
+    dbg = os.path.join(workdir, "lftp-debug-%s.log" % os.urandom(4).hex())
+    script = os.path.join(workdir, "lftp-%s.script" % os.urandom(4).hex())
+    lines = [
+        "set cmd:fail-exit yes", "set net:max-retries 1", "set net:timeout 20",
+        "set net:reconnect-interval-base 1", "set xfer:clobber on", "set xfer:use-temp-file no",
+        "set ftp:passive-mode true", "set ftp:prefer-epsv %s" % ("true" if epsv else "false"),
+        "set ftp:ssl-allow true", "set ftp:ssl-force true", "set ftp:ssl-protect-data true",
+        "set ftp:ssl-protect-list true", "set ssl:ca-file %s" % ca, "set ssl:verify-certificate true",
+        "set ssl:check-hostname true", "debug -o %s -t 9" % dbg,
+        "open -u %s,%s %s://127.0.0.1:%d" % (user, password, "ftps" if implicit else "ftp", port),
+    ] + list(commands)
+    with open(script, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    env = dict(os.environ, HOME=workdir)
+    env.pop("LFTP_HOME", None)
+    try:
+        r = H.run_cmd(["lftp", "--norc", "-f", script], timeout=timeout, env=env, cwd=workdir)
+    finally:
+        os.unlink(script)
+    try:
+        with open(dbg, "rb") as f:
+            trace = f.read().decode("utf-8", "replace")
+        os.unlink(dbg)
+    except OSError:
+        trace = ""
+    return r, trace
+
+
+def lftp_get_put(port, ca, rget, want_sha, local_put, rput, workdir, what, implicit=False, epsv=True):
+    """One lftp session: download rget (sha256 checked), upload local_put as rput."""
+    local = os.path.join(workdir, "lftp-got-%s" % os.urandom(3).hex())
+    r, tr = lftp(port, ca, ["get %s -o %s" % (rget, local), "put %s -o %s" % (local_put, rput)], workdir,
+                 implicit, epsv)
+    H.check(r.returncode == 0, "%s: lftp exit %d: %s | %s" % (what, r.returncode, r.stderr.strip()[-300:],
+                                                             tr.strip()[-400:]))
+    verb = "EPSV" if epsv else "PASV"
+    H.check(re.search(r"---> %s\b" % verb, tr) is not None, "%s: lftp did not send %s" % (what, verb))
+    H.check_eq(H.sha256_file(local), want_sha, "%s: sha256 of the downloaded file" % what)
+    os.unlink(local)
+
+
+def container_sha256(container, path):
+    """sha256 and size of a file inside a running container (coreutils there)."""
+    r = docker(["exec", container, "sh", "-c", "sha256sum %s && stat -c %%s %s" % (path, path)], check=False)
+    if r.returncode != 0:
+        raise H.Fail("%s:%s: %s" % (container, path, (r.stderr or r.stdout).strip()[-300:]))
+    parts = r.stdout.split()
+    return parts[0], int(parts[2])
+
+
+def put_file(container, local, path, owner="test:test"):
+    """Copies a host file into a running container, owned by owner."""
+    docker(["cp", local, "%s:%s" % (container, path)])
+    docker(["exec", container, "chown", owner, path])
