@@ -608,3 +608,56 @@ def put_file(container, local, path, owner="test:test"):
     """Copies a host file into a running container, owned by owner."""
     docker(["cp", local, "%s:%s" % (container, path)])
     docker(["exec", container, "chown", owner, path])
+
+
+# --------------------------------------------------------------------------
+# Compose
+
+def compose(file, args, timeout=1500, env=None):
+    """Debian's docker-compose with -f file, run from the repository root, as a user would."""
+    e = dict(os.environ)
+    e.update(env or {})
+    r = subprocess.run([COMPOSE, "-f", file] + list(args), cwd=REPO, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=e)
+    return r
+
+
+def compose_leftovers(project):
+    """What a Compose project still has on the engine: containers, networks, volumes."""
+    sel = "label=com.docker.compose.project=%s" % project
+    out = []
+    for kind, ls in (("container", ["ps", "-a", "--format", "{{.Names}}"]),
+                     ("network", ["network", "ls", "--format", "{{.Name}}"]),
+                     ("volume", ["volume", "ls", "--format", "{{.Name}}"])):
+        r = docker(ls + ["--filter", sel], check=False)
+        out += ["%s %s" % (kind, n) for n in r.stdout.split()]
+    return out
+
+
+def engine_leftovers():
+    """After a dockerd this test started has stopped: its bridges and iptables rules that remain."""
+    left = []
+    for t in ("filter", "nat"):
+        left += ["iptables -t %s: %s" % (t, ln) for ln in _iptables(t).splitlines()
+                 if re.search(r"DOCKER|docker0|br-[0-9a-f]{12}", ln)]
+    try:
+        left += ["interface %s" % n for n in os.listdir("/sys/class/net") if n == "docker0" or n.startswith("br-")]
+    except OSError:
+        pass
+    if pid_of_dockerd_ours():
+        left.append("a dockerd process started by this test")
+    return left
+
+
+def pid_of_dockerd_ours():
+    try:
+        with open(STATE) as f:
+            st = json.load(f)
+        return st.get("owner") == os.getpid() and H.pid_alive(st.get("pid", 0))
+    except (OSError, ValueError):
+        return False
+
+
+def ports_free(ports):
+    """The 127.0.0.1 ports of a fixed-port example that something else already holds."""
+    return [p for p in ports if not host_port_free(p)]
