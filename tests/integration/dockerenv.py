@@ -370,6 +370,7 @@ class Engine:
             return "%s present" % BASE_IMAGE
         t0 = time.monotonic()
         root = tempfile.mkdtemp(prefix="ftpsgate-rootfs-", dir="/var/tmp")
+        os.chmod(root, 0o755)  # the image's "/" gets this mode: 0700 would lock every non-root user out
         try:
             r = _run([DEBOOTSTRAP, "--variant=minbase", "bookworm", root, MIRROR], timeout)
             if r.returncode != 0:
@@ -402,7 +403,14 @@ class Engine:
 
 def clean_context(dest):
     """The files a clean clone of this repository holds (git's tracked files, as they are
-    in the work tree), copied to dest: the image is built from nothing else."""
+    in the work tree), copied to dest: the image is built from nothing else. Returns their
+    number; 0 when there is no git (a copy of a clone): then dest gets the whole tree, less
+    what .dockerignore excludes from a build context anyway (build trees, .git, local state)."""
+    if shutil.which("git") is None or not os.path.exists(os.path.join(REPO, ".git")):
+        skip = shutil.ignore_patterns(".git", "build*", "cmake-build-*", ".quickstart", ".vendor", ".state",
+                                      "__pycache__", "Testing", "certs", "tls", "ca.pem")
+        shutil.copytree(REPO, dest, ignore=skip, symlinks=True, dirs_exist_ok=True)
+        return 0
     r = _run(["git", "-c", "safe.directory=*", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"], 60)
     if r.returncode != 0:
         raise EngineError("git ls-files failed in %s: %s" % (REPO, r.stderr.strip()))
