@@ -112,8 +112,9 @@ def body(s, eng, tmp):
         st["build_s"] = D.build(TAG, ctx_dir)
         st["legacy_s"] = D.build(LEGACY_TAG, os.path.join(ctx_dir, "deploy"), os.path.join(ctx_dir, "deploy",
                                                                                       "backend.Dockerfile"))
-        print("   image %s built from %d tracked files in %.1f s (legacy image %.1f s)" % (
-            TAG, n, st["build_s"], st["legacy_s"]), flush=True)
+        print("   image %s built from %s in %.1f s (legacy image %.1f s)" % (
+            TAG, "%d tracked files" % n if n else "the tree (no git here)", st["build_s"], st["legacy_s"]),
+            flush=True)
 
     if not s.run("the image builds from a clean clone (docker build .)", build):
         return
