@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "log.h"
 #include "generation.h"
+#include "healthcheck.h"
 #include "transparent.h"
 
 #define CERT_WARN_DAYS 14  /* expiry warning at start and reload */
@@ -35,6 +36,7 @@
 #define DRAIN_DEADLINE_MS 30000u
 #define LOG_BUFFER_BYTES (1024u * 1024u) /* log lines waiting for stderr */
 #define LOG_FLUSH_WAIT_MS 2000u
+#define HEALTHCHECK_TIMEOUT_MS 3000u  /* per listener: connect and greeting */
 
 typedef struct {
     uv_loop_t *loop;
@@ -58,6 +60,9 @@ static void usage(FILE *out)
             "Usage: ftpsgate --config FILE        run in the foreground\n"
             "       ftpsgate --check-config --config FILE\n"
             "                                      validate the configuration and certificates, exit 0 or 1\n"
+            "       ftpsgate --healthcheck --config FILE\n"
+            "                                      connect to each listener of FILE on this host: exit 0\n"
+            "                                      when all answer (220 greeting on explicit ones), else 1\n"
             "       ftpsgate --version\n"
             "       ftpsgate --help\n"
             "\n"
@@ -357,7 +362,7 @@ static void raise_fd_limit(const config_t *cfg)
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
-    int check_only = 0;
+    int check_only = 0, health_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) {
             if (i + 1 >= argc) {
@@ -369,6 +374,8 @@ int main(int argc, char **argv)
             config_path = argv[i] + 9;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
+        } else if (strcmp(argv[i], "--healthcheck") == 0) {
+            health_only = 1;
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
             printf("ftpsgate %s (%s, libuv %s)\n", FTPSGATE_VERSION, OpenSSL_version(OPENSSL_VERSION),
                    uv_version_string());
@@ -396,6 +403,11 @@ int main(int argc, char **argv)
     if (config_load_file(config_path, &loaded, err, sizeof err) != FG_OK) {
         fprintf(stderr, "ftpsgate: %s\n", err);
         return 1;
+    }
+    if (health_only) { /* the running proxy's listeners; certificates are not this check's business */
+        int rc = healthcheck_run(loaded, HEALTHCHECK_TIMEOUT_MS, stdout);
+        config_free(loaded);
+        return rc == FG_OK ? 0 : 1;
     }
     log_setup(loaded->log.level, loaded->log.format == LOGFMT_JSON);
     d.gen = generation_new(loaded, err, sizeof err);

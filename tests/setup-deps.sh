@@ -43,8 +43,13 @@ TOPO_PKGS="python3-pyftpdlib nftables
 # and iproute2 for deploy/transparent-setup.sh's rule sets and policy routing.
 TRANSPARENT_PKGS="haproxy iptables conntrack iproute2 nftables"
 
+# Container tests (issue 9): Debian's Docker engine and Compose (the tests start dockerd
+# when none runs, and stop it), debootstrap for the debian:12-slim base image (no registry
+# is reachable), PyYAML for reading the Kubernetes example, man-db/groff for the manual pages.
+CONTAINER_PKGS="docker.io docker-compose debootstrap python3-yaml man-db groff-base iptables"
+
 need=""
-for p in $BUILD_PKGS $TEST_PKGS $TOPO_PKGS $TRANSPARENT_PKGS; do
+for p in $BUILD_PKGS $TEST_PKGS $TOPO_PKGS $TRANSPARENT_PKGS $CONTAINER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 

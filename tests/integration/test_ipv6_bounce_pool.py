@@ -18,6 +18,8 @@ Port pool: 2 passive ports, 3 sessions that PASV without connecting: the third g
   when the first finishes a transfer, the third gets a port and transfers; the ports of
   PASVs nobody connects to are closed after limits.data_connect_timeout (3 s here) and
   PASV works again; a port of a 3-port range held by another socket is never announced.
+The whole file runs in a network namespace of its own (ownnetns.py), where ::1 works even when
+the host's loopback has no IPv6 (a container's, usually).
 """
 
 import os
@@ -29,6 +31,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
+import ownnetns  # noqa: E402
 import backends as B  # noqa: E402
 from harness import check, check_code, check_eq, verbs  # noqa: E402
 
@@ -399,4 +402,5 @@ def _accepts(port):
 
 
 if __name__ == "__main__":
+    ownnetns.enter_or_fail("ipv6_bounce_pool")  # ::1 of its own, whatever the host's loopback has
     H.main_wrapper("ipv6_bounce_pool", body, need_bytes=256 * H.MiB)

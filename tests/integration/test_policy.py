@@ -9,6 +9,7 @@ One ftpsgate process with four explicit listeners:
   clear   -> vs1  (data_protection clear)
   second  -> vs2  (private; a second backend, same process)
   v6      -> vs1  (private, bound on [::1]: an IPv6 client before an IPv4-only backend)
+The whole file runs in a network namespace of its own (ownnetns.py), where ::1 works.
 """
 
 import os
@@ -18,6 +19,7 @@ import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
+import ownnetns  # noqa: E402
 from harness import check, check_code, check_eq, sync_quit, verbs  # noqa: E402
 
 
@@ -248,4 +250,5 @@ def body(s, env):
 
 
 if __name__ == "__main__":
+    ownnetns.enter_or_fail("policy")  # ::1 of its own, whatever the host's loopback has
     H.main_wrapper("policy", body, need_bytes=512 * H.MiB)
