@@ -30,7 +30,7 @@ struct client {
     const unsigned char *token;
     const tls_sni_t *sni;
     SSL_SESSION *session; /* the control TLS session data connections resume */
-    unsigned paused : 1, closing : 1, restart_tls : 1;
+    unsigned paused : 1, closing : 1, restart_tls : 1, hold_tickets : 1;
 };
 
 static void client_grow_failed(client_t *c, const char *why)
@@ -331,7 +331,21 @@ int client_start_tls(client_t *c)
     tls_engine_t *e = tstream_engine(c->stream);
     tls_engine_set_token(e, c->token, 1);
     tls_engine_set_sni(e, c->sni);
+    if (c->hold_tickets)
+        tls_engine_set_num_tickets(e, 0);
     return FG_OK;
+}
+
+void client_hold_tickets(client_t *c)
+{
+    c->hold_tickets = 1;
+}
+
+void client_issue_ticket(client_t *c)
+{
+    tls_engine_t *e = client_tls(c);
+    if (e)
+        tls_engine_issue_ticket(e);
 }
 
 int client_stop_tls(client_t *c, int restart)

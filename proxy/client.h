@@ -67,6 +67,12 @@ size_t client_queued(const client_t *c);
  * close_notify, then on_tls_stopped; with restart a new handshake follows
  * (REIN on an implicit session, MS-FTPS). */
 void client_set_tls(client_t *c, SSL_CTX *ctx, const unsigned char *token, const tls_sni_t *sni);
+/* TLS 1.3 tickets only when the owner says (client_issue_ticket), none with
+ * the handshake: policy "client" accepts another control connection's
+ * ticket only from a logged-in connection, so tickets are handed out after
+ * login. */
+void client_hold_tickets(client_t *c);
+void client_issue_ticket(client_t *c);
 int client_start_tls(client_t *c);
 int client_stop_tls(client_t *c, int restart);
 int client_tls_stopping(const client_t *c);

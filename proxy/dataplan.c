@@ -378,6 +378,8 @@ static int plan_transfer_reply(dataplan_t *dp, const ftp_reply_line_t *r, const 
         return DATAPLAN_BUSY;
     dp->held_final = 1;
     dp->held_code = r->code;
+    if (dp->link_status == LINK_PENDING)
+        LOG_DEBUG(dp->env.sid, dp->env.peer, "final reply %d held until the data link is done", r->code);
     return plan_try_release(dp);
 }
 

@@ -224,8 +224,10 @@ static void on_login(session_t *s)
     client_set_line_cap(s->client, s->limits->max_line);
     LOG_INFO(s->id, s->peer, "login user=\"%s\"", s->user);
     if (s->cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT && s->login[0] &&
-        sessreg_put(s->tls_token, (const struct sockaddr *)&s->client_addr, s->login) == FG_OK)
+        sessreg_put(s->tls_token, (const struct sockaddr *)&s->client_addr, s->login) == FG_OK) {
         s->registered = 1;
+        client_issue_ticket(s->client); /* the first ticket: held until now (client_hold_tickets) */
+    }
     restart_timer(s);
 }
 
@@ -246,11 +248,12 @@ static void on_upstream_reply(void *owner, const ftp_reply_line_t *r, const char
         break;
     case WAIT_FORWARD:
     case WAIT_QUIT:
+        /* Login first: a ticket issued then goes out with the 230 itself. */
+        if (r->last && r->code == 230 && !s->logged_in)
+            on_login(s);
         client_line(s->client, line, len);
         if (!r->last || r->code < 200)
             break;
-        if (r->code == 230 && !s->logged_in)
-            on_login(s);
         if (s->wait == WAIT_QUIT) {
             session_close(s, 1, "QUIT");
             return;
@@ -746,6 +749,8 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
     s->tls_ctx = listener_tls(l);
     s->sni = listener_sni(l);
     client_set_tls(s->client, s->tls_ctx, s->tls_token, s->sni);
+    if (cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT)
+        client_hold_tickets(s->client);
     s->cfg = cfg;
     s->limits = listener_limits(l);
     s->loop = loop;

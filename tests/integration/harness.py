@@ -78,6 +78,9 @@ class Fail(Exception):
     """A check failed; the message is the reason printed beside FAIL."""
 
 
+SKIP_EXIT = 77  # CMakeLists.txt: SKIP_RETURN_CODE of every integration test
+
+
 class Skip(Exception):
     """The case does not apply in this mode."""
 
@@ -156,13 +159,17 @@ class Suite:
                 pass
 
     def finish(self):
+        """The exit status: 1 when a case failed; SKIP_EXIT (ctest's SKIP_RETURN_CODE) when
+        none failed but one was skipped, so a skip shows as skipped, never as a pass."""
         dt = time.monotonic() - self.t0
         print("-- %s: %.1fs" % (self.name, dt), flush=True)
         tail = "%d passed, %d failed" % (self.passed, self.failed)
         if self.skipped:
             tail += ", %d skipped" % self.skipped
         print(tail, flush=True)
-        return 1 if self.failed else 0
+        if self.failed:
+            return 1
+        return SKIP_EXIT if self.skipped else 0
 
 
 # --------------------------------------------------------------------------

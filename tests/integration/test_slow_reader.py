@@ -26,6 +26,7 @@ arrive on the control connection: the 226 comes only after every byte (DESIGN.md
 """
 
 import hashlib
+import re
 import os
 import socket
 import sys
@@ -74,6 +75,7 @@ def body(s, env):
     def held_final_reply(use_epsv):
         H.needs_proxy()  # against vsftpd itself, the TLS endpoint waits for the handshake anyway
         mark = vs.log_mark()
+        pmark = env.proxy.log_mark()
         c = H.Ctl(tgt).secure_login(ctx, "P")
         addr = c.epsv() if use_epsv else c.pasv()
         d = socket.create_connection(addr, timeout=30)
@@ -81,7 +83,10 @@ def body(s, env):
         # The backend is done: its 226 for this RETR is in its log.
         check(H.wait_until(lambda: any(r.startswith("226") for _, r in vs.responses_since(mark)), 10),
               "the backend did not finish sending 1000 bytes within 10 s")
-        time.sleep(0.5)  # time for a wrongly relayed 226 to arrive
+        # The proxy has the backend's 226 once it says it holds it: a wrongly relayed 226
+        # would have been written to the client by then.
+        check(H.wait_until(lambda: re.search(r"final reply \d+ held", env.proxy.log_since(pmark)), 10),
+              "the proxy never said it holds the final reply")
         if c.readable():
             try:
                 got = c.reply(5)[1]

@@ -29,7 +29,6 @@ import re
 import socket
 import ssl
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
@@ -618,7 +617,8 @@ def body(s, env):
             except (ssl.SSLError, OSError):
                 pass
             if handshake_first:
-                time.sleep(0.5)
+                # The proxy judges the data connection at its handshake: wait for the verdict.
+                H.wait_until(lambda: "data TLS established" in proxy.log_since(mark), 10)
                 reply = a.cmd("%s %s" % (cmd, path), timeout=15)
             else:
                 reply = a.reply(15)

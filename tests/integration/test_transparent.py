@@ -46,7 +46,6 @@ import socket
 import ssl
 import sys
 import tempfile
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
@@ -430,7 +429,7 @@ def outside_allow_cases(c, tag):
                            re.escape(OUTSIDE),
                            r"SECURITY: intercepted connection to %s:990 refused: outside backend\.allow" %
                            re.escape(OUTSIDE)])
-        time.sleep(0.3)
+        # Refused at accept, before any session exists: nothing can dial OUTSIDE later.
         check_eq(outside_syns(topo) - before, 0, "SYNs that reached %s:21 in the server namespace" % OUTSIDE)
         check_eq(c.vs2.log_since(vmark).strip(), "", "the log of the vsftpd on %s" % OUTSIDE)
         check(not re.search(r"backend %s" % re.escape(OUTSIDE), c.proxy.log_since(mark)),
@@ -642,7 +641,8 @@ def proxy_protocol_cases(c):
             H.check_stored(c.vs, name, SMALL, sha, "upload")
         finally:
             H.quit_quietly(f)
-        time.sleep(0.2)
+        H.wait_until(lambda: "session=%s " % sid in c.proxy.log_since(mark) and
+                     "session end" in c.proxy.log_since(mark), 10)
         lines = session_lines(c.proxy.log_since(mark), sid)
         lines = lines[[i for i, ln in enumerate(lines) if " PROXY v%d header from " % version in ln][0]:]
         check(any(re.search(r"client=%s:%d login user=" % (re.escape(CLIENT), cport), ln) for ln in lines),
