@@ -707,6 +707,14 @@ static void test_eof_truncation(SSL_CTX *sctx)
     SSL_CTX_free(cctx);
 }
 
+/* An application-data record of 32 bytes that no key made: it fails
+ * authentication (bad_record_mac) after any handshake. */
+static const unsigned char forged[] = {
+    0x17, 0x03, 0x03, 0x00, 0x20, /* application data, 32 bytes */
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+};
+
 /* Bytes that are not TLS where the ClientHello should be. */
 static void check_garbage(SSL_CTX *sctx, const void *data, size_t len, const char *what)
 {
@@ -764,10 +772,6 @@ static void test_garbage(SSL_CTX *sctx)
     pair_t p;
     if (cctx && pair_init(&p, sctx, cctx, NULL)) {
         if (handshake(&p)) {
-            static const unsigned char forged[] = {0x17, 0x03, 0x03, 0x00, 0x20,
-                                                   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-                                                   14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-                                                   25, 26, 27, 28, 29, 30, 31, 32};
             unsigned char buf[64];
             size_t got = 0;
             CHECK_EQ_INT(tls_engine_feed(p.eng, forged, sizeof forged), FG_OK);
@@ -933,6 +937,32 @@ static void test_session_tokens(SSL_CTX *sctx, int version, int client_tickets)
     SSL_CTX_free(cctx);
 }
 
+/* A TLS 1.2 control connection with token tok whose session is made to look
+ * age seconds old on the server. Returns the client's session; *kept is the
+ * server's reference (for tls_session_forget), as the proxy keeps it. */
+static SSL_SESSION *aged_control_session(SSL_CTX *sctx, SSL_CTX *cctx, const unsigned char *tok, long age,
+                                        SSL_SESSION **kept)
+{
+    pair_t p;
+    SSL_SESSION *ctl = NULL;
+    *kept = NULL;
+    if (!pair_init(&p, sctx, cctx, NULL))
+        return NULL;
+    tls_engine_set_token(p.eng, tok, 1);
+    if (handshake(&p)) {
+        ctl = SSL_get1_session(p.cli);
+        *kept = tls_engine_get1_session(p.eng);
+        CHECK(*kept != NULL);
+        SSL_SESSION *cached = SSL_get_session(tls_engine_ssl(p.eng));
+        CHECK(cached != NULL);
+        if (cached)
+            SSL_SESSION_set_time(cached, (long)time(NULL) - age);
+        close_both(&p);
+    }
+    pair_free(&p);
+    return ctl;
+}
+
 /* A control connection that lives for hours (a sync job) keeps its data
  * connections resuming: TLS 1.2 session ids have no fresh tickets to renew
  * them, so the server must keep a control session as long as the control
@@ -946,23 +976,9 @@ static void test_old_control_session(SSL_CTX *sctx)
     SSL_CTX_set_options(cctx, SSL_OP_NO_TICKET);
     unsigned char tok[TLS_ENGINE_TOKEN_LEN];
     memset(tok, 0x5c, sizeof tok);
-    pair_t p;
-    SSL_SESSION *ctl = NULL, *kept = NULL;
-    if (pair_init(&p, sctx, cctx, NULL)) {
-        tls_engine_set_token(p.eng, tok, 1);
-        if (handshake(&p)) {
-            ctl = SSL_get1_session(p.cli);
-            kept = tls_engine_get1_session(p.eng);
-            CHECK(kept != NULL);
-            SSL_SESSION *cached = SSL_get_session(tls_engine_ssl(p.eng));
-            CHECK(cached != NULL);
-            /* as if the control handshake had been 30 hours ago */
-            if (cached)
-                SSL_SESSION_set_time(cached, (long)time(NULL) - 30 * 3600);
-            close_both(&p);
-        }
-        pair_free(&p);
-    }
+    SSL_SESSION *kept = NULL;
+    /* as if the control handshake had been 30 hours ago */
+    SSL_SESSION *ctl = aged_control_session(sctx, cctx, tok, 30 * 3600, &kept);
     token_seen_t seen;
     if (ctl) {
         SSL_SESSION *s = token_handshake(sctx, cctx, ctl, tok, 0, &seen);
@@ -996,18 +1012,8 @@ static void test_session_lifetime(SSL_CTX *sctx)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         unsigned char tok[TLS_ENGINE_TOKEN_LEN];
         memset(tok, 0x60 + (int)i, sizeof tok);
-        pair_t p;
-        SSL_SESSION *ctl = NULL, *kept = NULL;
-        if (pair_init(&p, sctx, cctx, NULL)) {
-            tls_engine_set_token(p.eng, tok, 1);
-            if (handshake(&p)) {
-                ctl = SSL_get1_session(p.cli);
-                kept = tls_engine_get1_session(p.eng);
-                SSL_SESSION_set_time(SSL_get_session(tls_engine_ssl(p.eng)), (long)time(NULL) - cases[i].age);
-                close_both(&p);
-            }
-            pair_free(&p);
-        }
+        SSL_SESSION *kept = NULL;
+        SSL_SESSION *ctl = aged_control_session(sctx, cctx, tok, cases[i].age, &kept);
         token_seen_t seen;
         if (ctl) {
             SSL_SESSION_free(token_handshake(sctx, cctx, ctl, tok, 0, &seen));
@@ -1067,6 +1073,40 @@ static void test_tls12_session_ids(SSL_CTX *sctx)
     }
     SSL_SESSION_free(ctl);
 out:
+    SSL_CTX_free(cctx);
+}
+
+/* RFC 5246 §7.2.2: a fatal alert invalidates the session. A TLS 1.2 data
+ * connection that fails with one (here a forged record: bad_record_mac) takes
+ * its control session out of the cache (OpenSSL does it), so the next data
+ * connection cannot resume it (README, Known limits). A TLS 1.3 ticket, which
+ * no cache holds, still resumes. */
+static void test_fatal_alert(SSL_CTX *sctx, int version)
+{
+    SSL_CTX *cctx = client_ctx(version);
+    if (!cctx)
+        return;
+    unsigned char tok[TLS_ENGINE_TOKEN_LEN];
+    memset(tok, 0x7a, sizeof tok);
+    token_seen_t seen;
+    SSL_SESSION *ctl = token_handshake(sctx, cctx, NULL, tok, 1, &seen);
+    pair_t p;
+    if (ctl && pair_init(&p, sctx, cctx, ctl)) {
+        tls_engine_set_token(p.eng, tok, 0);
+        if (handshake(&p)) {
+            CHECK_EQ_INT(tls_engine_session_reused(p.eng), 1);
+            unsigned char buf[16];
+            size_t got = 0;
+            CHECK_EQ_INT(tls_engine_feed(p.eng, forged, sizeof forged), FG_OK);
+            CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_TLS);
+        }
+        SSL_set_shutdown(p.cli, SSL_SENT_SHUTDOWN); /* the client's side is not under test */
+        pair_free(&p);
+        SSL_SESSION_free(token_handshake(sctx, cctx, ctl, tok, 0, &seen));
+        CHECK_EQ_INT(seen.offered, 1); /* the client still offered it: the server decided */
+        CHECK_EQ_INT(seen.reused, version == TLS1_3_VERSION);
+    }
+    SSL_SESSION_free(ctl);
     SSL_CTX_free(cctx);
 }
 
@@ -1879,6 +1919,8 @@ int main(void)
         test_old_control_session(sctx);
         test_session_lifetime(sctx);
         test_tls12_session_ids(sctx);
+        test_fatal_alert(sctx, TLS1_2_VERSION);
+        test_fatal_alert(sctx, TLS1_3_VERSION);
         test_tls13_resumption_dhe(sctx);
         test_sni_switch_settings();
         test_default_groups(sctx);
