@@ -1,8 +1,11 @@
 #include "tls_ctx.h"
 
 #include "tls_engine.h"
+#include "ticketkeys.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,7 +26,7 @@ static int settings_index = -1;
 
 /* TLS 1.2 without "ciphers": forward-secret AEAD suites only (Mozilla's
  * "intermediate" list; DHE for older Windows clients whose SChannel has GCM
- * only with DHE on RSA certificates, with parameters sized to the key).
+ * only with DHE on RSA certificates, over an RFC 7919 group: set_dhe_group).
  * OpenSSL's own default also offers static RSA key exchange and CBC suites,
  * which scanners rightly flag; legacy clients can be let in with an explicit
  * "ciphers". TLS 1.3 suites are all AEAD. */
@@ -32,9 +35,21 @@ static const char tls12_default_ciphers[] =
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
-/* OpenSSL 3.0's own default groups, written out: an SSL switched by SNI must
- * get the new identity's list even when that identity keeps the default. */
-static const char default_groups[] = "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192";
+/* Without "groups" a context keeps OpenSSL's own default (X25519MLKEM768
+ * first from OpenSSL 3.5 on). Only an SSL that SNI moves from an identity
+ * with "groups" to one without must be given the default back, by name: the
+ * pseudo-group DEFAULT from 3.5 on, before it the built-in list, unchanged
+ * from 3.0 to 3.4 (ssl/t1_lib.c, supported_groups_default). */
+static const char groups_default_before_3_5[] =
+    "X25519:P-256:X448:P-521:P-384:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192";
+
+static int set_default_groups(SSL *ssl)
+{
+    if (SSL_set1_groups_list(ssl, "DEFAULT") == 1)
+        return 1;
+    ERR_clear_error();
+    return SSL_set1_groups_list(ssl, groups_default_before_3_5);
+}
 
 /* What an identity uses, configured or default. */
 static const char *tls12_ciphers_of(const config_tls_t *t)
@@ -47,10 +62,6 @@ static const char *tls13_suites_of(const config_tls_t *t)
     return t->ciphersuites ? t->ciphersuites : OSSL_default_ciphersuites();
 }
 
-static const char *groups_of(const config_tls_t *t)
-{
-    return t->groups ? t->groups : default_groups;
-}
 
 static int version_of(const char *v)
 {
@@ -61,20 +72,57 @@ static int version_of(const char *v)
     return 0;
 }
 
+static const config_tls_t *settings_of(SSL_CTX *ctx)
+{
+    return settings_index >= 0 && ctx ? SSL_CTX_get_ex_data(ctx, settings_index) : NULL;
+}
+
 int tls_ctx_switch(SSL *ssl, SSL_CTX *ctx)
 {
-    const config_tls_t *tls = settings_index >= 0 ? SSL_CTX_get_ex_data(ctx, settings_index) : NULL;
+    const config_tls_t *from = settings_of(SSL_get_SSL_CTX(ssl));
+    const config_tls_t *tls = settings_of(ctx);
     if (!tls || SSL_set_SSL_CTX(ssl, ctx) != ctx)
         return -1;
-    /* SSL_set_SSL_CTX moves the certificate only; the rest is per SSL, copied
-     * from the listener's default identity by SSL_new: every setting is set,
-     * defaults included, or that identity's choices would stay. */
+    /* SSL_set_SSL_CTX moves the certificate (and the DHE group with it) only;
+     * the rest is per SSL, copied from the listener's default identity by
+     * SSL_new: every setting is set, defaults included, or that identity's
+     * choices would stay. An SSL without a groups list of its own follows its
+     * current context's default. */
     int ok = SSL_set_min_proto_version(ssl, version_of(tls->min_version)) &&
              SSL_set_max_proto_version(ssl, tls->max_version ? version_of(tls->max_version) : 0) &&
-             SSL_set_cipher_list(ssl, tls12_ciphers_of(tls)) && SSL_set_ciphersuites(ssl, tls13_suites_of(tls)) &&
-             SSL_set1_groups_list(ssl, groups_of(tls));
+             SSL_set_cipher_list(ssl, tls12_ciphers_of(tls)) && SSL_set_ciphersuites(ssl, tls13_suites_of(tls));
+    if (ok && tls->groups)
+        ok = SSL_set1_groups_list(ssl, tls->groups);
+    else if (ok && (!from || from->groups))
+        ok = set_default_groups(ssl);
     SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), NULL);
     return ok ? 0 : -1;
+}
+
+/* SECURITY: the finite-field group of the TLS 1.2 DHE-RSA suites, from RFC
+ * 7919 (named, safe primes that clients can recognise and check):
+ * SSL_CTX_set_dh_auto would pick RFC 3526's MODP primes on OpenSSL 3.0.
+ * ffdhe2048 matches an RSA-2048 key (112-bit strength), ffdhe3072 a key of
+ * 128 bits or more (RSA-3072 and up); larger groups buy nothing past the
+ * 128-bit AEAD suites and would let any client that offers only DHE make each
+ * handshake cost a 4096- or 8192-bit exponentiation. */
+static int set_dhe_group(SSL_CTX *ctx)
+{
+    EVP_PKEY *key = SSL_CTX_get0_privatekey(ctx);
+    char *group = key && EVP_PKEY_get_security_bits(key) >= 128 ? "ffdhe3072" : "ffdhe2048";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+    EVP_PKEY *dh = NULL;
+    int ok = pctx && EVP_PKEY_fromdata_init(pctx) == 1 &&
+             EVP_PKEY_fromdata(pctx, &dh, EVP_PKEY_KEY_PARAMETERS, params) == 1 &&
+             SSL_CTX_set0_tmp_dh_pkey(ctx, dh) == 1;
+    if (!ok)
+        EVP_PKEY_free(dh); /* on success the context owns it */
+    EVP_PKEY_CTX_free(pctx);
+    return ok;
 }
 
 SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
@@ -88,7 +136,6 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
      * class attacks, CPU DoS) and no compression (CRIME). */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_dh_auto(ctx, 1); /* DHE groups (RFC 7919) as strong as the certificate's key */
     if (!SSL_CTX_set_min_proto_version(ctx, version_of(tls->min_version))) {
         ctx_error(err, errlen, tls, "min_version", "not supported");
         goto fail;
@@ -105,7 +152,7 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
         ctx_error(err, errlen, tls, "ciphersuites", "no usable ciphersuite");
         goto fail;
     }
-    if (!SSL_CTX_set1_groups_list(ctx, groups_of(tls))) {
+    if (tls->groups && !SSL_CTX_set1_groups_list(ctx, tls->groups)) {
         ctx_error(err, errlen, tls, "groups", "unknown group");
         goto fail;
     }
@@ -122,6 +169,10 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
         ctx_error(err, errlen, tls, "key", "does not match the certificate");
         goto fail;
     }
+    if (!set_dhe_group(ctx)) {
+        ctx_error(err, errlen, tls, "key", "cannot set up the DHE group");
+        goto fail;
+    }
     if (tls->client_ca && tls->client_cert != CLIENT_CERT_NONE) {
         if (SSL_CTX_load_verify_locations(ctx, tls->client_ca, NULL) != 1) {
             ctx_error(err, errlen, tls, "client_ca", "cannot load CA file");
@@ -136,8 +187,17 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
      * §10.2 recommends it; vsftpd's require_ssl_reuse). */
     static const unsigned char sid_ctx[] = "ftpsgate";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    /* TLS 1.2 resumes by session id from this cache only, never by ticket
+     * (tls_engine.c, on_ticket_decrypt). SECURITY: a TLS 1.2 ticket carries
+     * the master secret of the control connection itself, sent in clear
+     * (RFC 5077 §3.3), so whoever later holds the ticket key reads every
+     * recorded session it covers; the cache keeps a session only while its
+     * control connection lives (tls_session_forget), so nothing outlives the
+     * connections. TLS 1.3 sessions are not cached (stateless tickets). The
+     * cache thus holds live TLS 1.2 control sessions only: its bound is that of
+     * limits.max_sessions, so that it never evicts a live one. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_sess_set_cache_size(ctx, 20000);
+    SSL_CTX_sess_set_cache_size(ctx, 1000000);
     /* A session ages from the control handshake, and a TLS 1.2 client resuming
      * by session id has nothing to renew it with: the control session must stay
      * resumable as long as its control connection may live (sync jobs keep one
@@ -145,10 +205,21 @@ SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen)
      * that control connection's data connections can resume it (its token is
      * the session id context), and the session leaves the cache when the
      * control connection ends (tls_session_forget). */
-    SSL_CTX_set_timeout(ctx, 7 * 24 * 3600);
+    SSL_CTX_set_timeout(ctx, TLS_CTX_SESSION_LIFETIME_S);
     /* Clients open one data connection per transfer and may spend a TLS 1.3
      * ticket on each; a few spare tickets avoid falling back to full handshakes. */
     SSL_CTX_set_num_tickets(ctx, 4);
+    /* TLS 1.3 ticket keys: a new one every day, each kept until the last
+     * ticket it made has expired (a client may spend its first ticket on the
+     * last data connection of a 7-day control connection), then erased.
+     * SECURITY: a stolen ticket key opens the tickets of its last 8 days, but
+     * not the traffic of the connections that resumed with them: OpenSSL
+     * resumes TLS 1.3 only with a fresh (EC)DHE (psk_dhe_ke; psk_ke needs
+     * SSL_OP_ALLOW_NO_DHE_KEX, never set here). */
+    if (ticketkeys_install(ctx, TICKETKEYS_ROTATE_S, TLS_CTX_SESSION_LIFETIME_S) != 0) {
+        ctx_error(err, errlen, tls, "cert", "cannot set up session ticket keys");
+        goto fail;
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (settings_index < 0)
         settings_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);

@@ -5,12 +5,18 @@
 
 #include "config.h"
 
+/* How long a TLS session can be resumed (a TLS 1.2 control session, or a TLS
+ * 1.3 ticket): 7 days, TLS 1.3's limit (RFC 8446 §4.6.1). */
+#define TLS_CTX_SESSION_LIFETIME_S (7 * 24 * 3600)
+
 /* Builds the server SSL_CTX of one TLS identity (DESIGN.md §4): versions,
- * ciphers, groups, certificate chain and key, optional client CA; renegotiation
- * and compression off; a server-side session cache and tickets so that data
- * connections can resume the control session. Reads the certificate files now
- * (start-up and reload). Returns NULL and a one-line reason in err, naming the
- * JSON path ("tls.main.cert: ...") on failure. */
+ * ciphers, groups (OpenSSL's default unless configured), certificate chain and
+ * key, an RFC 7919 DHE group, optional client CA; renegotiation and
+ * compression off; a server-side session cache (TLS 1.2) and TLS 1.3 tickets
+ * under daily-rotated keys (ticketkeys.h) so that data connections can resume
+ * the control session. Reads the certificate files now (start-up and reload).
+ * Returns NULL and a one-line reason in err, naming the JSON path
+ * ("tls.main.cert: ...") on failure. */
 SSL_CTX *tls_ctx_new(const config_tls_t *tls, char *err, size_t errlen);
 
 /* SNI switched a handshake to ctx (one made by tls_ctx_new): besides the

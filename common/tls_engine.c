@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fgerr.h"
+#include "ticketkeys.h"
 #include "tls_ctx.h"
 
 /* SSL ex_data slot pointing at the owning engine's token: created once at
@@ -63,6 +64,7 @@ tls_engine_t *tls_engine_new(SSL_CTX *ctx)
         free(e);
         return NULL;
     }
+    ticketkeys_bind(e->ssl); /* before SNI can move it to another context */
     /* An empty memory BIO means "wait for more", not EOF: EOF is signalled
      * explicitly by tls_engine_feed_eof so that truncation is detected. */
     BIO_set_mem_eof_return(e->rbio, -1);
@@ -78,6 +80,13 @@ void tls_engine_free(tls_engine_t *e)
 {
     if (!e)
         return;
+    /* OpenSSL drops the session of an SSL freed before it sent close_notify
+     * from the server cache (the SSL 3.0 rule; since TLS 1.1 a session
+     * survives a connection that was not closed cleanly, RFC 4346 §7.2.1). A
+     * data connection shares its control connection's session, and an aborted
+     * or failed transfer must not stop the next one from resuming it; sessions
+     * leave the cache by tls_session_forget. */
+    SSL_set_shutdown(e->ssl, SSL_get_shutdown(e->ssl) | SSL_SENT_SHUTDOWN);
     SSL_free(e->ssl);
     free(e);
 }
@@ -302,6 +311,12 @@ static SSL_TICKET_RETURN on_ticket_decrypt(SSL *ssl, SSL_SESSION *sess, const un
     (void)keyname;
     (void)keyname_len;
     (void)arg;
+    /* SECURITY: TLS 1.2 neither opens nor issues tickets (IGNORE, not
+     * IGNORE_RENEW: no session_ticket extension, no NewSessionTicket): it
+     * resumes by session id from the server cache, where a session lives only
+     * as long as its control connection (tls_ctx.c says why). */
+    if (SSL_version(ssl) < TLS1_3_VERSION)
+        return SSL_TICKET_RETURN_IGNORE;
     const tls_engine_t *e = token_index >= 0 ? SSL_get_ex_data(ssl, token_index) : NULL;
     /* A control connection does a full handshake (and gets fresh tickets):
      * resuming would give it another connection's token. */

@@ -705,6 +705,67 @@ def body(s, env):
 
     s.run("50 consecutive 2MiB uploads, TLS 1.3, reuse required: 50 sha256 matches", fifty_uploads)
 
+    # ---- session tickets (issue 13) --------------------------------------------------------
+
+    def tickets_by_version():
+        """TLS 1.2 resumes by session id only: a client that offers tickets (Python's default)
+        gets a session id and no ticket (a TLS 1.2 ticket would carry the control connection's
+        own master secret, readable by whoever later holds the ticket key); TLS 1.3 gets tickets
+        with the 7-day lifetime."""
+        for v, want_ticket in ((V12, False), (V13, True)):
+            ctx = client_ctx(ca, min_v=v, max_v=v)
+            c = H.Ctl(T["rsa"], ctx=ctx).secure_login(ctx, "P")
+            try:
+                check_code(c.cmd("PWD"), 257, "PWD")  # TLS 1.3 tickets have arrived
+                sess = c.sock.session
+                check(sess is not None, "%s: no session" % vname(v))
+                check_eq(sess.has_ticket, want_ticket, "%s: a session ticket" % vname(v))
+                check_eq(sess.ticket_lifetime_hint, 7 * 24 * 3600 if want_ticket else 0,
+                         "%s: ticket lifetime hint" % vname(v))
+                if not want_ticket:
+                    check(len(sess.id) > 0, "TLS 1.2: no session id")
+            finally:
+                c.close()
+
+    s.run("TLS 1.2: a session id and no ticket; TLS 1.3: tickets of 7 days", tickets_by_version)
+
+    def tls12_cut_transfers():
+        """TLS 1.2 (session ids): two downloads that the client cuts with a reset after 64 KiB
+        (no close_notify either way) do not take the control session out of the proxy's cache:
+        the next download on the same control connection still resumes it (no 522)."""
+        t = T["rsa"]
+        ctx = client_ctx(ca, min_v=V12, max_v=V12)
+        mark = proxy.log_mark()
+        c = H.Ctl(t, ctx=ctx).secure_login(ctx, "P")
+        try:
+            for i in range(2):
+                d = socket.create_connection(c.pasv(), timeout=20)
+                check_code(c.cmd("RETR /pub/ten.bin"), 150, "RETR %d" % i)
+                d = c.wrap_data(d, ctx)
+                check(d.session_reused, "cut download %d: the data TLS did not resume" % i)
+                got = 0
+                while got < 64 * H.KiB:
+                    b = d.recv(64 * H.KiB)
+                    check(b, "download %d ended early" % i)
+                    got += len(b)
+                H.abort_socket(d)
+                code, text = c.reply(30)
+                check(code != 226, "cut download %d: the client got 226" % i)
+            d = socket.create_connection(c.pasv(), timeout=20)
+            check_code(c.cmd("RETR /pub/ten.bin"), 150, "RETR after the cuts")
+            d = c.wrap_data(d, ctx)
+            check(d.session_reused, "after two cut transfers the data TLS did not resume the control session")
+            how, data = H.recv_until_closed(d, 30, limit=11 * H.MiB)
+            d.close()
+            check_code(c.reply(30), 226, "end of the download after the cuts")
+            check_eq(H.sha256_bytes(bytes(data)), sha_ten, "sha256 of the download after the cuts")
+        finally:
+            c.close()
+        data_sessions_resumed(mark, "TLSv1.2", "cut transfers", 3)
+
+    s.run("TLS 1.2: downloads cut by the client (reset) do not stop the next one resuming (sha256)",
+          tls12_cut_transfers)
+
     def proxy_alive():
         check(proxy.alive(), "ftpsgate died (exit %s)" % proxy.proc.poll())
 

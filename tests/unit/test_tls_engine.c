@@ -2,6 +2,7 @@
  * server driven against an OpenSSL client over memory BIOs. A throwaway P-256
  * key and self-signed certificate are generated into a mkdtemp directory so
  * that the server SSL_CTX comes from tls_ctx_new exactly as in the daemon. */
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -14,6 +15,7 @@
 #include "check.h"
 #include "config.h"
 #include "fgerr.h"
+#include "ticketkeys.h"
 #include "tls_ctx.h"
 #include "tls_engine.h"
 
@@ -127,7 +129,8 @@ static config_tls_t tls_config(void)
 static SSL_CTX *server_ctx(void)
 {
     char err[256] = "";
-    config_tls_t t = tls_config();
+    static config_tls_t t; /* tls_ctx_new keeps a pointer (for SNI): static */
+    t = tls_config();
     SSL_CTX *ctx = tls_ctx_new(&t, err, sizeof err);
     if (!ctx)
         fprintf(stderr, "  tls_ctx_new: %s\n", err);
@@ -704,6 +707,14 @@ static void test_eof_truncation(SSL_CTX *sctx)
     SSL_CTX_free(cctx);
 }
 
+/* An application-data record of 32 bytes that no key made: it fails
+ * authentication (bad_record_mac) after any handshake. */
+static const unsigned char forged[] = {
+    0x17, 0x03, 0x03, 0x00, 0x20, /* application data, 32 bytes */
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+};
+
 /* Bytes that are not TLS where the ClientHello should be. */
 static void check_garbage(SSL_CTX *sctx, const void *data, size_t len, const char *what)
 {
@@ -761,10 +772,6 @@ static void test_garbage(SSL_CTX *sctx)
     pair_t p;
     if (cctx && pair_init(&p, sctx, cctx, NULL)) {
         if (handshake(&p)) {
-            static const unsigned char forged[] = {0x17, 0x03, 0x03, 0x00, 0x20,
-                                                   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-                                                   14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-                                                   25, 26, 27, 28, 29, 30, 31, 32};
             unsigned char buf[64];
             size_t got = 0;
             CHECK_EQ_INT(tls_engine_feed(p.eng, forged, sizeof forged), FG_OK);
@@ -930,6 +937,32 @@ static void test_session_tokens(SSL_CTX *sctx, int version, int client_tickets)
     SSL_CTX_free(cctx);
 }
 
+/* A TLS 1.2 control connection with token tok whose session is made to look
+ * age seconds old on the server. Returns the client's session; *kept is the
+ * server's reference (for tls_session_forget), as the proxy keeps it. */
+static SSL_SESSION *aged_control_session(SSL_CTX *sctx, SSL_CTX *cctx, const unsigned char *tok, long age,
+                                        SSL_SESSION **kept)
+{
+    pair_t p;
+    SSL_SESSION *ctl = NULL;
+    *kept = NULL;
+    if (!pair_init(&p, sctx, cctx, NULL))
+        return NULL;
+    tls_engine_set_token(p.eng, tok, 1);
+    if (handshake(&p)) {
+        ctl = SSL_get1_session(p.cli);
+        *kept = tls_engine_get1_session(p.eng);
+        CHECK(*kept != NULL);
+        SSL_SESSION *cached = SSL_get_session(tls_engine_ssl(p.eng));
+        CHECK(cached != NULL);
+        if (cached)
+            SSL_SESSION_set_time(cached, (long)time(NULL) - age);
+        close_both(&p);
+    }
+    pair_free(&p);
+    return ctl;
+}
+
 /* A control connection that lives for hours (a sync job) keeps its data
  * connections resuming: TLS 1.2 session ids have no fresh tickets to renew
  * them, so the server must keep a control session as long as the control
@@ -943,23 +976,9 @@ static void test_old_control_session(SSL_CTX *sctx)
     SSL_CTX_set_options(cctx, SSL_OP_NO_TICKET);
     unsigned char tok[TLS_ENGINE_TOKEN_LEN];
     memset(tok, 0x5c, sizeof tok);
-    pair_t p;
-    SSL_SESSION *ctl = NULL, *kept = NULL;
-    if (pair_init(&p, sctx, cctx, NULL)) {
-        tls_engine_set_token(p.eng, tok, 1);
-        if (handshake(&p)) {
-            ctl = SSL_get1_session(p.cli);
-            kept = tls_engine_get1_session(p.eng);
-            CHECK(kept != NULL);
-            SSL_SESSION *cached = SSL_get_session(tls_engine_ssl(p.eng));
-            CHECK(cached != NULL);
-            /* as if the control handshake had been 30 hours ago */
-            if (cached)
-                SSL_SESSION_set_time(cached, (long)time(NULL) - 30 * 3600);
-            close_both(&p);
-        }
-        pair_free(&p);
-    }
+    SSL_SESSION *kept = NULL;
+    /* as if the control handshake had been 30 hours ago */
+    SSL_SESSION *ctl = aged_control_session(sctx, cctx, tok, 30 * 3600, &kept);
     token_seen_t seen;
     if (ctl) {
         SSL_SESSION *s = token_handshake(sctx, cctx, ctl, tok, 0, &seen);
@@ -976,6 +995,257 @@ static void test_old_control_session(SSL_CTX *sctx)
     tls_session_forget(NULL, kept);
     SSL_SESSION_free(ctl);
     SSL_CTX_free(cctx);
+}
+
+/* The control session's lifetime (README, tls: "7 days"): aged just under 7
+ * days it still resumes, just over it does not (OpenSSL's own expiry). */
+static void test_session_lifetime(SSL_CTX *sctx)
+{
+    static const struct {
+        long age;
+        int resumes;
+    } cases[] = {{TLS_CTX_SESSION_LIFETIME_S - 60, 1}, {TLS_CTX_SESSION_LIFETIME_S + 60, 0}};
+    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION);
+    if (!cctx)
+        return;
+    CHECK_EQ_INT(SSL_CTX_get_timeout(sctx), 7 * 24 * 3600);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char tok[TLS_ENGINE_TOKEN_LEN];
+        memset(tok, 0x60 + (int)i, sizeof tok);
+        SSL_SESSION *kept = NULL;
+        SSL_SESSION *ctl = aged_control_session(sctx, cctx, tok, cases[i].age, &kept);
+        token_seen_t seen;
+        if (ctl) {
+            SSL_SESSION_free(token_handshake(sctx, cctx, ctl, tok, 0, &seen));
+            if (seen.reused != cases[i].resumes)
+                fprintf(stderr, "  control session aged %ld s: resumed %d\n", cases[i].age, seen.reused);
+            CHECK_EQ_INT(seen.reused, cases[i].resumes);
+        }
+        tls_session_forget(sctx, kept);
+        SSL_SESSION_free(ctl);
+    }
+    SSL_CTX_free(cctx);
+}
+
+/* TLS 1.2 resumes by session id only: no ticket is issued (none in the
+ * client's session, no lifetime hint), the data connection resumes the
+ * control session from the server cache, and a data connection that ends
+ * without the proxy's close_notify (an aborted or cut transfer) does not take
+ * the control session out of the cache for the next one. */
+static void test_tls12_session_ids(SSL_CTX *sctx)
+{
+    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION); /* offers tickets */
+    if (!cctx)
+        return;
+    unsigned char tok[TLS_ENGINE_TOKEN_LEN];
+    memset(tok, 0x12, sizeof tok);
+    token_seen_t seen;
+    SSL_SESSION *ctl = token_handshake(sctx, cctx, NULL, tok, 1, &seen);
+    CHECK(ctl != NULL);
+    if (!ctl)
+        goto out;
+    unsigned int idlen = 0;
+    SSL_SESSION_get_id(ctl, &idlen);
+    CHECK(idlen > 0);
+    CHECK_EQ_INT(SSL_SESSION_has_ticket(ctl), 0);
+    CHECK_EQ_INT(SSL_SESSION_get_ticket_lifetime_hint(ctl), 0);
+    SSL_SESSION *s = token_handshake(sctx, cctx, ctl, tok, 0, &seen);
+    CHECK_EQ_INT(seen.reused, 1);
+    CHECK_EQ_INT(seen.with_token, 1);
+    CHECK(s == NULL || SSL_SESSION_has_ticket(s) == 0);
+    SSL_SESSION_free(s);
+    for (int round = 0; round < 2; round++) {
+        pair_t p;
+        if (!pair_init(&p, sctx, cctx, ctl))
+            break;
+        tls_engine_set_token(p.eng, tok, 0);
+        if (handshake(&p)) {
+            CHECK_EQ_INT(tls_engine_session_reused(p.eng), 1);
+            /* The client's side is not under test: it closed cleanly. */
+            CHECK_EQ_INT(SSL_shutdown(p.cli), 0);
+            pump(&p);
+        }
+        pair_free(&p); /* the engine goes without sending close_notify */
+        s = token_handshake(sctx, cctx, ctl, tok, 0, &seen);
+        CHECK_EQ_INT(seen.reused, 1);
+        CHECK_EQ_INT(seen.with_token, 1);
+        SSL_SESSION_free(s);
+    }
+    SSL_SESSION_free(ctl);
+out:
+    SSL_CTX_free(cctx);
+}
+
+/* RFC 5246 §7.2.2: a fatal alert invalidates the session. A TLS 1.2 data
+ * connection that fails with one (here a forged record: bad_record_mac) takes
+ * its control session out of the cache (OpenSSL does it), so the next data
+ * connection cannot resume it (README, Known limits). A TLS 1.3 ticket, which
+ * no cache holds, still resumes. */
+static void test_fatal_alert(SSL_CTX *sctx, int version)
+{
+    SSL_CTX *cctx = client_ctx(version);
+    if (!cctx)
+        return;
+    unsigned char tok[TLS_ENGINE_TOKEN_LEN];
+    memset(tok, 0x7a, sizeof tok);
+    token_seen_t seen;
+    SSL_SESSION *ctl = token_handshake(sctx, cctx, NULL, tok, 1, &seen);
+    pair_t p;
+    if (ctl && pair_init(&p, sctx, cctx, ctl)) {
+        tls_engine_set_token(p.eng, tok, 0);
+        if (handshake(&p)) {
+            CHECK_EQ_INT(tls_engine_session_reused(p.eng), 1);
+            unsigned char buf[16];
+            size_t got = 0;
+            CHECK_EQ_INT(tls_engine_feed(p.eng, forged, sizeof forged), FG_OK);
+            CHECK_EQ_INT(tls_engine_read(p.eng, buf, sizeof buf, &got), FG_TLS);
+        }
+        SSL_set_shutdown(p.cli, SSL_SENT_SHUTDOWN); /* the client's side is not under test */
+        pair_free(&p);
+        SSL_SESSION_free(token_handshake(sctx, cctx, ctl, tok, 0, &seen));
+        CHECK_EQ_INT(seen.offered, 1); /* the client still offered it: the server decided */
+        CHECK_EQ_INT(seen.reused, version == TLS1_3_VERSION);
+    }
+    SSL_SESSION_free(ctl);
+    SSL_CTX_free(cctx);
+}
+
+/* A TLS 1.3 resumption always makes a fresh (EC)DHE exchange (psk_dhe_ke),
+ * even with a client that would accept psk_ke: a stolen ticket key gives
+ * the tickets' secrets, never the traffic of the connections that resumed. */
+static void test_tls13_resumption_dhe(SSL_CTX *sctx)
+{
+    CHECK_EQ_INT(SSL_CTX_get_options(sctx) & SSL_OP_ALLOW_NO_DHE_KEX, 0);
+    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
+    if (!cctx)
+        return;
+    SSL_CTX_set_options(cctx, SSL_OP_ALLOW_NO_DHE_KEX);
+    SSL_SESSION *sess = get_session(sctx, cctx);
+    pair_t p;
+    if (sess && pair_init(&p, sctx, cctx, sess)) {
+        if (handshake(&p)) {
+            CHECK_EQ_INT(tls_engine_session_reused(p.eng), 1);
+            /* The server took part in a key exchange only with psk_dhe_ke. */
+            CHECK(SSL_get_negotiated_group(tls_engine_ssl(p.eng)) > 0);
+        }
+        pair_free(&p);
+    }
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(cctx);
+}
+
+/* ---- ticket key rotation, on an injected clock ----------------------------- */
+
+static int64_t fake_now;
+
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+/* 1 when the ticket of sess was made under the key called name. */
+static int ticket_key_is(SSL_SESSION *sess, const unsigned char name[TICKETKEYS_NAME_LEN])
+{
+    const unsigned char *tick = NULL;
+    size_t len = 0;
+    if (!sess)
+        return 0;
+    SSL_SESSION_get0_ticket(sess, &tick, &len);
+    return tick && len > TICKETKEYS_NAME_LEN && memcmp(tick, name, TICKETKEYS_NAME_LEN) == 0;
+}
+
+/* A control connection's TLS 1.3 session (its client's newest ticket). */
+static SSL_SESSION *control_ticket(SSL_CTX *sctx, SSL_CTX *cctx, const unsigned char *tok)
+{
+    token_seen_t seen;
+    SSL_SESSION *s = token_handshake(sctx, cctx, NULL, tok, 1, &seen);
+    CHECK(s != NULL && SSL_SESSION_has_ticket(s));
+    return s;
+}
+
+/* Whether a data connection presenting sess resumes it. */
+static int data_resumes(SSL_CTX *sctx, SSL_CTX *cctx, SSL_SESSION *sess, const unsigned char *tok)
+{
+    token_seen_t seen;
+    SSL_SESSION_free(token_handshake(sctx, cctx, sess, tok, 0, &seen));
+    CHECK_EQ_INT(seen.offered, 1);
+    return seen.reused == 1 && seen.with_token == 1;
+}
+
+/* Keys rotate daily; a ticket made before a rotation still resumes until its
+ * key's retention (a day of use + the 7-day ticket lifetime) ends, and not
+ * after; new tickets use the newest key; the ring holds 8 keys at most in
+ * steady state. OpenSSL's own session expiry runs on the real clock, which
+ * does not move here, so what is tested is the key ring alone. */
+static void test_ticket_rotation(void)
+{
+    const int64_t day = 24 * 3600, retain = day + TLS_CTX_SESSION_LIFETIME_S;
+    SSL_CTX *sctx = server_ctx();
+    SSL_CTX *cctx = client_ctx(TLS1_3_VERSION);
+    ticketkeys_t *k = sctx ? ticketkeys_of(sctx) : NULL;
+    CHECK(k != NULL);
+    unsigned char tok_a[TLS_ENGINE_TOKEN_LEN], tok_b[TLS_ENGINE_TOKEN_LEN], tok_c[TLS_ENGINE_TOKEN_LEN];
+    unsigned char n0[TICKETKEYS_NAME_LEN], n1[TICKETKEYS_NAME_LEN], n[TICKETKEYS_NAME_LEN];
+    memset(tok_a, 0xa0, sizeof tok_a);
+    memset(tok_b, 0xb0, sizeof tok_b);
+    memset(tok_c, 0xc0, sizeof tok_c);
+    SSL_SESSION *sa = NULL, *sb = NULL, *sc = NULL;
+    if (!k || !cctx)
+        goto out;
+    /* Far past the key made at start-up (on the real clock): it is erased
+     * and a key of the fake clock's time takes its place. */
+    const int64_t t0 = (int64_t)1 << 40;
+    fake_now = t0;
+    ticketkeys_set_clock(k, fake_clock, NULL);
+    ticketkeys_maintain(k);
+    CHECK_EQ_INT(ticketkeys_count(k), 1);
+    CHECK_EQ_INT(ticketkeys_newest_name(k, n0), FG_OK);
+
+    sa = control_ticket(sctx, cctx, tok_a);
+    CHECK(ticket_key_is(sa, n0));
+    fake_now = t0 + day - 1; /* not yet a day: the same key */
+    sb = control_ticket(sctx, cctx, tok_b);
+    CHECK(ticket_key_is(sb, n0));
+    CHECK_EQ_INT(ticketkeys_count(k), 1);
+
+    fake_now = t0 + day; /* rotation, with the next ticket */
+    sc = control_ticket(sctx, cctx, tok_c);
+    CHECK_EQ_INT(ticketkeys_newest_name(k, n1), FG_OK);
+    CHECK(memcmp(n0, n1, sizeof n0) != 0);
+    CHECK(ticket_key_is(sc, n1));
+    CHECK(!ticket_key_is(sc, n0));
+    CHECK_EQ_INT(ticketkeys_count(k), 2);
+    CHECK(data_resumes(sctx, cctx, sa, tok_a)); /* made before the rotation */
+    CHECK(data_resumes(sctx, cctx, sc, tok_c));
+
+    fake_now = t0 + retain - 1; /* the last second of n0 */
+    CHECK(data_resumes(sctx, cctx, sb, tok_b));
+    fake_now = t0 + retain; /* n0 is erased: its tickets no longer resume */
+    CHECK(!data_resumes(sctx, cctx, sa, tok_a));
+    CHECK(!data_resumes(sctx, cctx, sb, tok_b));
+    CHECK(data_resumes(sctx, cctx, sc, tok_c)); /* n1 has a day left */
+    CHECK_EQ_INT(ticketkeys_newest_name(k, n), FG_OK);
+    CHECK(memcmp(n, n0, sizeof n) != 0);
+    fake_now = t0 + day + retain;
+    CHECK(!data_resumes(sctx, cctx, sc, tok_c));
+
+    /* A ticket every day for 20 days: 8 keys in steady state (ages 0-7 days). */
+    for (int d = 0; d < 20; d++) {
+        fake_now = t0 + (10 + d) * day;
+        SSL_SESSION_free(control_ticket(sctx, cctx, tok_a));
+    }
+    CHECK_EQ_INT(ticketkeys_count(k), TLS_CTX_SESSION_LIFETIME_S / day + 1);
+    /* An idle month: maintenance alone erases every old key. */
+    fake_now += 30 * day;
+    ticketkeys_maintain(k);
+    CHECK_EQ_INT(ticketkeys_count(k), 1);
+out:
+    SSL_SESSION_free(sa);
+    SSL_SESSION_free(sb);
+    SSL_SESSION_free(sc);
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
 }
 
 /* A plain client/server handshake over a BIO pair: 1 when both finish. */
@@ -1034,6 +1304,200 @@ static void test_sni_switch_settings(void)
     SSL_CTX_free(cctx);
     SSL_CTX_free(a);
     SSL_CTX_free(b);
+}
+
+/* ---- DHE group and default groups ------------------------------------------- */
+
+/* A certificate and key of pk written to tmp_dir/<name>.pem and .key. */
+static int write_identity(EVP_PKEY *pk, const char *name, char *cert, char *key, size_t cap)
+{
+    snprintf(cert, cap, "%s/%s.pem", tmp_dir, name);
+    snprintf(key, cap, "%s/%s.key", tmp_dir, name);
+    X509 *x = make_cert(pk);
+    BIO *bc = x ? BIO_new_file(cert, "w") : NULL, *bk = bc ? BIO_new_file(key, "w") : NULL;
+    int ok = bc && bk && PEM_write_bio_X509(bc, x) == 1 &&
+             PEM_write_bio_PrivateKey(bk, pk, NULL, NULL, 0, NULL, NULL) == 1;
+    BIO_free(bc);
+    BIO_free(bk);
+    X509_free(x);
+    CHECK(ok);
+    return ok;
+}
+
+/* 1 when the DHE prime the server of cli sent is the one of group (a name
+ * OpenSSL knows: "ffdhe2048", "modp_2048", ...). */
+static int dhe_prime_is(SSL *cli, const char *group)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+    EVP_PKEY *ref = NULL, *peer = NULL;
+    BIGNUM *p_ref = NULL, *p_peer = NULL;
+    int same = pctx && EVP_PKEY_fromdata_init(pctx) == 1 &&
+               EVP_PKEY_fromdata(pctx, &ref, EVP_PKEY_KEY_PARAMETERS, params) == 1 &&
+               SSL_get_peer_tmp_key(cli, &peer) == 1 && EVP_PKEY_get_bn_param(ref, OSSL_PKEY_PARAM_FFC_P, &p_ref) &&
+               EVP_PKEY_get_bn_param(peer, OSSL_PKEY_PARAM_FFC_P, &p_peer) && BN_cmp(p_ref, p_peer) == 0;
+    BN_free(p_ref);
+    BN_free(p_peer);
+    EVP_PKEY_free(ref);
+    EVP_PKEY_free(peer);
+    EVP_PKEY_CTX_free(pctx);
+    ERR_clear_error();
+    return same;
+}
+
+/* A TLS 1.2 handshake offering only DHE-RSA-AES128-GCM-SHA256 with a server
+ * SSL of sctx (moved to switch_to by SNI when not NULL); 1 when it completes
+ * with that suite, and then *cli_out is the client (the caller frees it). */
+static int dhe_handshake(SSL_CTX *sctx, SSL_CTX *switch_to, SSL **cli_out)
+{
+    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION);
+    SSL *srv = sctx ? SSL_new(sctx) : NULL, *cli = cctx ? SSL_new(cctx) : NULL;
+    int ok = srv && cli && SSL_set_cipher_list(cli, "DHE-RSA-AES128-GCM-SHA256") == 1 &&
+             (!switch_to || tls_ctx_switch(srv, switch_to) == 0) && raw_handshake(srv, cli) &&
+             strcmp(SSL_get_cipher_name(cli), "DHE-RSA-AES128-GCM-SHA256") == 0;
+    SSL_free(srv);
+    if (ok)
+        *cli_out = cli;
+    else
+        SSL_free(cli);
+    SSL_CTX_free(cctx);
+    return ok;
+}
+
+/* The TLS 1.2 DHE suites use RFC 7919's groups (README, ciphers), not RFC
+ * 3526's MODP primes that SSL_CTX_set_dh_auto picks on OpenSSL 3.0: ffdhe2048
+ * with an RSA-2048 key, ffdhe3072 with RSA-3072; also after SNI moved a
+ * handshake from an ECDSA identity to an RSA one. */
+static void test_dhe_group(void)
+{
+    static char cert2[160], key2[160], cert3[160], key3[160];
+    static config_tls_t rsa2048, rsa3072, ec;
+    EVP_PKEY *pk2 = EVP_RSA_gen(2048), *pk3 = EVP_RSA_gen(3072);
+    CHECK(pk2 && pk3);
+    if (!pk2 || !pk3 || !write_identity(pk2, "rsa2048", cert2, key2, sizeof cert2) ||
+        !write_identity(pk3, "rsa3072", cert3, key3, sizeof cert3))
+        goto out;
+    rsa2048 = tls_config();
+    rsa2048.cert = cert2;
+    rsa2048.key = key2;
+    rsa3072 = tls_config();
+    rsa3072.cert = cert3;
+    rsa3072.key = key3;
+    ec = tls_config();
+    char err[256] = "";
+    SSL_CTX *c2 = tls_ctx_new(&rsa2048, err, sizeof err);
+    SSL_CTX *c3 = tls_ctx_new(&rsa3072, err, sizeof err);
+    SSL_CTX *cec = tls_ctx_new(&ec, err, sizeof err);
+    CHECK(c2 && c3 && cec);
+    SSL *cli = NULL;
+    if (c2 && dhe_handshake(c2, NULL, &cli)) {
+        CHECK(dhe_prime_is(cli, "ffdhe2048"));
+        CHECK(!dhe_prime_is(cli, "modp_2048")); /* RFC 3526 group 14: what dh_auto gave */
+        SSL_free(cli);
+    } else {
+        CHECK(0);
+    }
+    if (c3 && dhe_handshake(c3, NULL, &cli)) {
+        CHECK(dhe_prime_is(cli, "ffdhe3072"));
+        SSL_free(cli);
+    } else {
+        CHECK(0);
+    }
+    if (cec && c2 && dhe_handshake(cec, c2, &cli)) {
+        CHECK(dhe_prime_is(cli, "ffdhe2048"));
+        SSL_free(cli);
+    } else {
+        CHECK(0);
+    }
+    SSL_CTX_free(c2);
+    SSL_CTX_free(c3);
+    SSL_CTX_free(cec);
+out:
+    EVP_PKEY_free(pk2);
+    EVP_PKEY_free(pk3);
+    unlink(cert2);
+    unlink(key2);
+    unlink(cert3);
+    unlink(key3);
+}
+
+/* The group a handshake between a server SSL of sctx (moved to switch_to by
+ * SNI when not NULL) and a client of version offering client_groups (NULL:
+ * the client's default) settles on: its NID, -1 when the handshake fails, -2
+ * when this OpenSSL does not know client_groups. */
+static int settled_group(SSL_CTX *sctx, SSL_CTX *switch_to, int version, const char *client_groups)
+{
+    SSL_CTX *cctx = client_ctx(version);
+    SSL *srv = SSL_new(sctx), *cli = cctx ? SSL_new(cctx) : NULL;
+    int g = -1;
+    if (!srv || !cli) {
+        CHECK(0);
+    } else if (client_groups && SSL_set1_groups_list(cli, client_groups) != 1) {
+        g = -2;
+    } else if (switch_to && tls_ctx_switch(srv, switch_to) != 0) {
+        CHECK(0);
+    } else if (raw_handshake(srv, cli)) {
+        g = SSL_get_negotiated_group(srv);
+    }
+    ERR_clear_error();
+    SSL_free(srv);
+    SSL_free(cli);
+    SSL_CTX_free(cctx);
+    return g;
+}
+
+/* README, groups: "OpenSSL's default". An identity without "groups" settles
+ * on the same group as a server context that OpenSSL left alone (same
+ * certificate, server preference), for TLS 1.3 and 1.2 clients offering their
+ * default list, each group alone, and two orders of a pair; also after SNI
+ * moved the handshake from an identity with "groups". On OpenSSL 3.5 and later
+ * that default is X25519MLKEM768 first, which a written-out 3.0 list would
+ * have replaced. */
+static void test_default_groups(SSL_CTX *sctx)
+{
+    static config_tls_t narrow;
+    narrow = tls_config();
+    narrow.groups = "P-384";
+    char err[256] = "";
+    SSL_CTX *plain = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *from = tls_ctx_new(&narrow, err, sizeof err);
+    CHECK(plain && from);
+    if (!plain || !from || SSL_CTX_use_certificate_chain_file(plain, cert_path) != 1 ||
+        SSL_CTX_use_PrivateKey_file(plain, key_path, SSL_FILETYPE_PEM) != 1) {
+        CHECK(0);
+        goto out;
+    }
+    SSL_CTX_set_options(plain, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    static const char *const offers[] = {
+        NULL, "X25519", "P-256", "P-384", "P-521", "X448", "ffdhe2048", "ffdhe3072", "ffdhe4096",
+        "ffdhe8192", "X25519MLKEM768", "SecP256r1MLKEM768", "P-256:X25519", "X25519:P-256", "P-521:P-384",
+    };
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+    int known = 0;
+    for (size_t v = 0; v < 2; v++) {
+        for (size_t i = 0; i < sizeof offers / sizeof offers[0]; i++) {
+            int want = settled_group(plain, NULL, versions[v], offers[i]);
+            if (want == -2)
+                continue; /* a group this OpenSSL does not have */
+            known++;
+            int got = settled_group(sctx, NULL, versions[v], offers[i]);
+            int switched = settled_group(from, sctx, versions[v], offers[i]);
+            if (got != want || switched != want)
+                fprintf(stderr, "  TLS %#x offering %s: OpenSSL's default gives %d, the identity %d, after SNI %d\n",
+                        versions[v], offers[i] ? offers[i] : "(client default)", want, got, switched);
+            CHECK_EQ_INT(got, want);
+            CHECK_EQ_INT(switched, want);
+        }
+    }
+    CHECK(known >= 20);
+    /* The default settles on something (X25519 on 3.0) for a default client. */
+    CHECK(settled_group(sctx, NULL, TLS1_3_VERSION, NULL) > 0);
+out:
+    SSL_CTX_free(plain);
+    SSL_CTX_free(from);
 }
 
 /* TLS 1.2 client-initiated renegotiation. tls_ctx sets SSL_OP_NO_RENEGOTIATION,
@@ -1453,7 +1917,13 @@ int main(void)
         test_session_tokens(sctx, TLS1_2_VERSION, 0);
         test_session_tokens(sctx, TLS1_3_VERSION, 1);
         test_old_control_session(sctx);
+        test_session_lifetime(sctx);
+        test_tls12_session_ids(sctx);
+        test_fatal_alert(sctx, TLS1_2_VERSION);
+        test_fatal_alert(sctx, TLS1_3_VERSION);
+        test_tls13_resumption_dhe(sctx);
         test_sni_switch_settings();
+        test_default_groups(sctx);
         test_renegotiation(sctx);
         test_renegotiation_then_write(sctx);
         test_key_update(sctx);
@@ -1464,6 +1934,8 @@ int main(void)
         test_finished_and_data_together(sctx);
     }
     SSL_CTX_free(sctx);
+    test_ticket_rotation();
+    test_dhe_group();
     test_version_mismatch();
     test_ctx_errors();
     cleanup_files();
