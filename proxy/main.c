@@ -269,6 +269,21 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
 
 static void raise_fd_limit(const config_t *cfg);
 
+/* The end, after a failed start or the last session: every handle closed and
+ * run to its close callback, then the memory, then the log writer. */
+static void release_all(daemon_t *d)
+{
+    defer_teardown();
+    uv_walk(d->loop, on_walk_close, NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < d->n_listeners; i++)
+        listener_try_free(d->listeners[i]);
+    free(d->listeners);
+    generation_unref(d->gen);
+    uv_loop_close(d->loop);
+    log_stop_async(LOG_FLUSH_WAIT_MS);
+}
+
 /* SIGHUP: re-read the config and the certificates. New sessions get them;
  * live sessions keep what they started with. Changes that need new sockets
  * (listeners added or removed, bind, mode, passive ports, admin) are refused
@@ -488,17 +503,10 @@ int main(int argc, char **argv)
     if (!failed && drop_privileges(d.cfg->user, needs_net_admin) != 0)
         failed = 1;
     if (failed) {
-        defer_teardown();
         admin_stop(d.admin);
         for (size_t i = 0; i < d.n_listeners; i++)
             listener_stop(d.listeners[i]);
-        uv_walk(d.loop, on_walk_close, NULL);
-        uv_run(d.loop, UV_RUN_DEFAULT);
-        for (size_t i = 0; i < d.n_listeners; i++)
-            listener_try_free(d.listeners[i]);
-        free(d.listeners);
-        generation_unref(d.gen);
-        log_stop_async(LOG_FLUSH_WAIT_MS);
+        release_all(&d);
         return 1;
     }
 
@@ -515,14 +523,6 @@ int main(int argc, char **argv)
     uv_run(d.loop, UV_RUN_DEFAULT);
 
     LOG_INFO(0, NULL, "stopped");
-    defer_teardown();
-    uv_walk(d.loop, on_walk_close, NULL);
-    uv_run(d.loop, UV_RUN_DEFAULT);
-    for (size_t i = 0; i < d.n_listeners; i++)
-        listener_try_free(d.listeners[i]);
-    free(d.listeners);
-    generation_unref(d.gen);
-    uv_loop_close(d.loop);
-    log_stop_async(LOG_FLUSH_WAIT_MS);
+    release_all(&d);
     return 0;
 }
