@@ -74,6 +74,18 @@ static const tstream_cbs_t reject_cbs = {
     .on_shutdown = reject_on_shutdown,
 };
 
+static unsigned env_sessions_from(void *ctx, const struct sockaddr *addr)
+{
+    return sessions_from(ctx, addr);
+}
+
+static void listener_session_gone(listener_t *l, session_t *s);
+
+static void env_session_gone(void *ctx, session_t *s)
+{
+    listener_session_gone(ctx, s);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     listener_t *l = server->data;
@@ -153,7 +165,17 @@ static void on_connection(uv_stream_t *server, int status)
         }
         return;
     }
-    session_t *s = session_start(l, l->loop, client, ++*l->next_id, served);
+    session_env_t env = {
+        .loop = l->loop,
+        .gen = l->gen,
+        .listener_index = l->index,
+        .pool = l->pool,
+        .metrics = l->metrics,
+        .sessions_from = env_sessions_from,
+        .gone = env_session_gone,
+        .ctx = l,
+    };
+    session_t *s = session_start(&env, client, ++*l->next_id, served);
     if (s) {
         session_link(s, &l->sessions);
         l->n_sessions++;
@@ -248,11 +270,6 @@ void listener_reconfigure(listener_t *l, generation_t *gen, size_t index)
     l->limits = &generation_config(gen)->limits;
 }
 
-generation_t *listener_generation(const listener_t *l)
-{
-    return l->gen;
-}
-
 static void listener_closed(uv_handle_t *h)
 {
     listener_t *l = h->data;
@@ -277,39 +294,9 @@ int listener_try_free(listener_t *l)
     return 1;
 }
 
-const config_listener_t *listener_config(const listener_t *l)
-{
-    return l->cfg;
-}
-
-const config_limits_t *listener_limits(const listener_t *l)
-{
-    return l->limits;
-}
-
-SSL_CTX *listener_tls(const listener_t *l)
-{
-    return generation_listener_tls(l->gen, l->index);
-}
-
-const tls_sni_t *listener_sni(const listener_t *l)
-{
-    return generation_listener_sni(l->gen, l->index);
-}
-
 portpool_t *listener_pool(listener_t *l)
 {
     return l->pool;
-}
-
-unsigned listener_sessions_from(const listener_t *l, const struct sockaddr *addr)
-{
-    return sessions_from(l, addr);
-}
-
-metrics_t *listener_metrics(listener_t *l)
-{
-    return l->metrics;
 }
 
 unsigned listener_session_count(const listener_t *l)
@@ -317,7 +304,7 @@ unsigned listener_session_count(const listener_t *l)
     return l->n_sessions;
 }
 
-void listener_session_gone(listener_t *l, session_t *s)
+static void listener_session_gone(listener_t *l, session_t *s)
 {
     session_unlink(s, &l->sessions);
     l->n_sessions--;

@@ -33,25 +33,14 @@ void listener_set_siblings(listener_t *l, listener_t *const *all, const size_t *
  * `index` of gen, live ones keep theirs. */
 int listener_can_reconfigure(const listener_t *l, const config_listener_t *n, char *err, size_t errlen);
 void listener_reconfigure(listener_t *l, generation_t *gen, size_t index);
-generation_t *listener_generation(const listener_t *l);
 
 /* Stops accepting; live sessions go on. on_closed runs when the socket is closed. */
 void listener_stop(listener_t *l);
 /* Frees the listener once stopped and without sessions; returns 1 if freed. */
 int listener_try_free(listener_t *l);
 
-const config_listener_t *listener_config(const listener_t *l);
-const config_limits_t *listener_limits(const listener_t *l);
-SSL_CTX *listener_tls(const listener_t *l);
-const tls_sni_t *listener_sni(const listener_t *l);
 portpool_t *listener_pool(listener_t *l);
 unsigned listener_session_count(const listener_t *l);
-metrics_t *listener_metrics(listener_t *l);
-/* Live sessions whose client has addr's IP, on every sibling listener (per-IP limit). */
-unsigned listener_sessions_from(const listener_t *l, const struct sockaddr *addr);
-
-/* Sessions call this from their final close. */
-void listener_session_gone(listener_t *l, session_t *s);
 
 /* Asks every live session to end (SIGTERM after the drain deadline). */
 void listener_close_sessions(listener_t *l);

@@ -52,7 +52,7 @@ typedef enum {
 
 struct session {
     session_t *next, *prev;
-    listener_t *listener;
+    session_env_t env;
     generation_t *gen; /* the configuration this session started with (kept on reload) */
     const config_listener_t *cfg;
     const config_limits_t *limits;
@@ -94,7 +94,7 @@ static void on_timer_closed(uv_handle_t *h)
     session_t *s = h->data;
     if (s->registered)
         sessreg_drop(s->tls_token);
-    listener_session_gone(s->listener, s);
+    s->env.gone(s->env.ctx, s);
     dataplan_free(s->plan);
     free(s->pending);
     linequeue_clear(&s->deferred);
@@ -314,7 +314,7 @@ static void open_upstream(session_t *s, const char *line, size_t len)
         .limits = s->limits,
         .client = (const struct sockaddr *)&s->client_addr,
         .intercepted = s->intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
-        .metrics = listener_metrics(s->listener),
+        .metrics = s->env.metrics,
         .sid = s->id,
         .peer = s->peer,
     };
@@ -405,7 +405,7 @@ static void on_auth(session_t *s)
      * CVE-2011-0411 class) is discarded, never executed. */
     size_t dropped = client_discard_input(s->client);
     if (dropped > 0) {
-        listener_metrics(s->listener)->pipelined_after_auth++;
+        s->env.metrics->pipelined_after_auth++;
         LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
     }
     if (start_client_tls(s) == FG_OK)
@@ -460,7 +460,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
     case POLICY_REPLY:
         if (d.refusal) {
             char ip[64] = "";
-            listener_metrics(s->listener)->policy_refusals++;
+            s->env.metrics->policy_refusals++;
             if (d.target.ss_family)
                 netaddr_format_ip((const struct sockaddr *)&d.target, ip, sizeof ip);
             LOG_WARN(s->id, s->peer, "SECURITY: refused %s%s%s (%d %s)", cmd.verb, ip[0] ? " to " : "", ip,
@@ -598,7 +598,7 @@ static void process_input(session_t *s)
         if (rc == FG_TOO_LONG) {
             LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
                      s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
-            listener_metrics(s->listener)->lines_too_long++;
+            s->env.metrics->lines_too_long++;
             client_reply(s->client, 500, "Command line too long");
             continue;
         }
@@ -622,10 +622,10 @@ static void process_input(session_t *s)
 static int over_ip_limit(session_t *s)
 {
     if (s->limits->max_sessions_per_ip &&
-        listener_sessions_from(s->listener, (const struct sockaddr *)&s->client_addr) >
+        s->env.sessions_from(s->env.ctx, (const struct sockaddr *)&s->client_addr) >
             s->limits->max_sessions_per_ip) {
         LOG_WARN(s->id, s->peer, "connection refused: too many sessions from this address");
-        listener_metrics(s->listener)->sessions_refused++;
+        s->env.metrics->sessions_refused++;
         if (s->cfg->mode == LISTEN_EXPLICIT)
             client_reply(s->client, 421, "Service not available: too many sessions from this address");
         session_close(s, 1, "per-IP limit");
@@ -693,7 +693,7 @@ static void on_client_end(void *owner, tstream_end_t how, const char *reason)
 {
     session_t *s = owner;
     if (how == TSTREAM_END_TLS_FAILED) {
-        listener_metrics(s->listener)->control_tls_failures++;
+        s->env.metrics->control_tls_failures++;
         LOG_WARN(s->id, s->peer, "control TLS failed: %s", reason);
     }
     session_close(s, 0, how == TSTREAM_END_CLEAN ? "client closed" : reason);
@@ -728,36 +728,37 @@ static int same_client(void *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN
 
 /* ---- start ---------------------------------------------------------------------------- */
 
-session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsigned long long id,
+session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned long long id,
                          const session_origin_t *origin)
 {
-    const config_listener_t *cfg = listener_config(l);
+    const config_t *all = generation_config(env->gen);
+    const config_listener_t *cfg = &all->listeners[env->listener_index];
     session_t *s = calloc(1, sizeof *s);
     if (!s || RAND_bytes(s->tls_token, sizeof s->tls_token) != 1) {
         free(s);
         tstream_close(stream, 1);
         return NULL;
     }
-    s->client = client_new(stream, cfg->proxy_protocol.enabled, listener_limits(l)->max_line, &client_cbs, s);
+    s->client = client_new(stream, cfg->proxy_protocol.enabled, all->limits.max_line, &client_cbs, s);
     if (!s->client) {
         free(s);
         return NULL;
     }
-    s->listener = l;
-    s->gen = listener_generation(l);
+    s->env = *env;
+    s->gen = env->gen;
     generation_ref(s->gen);
-    s->tls_ctx = listener_tls(l);
-    s->sni = listener_sni(l);
+    s->tls_ctx = generation_listener_tls(s->gen, env->listener_index);
+    s->sni = generation_listener_sni(s->gen, env->listener_index);
     client_set_tls(s->client, s->tls_ctx, s->tls_token, s->sni);
     if (cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT)
         client_hold_tickets(s->client);
     s->cfg = cfg;
-    s->limits = listener_limits(l);
-    s->loop = loop;
+    s->limits = &all->limits;
+    s->loop = env->loop;
     s->id = id;
     s->children = 1; /* the client */
     linequeue_init(&s->deferred, DEFERRED_MAX);
-    uv_timer_init(loop, &s->timer);
+    uv_timer_init(s->loop, &s->timer);
     s->timer.data = s;
     if (client_addresses(s->client, &s->client_addr, &s->local_addr) != FG_OK) {
         session_close(s, 0, "connection already gone");
@@ -777,12 +778,12 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
                  netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst),
                  origin->redirected ? "REDIRECT/DNAT" : "TPROXY");
     }
-    dataplan_env_t env = {
-        .loop = loop,
+    dataplan_env_t penv = {
+        .loop = s->loop,
         .cfg = cfg,
         .limits = s->limits,
-        .pool = listener_pool(l),
-        .metrics = listener_metrics(l),
+        .pool = env->pool,
+        .metrics = env->metrics,
         .client_addr = (const struct sockaddr *)&s->client_addr,
         .data_peer = cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->balancer_addr
                                                             : (const struct sockaddr *)&s->client_addr,
@@ -796,7 +797,7 @@ session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *stream, unsi
         .sid = id,
         .peer = s->peer,
     };
-    s->plan = dataplan_new(&env, s->client, on_plan_idle, s);
+    s->plan = dataplan_new(&penv, s->client, on_plan_idle, s);
     if (!s->plan) {
         session_close(s, 0, "out of memory");
         return s;

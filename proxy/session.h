@@ -3,7 +3,11 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include "listener.h"
+#include "config.h"
+#include "generation.h"
+#include "metrics.h"
+#include "portpool.h"
+#include "tls_engine.h"
 #include "tstream.h"
 
 /* One client control connection and its backend control connection: reads
@@ -19,9 +23,26 @@ typedef struct {
     int redirected; /* REDIRECT/DNAT (else TPROXY) */
 } session_origin_t;
 
+typedef struct session session_t;
+
+/* What a session takes from the listener that accepted it, for its whole
+ * life: it never calls the listener back but through the two callbacks. */
+typedef struct {
+    uv_loop_t *loop;
+    generation_t *gen;                 /* the session takes a reference */
+    size_t listener_index;             /* its listener in gen's configuration */
+    portpool_t *pool;
+    metrics_t *metrics;
+    /* Live sessions of the process from addr's IP (max_sessions_per_ip behind a balancer). */
+    unsigned (*sessions_from)(void *ctx, const struct sockaddr *addr);
+    /* The session is gone (its memory goes right after). */
+    void (*gone)(void *ctx, session_t *s);
+    void *ctx;
+} session_env_t;
+
 /* client: an accepted, connected stream; the session takes ownership.
  * origin: NULL unless the listener intercepts. */
-session_t *session_start(listener_t *l, uv_loop_t *loop, tstream_t *client, unsigned long long id,
+session_t *session_start(const session_env_t *env, tstream_t *client, unsigned long long id,
                          const session_origin_t *origin);
 
 /* Ends the session now (both connections closed). */
