@@ -1273,7 +1273,7 @@ static int validate(ctx_t *c, const json_t *root, config_t *cfg)
 {
     static const keydef_t keys[] = {
         { "tls", NULL }, { "listeners", NULL }, { "log", NULL },    { "admin", NULL },
-        { "user", NULL }, { "limits", NULL },   { NULL, NULL },
+        { "user", NULL }, { "limits", NULL },   { "workers", NULL }, { NULL, NULL },
     };
     int rc;
 
@@ -1282,6 +1282,7 @@ static int validate(ctx_t *c, const json_t *root, config_t *cfg)
     if ((rc = check_keys(c, root, "", keys)) != FG_OK || (rc = parse_tls(c, root, cfg)) != FG_OK ||
         (rc = parse_listeners(c, root, cfg)) != FG_OK || (rc = parse_log(c, root, cfg)) != FG_OK ||
         (rc = parse_admin(c, root, cfg)) != FG_OK || (rc = parse_user(c, root, cfg)) != FG_OK ||
+        (rc = get_uint(c, root, "", "workers", 1, CONFIG_WORKERS_MAX, &cfg->workers)) != FG_OK ||
         (rc = parse_limits(c, root, cfg)) != FG_OK || (rc = cross_check(c, cfg)) != FG_OK)
         return rc;
     return FG_OK;

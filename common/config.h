@@ -137,8 +137,11 @@ typedef struct {
         config_hostport_t bind;
     } admin;
     char *user;              /* drop root to this user after binding; NULL: stay */
+    unsigned workers;        /* event loops (threads); 0: one per online CPU */
     config_limits_t limits;
 } config_t;
+
+#define CONFIG_WORKERS_MAX 256u
 
 /* Parses and validates. On success returns FG_OK and *out; otherwise returns
  * FG_CONFIG (or FG_NOMEM) and writes one line "path: problem" to err. */

@@ -176,11 +176,11 @@ static void dl_poke_backend(datalink_t *dl)
 static void dl_account(datalink_t *dl, int ok)
 {
     if (ok)
-        dl->o.metrics->transfers_ok++;
+        METRIC_INC(dl->o.metrics, transfers_ok);
     else
-        dl->o.metrics->transfers_failed++;
-    dl->o.metrics->bytes_to_backend += dl->up.bytes;
-    dl->o.metrics->bytes_to_client += dl->down.bytes;
+        METRIC_INC(dl->o.metrics, transfers_failed);
+    METRIC_ADD(dl->o.metrics, bytes_to_backend, dl->up.bytes);
+    METRIC_ADD(dl->o.metrics, bytes_to_client, dl->down.bytes);
 }
 
 static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend_failed)
@@ -191,7 +191,7 @@ static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend
     dl->failed = 1;
     dl_account(dl, 0);
     if (code == 522)
-        dl->o.metrics->data_tls_failures++;
+        METRIC_INC(dl->o.metrics, data_tls_failures);
     /* Counted as read: on a failure some of the backend's bytes never reached the client. */
     LOG_INFO(dl->o.session_id, dl->o.peer,
              "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text,
@@ -328,7 +328,7 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
         return; /* the client stops sending; what we send it still counts */
     LOG_INFO(dl->o.session_id, dl->o.peer, "client data connection ended badly: %s", reason);
     if (how == TSTREAM_END_TLS_FAILED)
-        dl->o.metrics->data_tls_failures++; /* mid-transfer: a TLS failure, answered as a broken transfer */
+        METRIC_INC(dl->o.metrics, data_tls_failures); /* mid-transfer: a TLS failure, answered as a broken transfer */
     dl_fail(dl, 426, "Data connection closed abnormally; transfer aborted");
 }
 

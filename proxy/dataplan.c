@@ -255,7 +255,7 @@ int dataplan_prepare(dataplan_t *dp, upstream_t *up, ftp_cmd_id_t cmd, const str
     if (rc != FG_OK) {
         dp->link = NULL;
         if (rc == FG_RANGE)
-            e->metrics->passive_ports_exhausted++;
+            METRIC_INC(e->metrics, passive_ports_exhausted);
         LOG_WARN(e->sid, e->peer, "cannot prepare a data channel (%s)", fg_strerror(rc));
         if (rc == FG_RANGE)
             client_reply(dp->client, 425, "Cannot open data connection: no free port, try again later");

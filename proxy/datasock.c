@@ -56,7 +56,7 @@ static void on_connection(uv_stream_t *server, int status)
                                   (const struct sockaddr *)&peer)) {
         char ip[64];
         netaddr_format_ip((const struct sockaddr *)&peer, ip, sizeof ip);
-        ds->o.metrics->data_peer_refused++;
+        METRIC_INC(ds->o.metrics, data_peer_refused);
         LOG_WARN(ds->o.sid, ds->peer, "SECURITY: refused %s data connection from %s (not the expected IP)",
                  ds->o.what, ip);
         tstream_close(st, 1);

@@ -80,12 +80,13 @@ generation_t *generation_new(config_t *cfg, char *err, size_t errlen)
 
 void generation_ref(generation_t *g)
 {
-    g->refs++;
+    __atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
 }
 
 void generation_unref(generation_t *g)
 {
-    if (g && --g->refs == 0)
+    /* Sessions of every worker hold references: the last one frees it. */
+    if (g && __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL) == 0)
         generation_free(g);
 }
 

@@ -1,8 +1,11 @@
 #include "listener.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fgerr.h"
 #include "log.h"
@@ -19,42 +22,13 @@ struct listener {
     size_t index;
     const config_listener_t *cfg; /* gen's listener `index` */
     const config_limits_t *limits;
-    portpool_t *pool;
+    listener_shared_t shared;
     session_t *sessions;
     unsigned n_sessions;
-    metrics_t *metrics;
-    listener_t *const *siblings;
-    const size_t *n_siblings;
-    unsigned long long *next_id; /* shared by the loop's listeners: ids unique per process */
+    metrics_t *metrics; /* this worker's */
     int stopped, closed;
 };
 
-
-static unsigned sessions_on(const listener_t *l, const struct sockaddr *addr)
-{
-    unsigned n = 0;
-    for (const session_t *s = l->sessions; s; s = session_next(s))
-        if (netaddr_same_ip(session_client_addr(s), addr))
-            n++;
-    return n;
-}
-
-/* max_sessions_per_ip is per process: a client's sessions on every listener. */
-static unsigned sessions_from(const listener_t *l, const struct sockaddr *addr)
-{
-    if (!l->siblings)
-        return sessions_on(l, addr);
-    unsigned n = 0;
-    for (size_t i = 0; i < *l->n_siblings; i++)
-        n += sessions_on(l->siblings[i], addr);
-    return n;
-}
-
-void listener_set_siblings(listener_t *l, listener_t *const *all, const size_t *n_all)
-{
-    l->siblings = all;
-    l->n_siblings = n_all;
-}
 
 static void reject_on_end(tstream_t *t, tstream_end_t how, const char *reason)
 {
@@ -74,16 +48,19 @@ static const tstream_cbs_t reject_cbs = {
     .on_shutdown = reject_on_shutdown,
 };
 
-static unsigned env_sessions_from(void *ctx, const struct sockaddr *addr)
+static const char *env_admit_client(void *ctx, const struct sockaddr *addr)
 {
-    return sessions_from(ctx, addr);
+    listener_t *l = ctx;
+    return admission_enter_ip(l->shared.admission, addr, l->limits->max_sessions_per_ip);
 }
 
-static void listener_session_gone(listener_t *l, session_t *s);
-
-static void env_session_gone(void *ctx, session_t *s)
+static void env_session_gone(void *ctx, session_t *s, const struct sockaddr *counted_ip)
 {
-    listener_session_gone(ctx, s);
+    listener_t *l = ctx;
+    session_unlink(s, &l->sessions);
+    l->n_sessions--;
+    METRIC_DEC(l->metrics, sessions_active);
+    admission_leave(l->shared.admission, counted_ip);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -109,19 +86,19 @@ static void on_connection(uv_stream_t *server, int status)
     const char *refusal = NULL;
     int trusted = config_cidr_any(l->cfg->proxy_protocol.trusted, l->cfg->proxy_protocol.n_trusted,
                                   (struct sockaddr *)&peer);
+    int behind_balancer = l->cfg->proxy_protocol.enabled;
     if (l->stopped)
         refusal = "shutting down";
     /* SECURITY: only trusted balancers may tell us who the client is. */
-    else if (l->cfg->proxy_protocol.enabled && !trusted)
+    else if (behind_balancer && !trusted)
         refusal = "SECURITY: not a trusted PROXY protocol sender";
-    /* The metrics count every listener's sessions: the cap is per process. */
-    else if (l->limits->max_sessions && l->metrics->sessions_active >= l->limits->max_sessions)
-        refusal = "too many sessions";
-    /* Behind a balancer the real client is known only after the PROXY header:
-     * the session checks its per-IP limit then. */
-    else if (!l->cfg->proxy_protocol.enabled && l->limits->max_sessions_per_ip &&
-             sessions_from(l, (const struct sockaddr *)&peer) >= l->limits->max_sessions_per_ip)
-        refusal = "too many sessions from this address";
+    /* The limits are per process, over every listener and worker. Behind a
+     * balancer the real client is known only after the PROXY header: the
+     * session counts it per IP then. */
+    else
+        refusal = admission_enter(l->shared.admission, behind_balancer ? NULL : (const struct sockaddr *)&peer,
+                                  l->limits->max_sessions, l->limits->max_sessions_per_ip);
+
     /* Interception: the backend is where the client meant to go; only a
      * destination the policy allows is served (DESIGN.md §5). */
     session_origin_t origin, *served = NULL;
@@ -131,6 +108,7 @@ static void on_connection(uv_stream_t *server, int status)
         char dst[72];
         if (transparent_original_dst(tstream_tcp(client), &origin.dst, &origin.redirected) != 0 ||
             uv_tcp_getsockname(tstream_tcp(client), (struct sockaddr *)&local, &llen) != 0) {
+            admission_leave(l->shared.admission, behind_balancer ? NULL : (const struct sockaddr *)&peer);
             tstream_close(client, 1);
             return;
         }
@@ -139,10 +117,11 @@ static void on_connection(uv_stream_t *server, int status)
                                                    (const struct sockaddr *)&local);
         if (why) {
             char who[72];
-            l->metrics->policy_refusals++;
+            METRIC_INC(l->metrics, policy_refusals);
             LOG_WARN(0, netaddr_format((struct sockaddr *)&peer, who, sizeof who),
                      "SECURITY: intercepted connection to %s refused: %s",
                      netaddr_format((const struct sockaddr *)&origin.dst, dst, sizeof dst), why);
+            admission_leave(l->shared.admission, behind_balancer ? NULL : (const struct sockaddr *)&peer);
             tstream_close(client, 0);
             return;
         }
@@ -150,7 +129,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     if (refusal) {
         char who[72];
-        l->metrics->sessions_refused++;
+        METRIC_INC(l->metrics, sessions_refused);
         LOG_WARN(0, netaddr_format((struct sockaddr *)&peer, who, sizeof who),
                  "listener %s: connection refused: %s", l->cfg->name, refusal);
         tstream_set_connected(client);
@@ -169,27 +148,86 @@ static void on_connection(uv_stream_t *server, int status)
         .loop = l->loop,
         .gen = l->gen,
         .listener_index = l->index,
-        .pool = l->pool,
+        .pool = l->shared.pool,
         .metrics = l->metrics,
-        .sessions_from = env_sessions_from,
+        .admit_client = env_admit_client,
         .gone = env_session_gone,
         .ctx = l,
     };
-    session_t *s = session_start(&env, client, ++*l->next_id, served);
-    if (s) {
-        session_link(s, &l->sessions);
-        l->n_sessions++;
-        l->metrics->sessions_total++;
-        l->metrics->sessions_active++;
+    unsigned long long id = __atomic_add_fetch(l->shared.session_ids, 1, __ATOMIC_RELAXED);
+    session_t *s = session_start(&env, client, id, served);
+    if (!s) {
+        admission_leave(l->shared.admission, behind_balancer ? NULL : (const struct sockaddr *)&peer);
+        return;
     }
+    session_link(s, &l->sessions);
+    l->n_sessions++;
+    METRIC_INC(l->metrics, sessions_total);
+    METRIC_INC(l->metrics, sessions_active);
 }
 
-int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long long *id_counter,
+int listener_bind(const config_listener_t *cfg, int reuseport, int *fds, size_t n, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    if (netaddr_parse_ip(cfg->bind.host, cfg->bind.port, &addr) != FG_OK) {
+        snprintf(err, errlen, "listener %s: bad bind address %s", cfg->name, cfg->bind.host);
+        return FG_CONFIG;
+    }
+    int on = 1;
+    size_t made = 0;
+    /* SECURITY: a SO_REUSEPORT group takes any process of this user that
+     * asks; a probe bind without it first makes an occupied port an error. */
+    for (size_t i = 0; i < n + (reuseport ? 1 : 0); i++) {
+        int probe = reuseport && i == 0;
+        int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        const char *what = "socket";
+        int ok = fd >= 0;
+        if (ok && (what = "SO_REUSEADDR", setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0))
+            ok = 0;
+        if (ok && reuseport && !probe &&
+            (what = "SO_REUSEPORT", setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0))
+            ok = 0;
+        /* "[::]:21" is IPv6 only, so it can live beside "0.0.0.0:21" (as the
+         * config check assumes) and an IPv4 client is always seen as IPv4. */
+        if (ok && addr.ss_family == AF_INET6 &&
+            (what = "IPV6_V6ONLY", setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0))
+            ok = 0;
+        /* TPROXY: the listener takes connections addressed to other hosts. */
+        if (ok && cfg->transparent && (what = "IP_TRANSPARENT", transparent_set(fd, addr.ss_family) != 0))
+            ok = 0;
+        if (ok && (what = "bind", bind(fd, (struct sockaddr *)&addr, netaddr_len((struct sockaddr *)&addr)) != 0))
+            ok = 0;
+        if (ok && !probe && (what = "listen", listen(fd, 511) != 0))
+            ok = 0;
+        if (!ok) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            while (made > 0)
+                close(fds[--made]);
+            if (cfg->transparent && strcmp(what, "IP_TRANSPARENT") == 0)
+                snprintf(err, errlen, "listener %s: \"transparent\" needs CAP_NET_ADMIN (IP_TRANSPARENT: %s)",
+                         cfg->name, strerror(e));
+            else
+                snprintf(err, errlen, "listener %s: cannot listen on %s:%u: %s (%s)", cfg->name, cfg->bind.host,
+                         (unsigned)cfg->bind.port, uv_strerror(-e), what);
+            return FG_IO;
+        }
+        if (probe)
+            close(fd);
+        else
+            fds[made++] = fd;
+    }
+    return FG_OK;
+}
+
+int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, int fd, const listener_shared_t *shared,
                  metrics_t *metrics, listener_t **out, char *err, size_t errlen)
 {
     const config_listener_t *cfg = &generation_config(gen)->listeners[index];
     listener_t *l = calloc(1, sizeof *l);
     if (!l) {
+        close(fd);
         snprintf(err, errlen, "out of memory");
         return FG_NOMEM;
     }
@@ -199,33 +237,14 @@ int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long
     l->index = index;
     l->cfg = cfg;
     l->limits = &generation_config(gen)->limits;
-    l->next_id = id_counter;
+    l->shared = *shared;
     l->metrics = metrics;
-    l->pool = portpool_new(cfg->passive.first, cfg->passive.last);
-    struct sockaddr_storage addr;
-    if (!l->pool || netaddr_parse_ip(cfg->bind.host, cfg->bind.port, &addr) != FG_OK) {
-        snprintf(err, errlen, "listener %s: bad bind address %s", cfg->name, cfg->bind.host);
-        portpool_free(l->pool);
-        generation_unref(gen);
-        free(l);
-        return FG_CONFIG;
-    }
     uv_tcp_init(loop, &l->tcp);
     l->tcp.data = l;
-    int rc = 0;
-    /* TPROXY: the listener takes connections addressed to other hosts. */
-    if (cfg->transparent && (rc = transparent_open(&l->tcp, addr.ss_family)) != 0) {
-        snprintf(err, errlen, "listener %s: \"transparent\" needs CAP_NET_ADMIN (IP_TRANSPARENT: %s)",
-                 cfg->name, uv_strerror(rc));
-        l->stopped = 1;
-        uv_close((uv_handle_t *)&l->tcp, NULL);
-        *out = l;
-        return FG_IO;
-    }
-    /* "[::]:21" is IPv6 only, so it can live beside "0.0.0.0:21" (as the
-     * config check assumes) and an IPv4 client is always seen as IPv4. */
-    rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, addr.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
-    if (rc == 0)
+    int rc = uv_tcp_open(&l->tcp, fd);
+    if (rc != 0)
+        close(fd);
+    else
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc != 0) {
         snprintf(err, errlen, "listener %s: cannot listen on %s:%u: %s", cfg->name, cfg->bind.host,
@@ -239,9 +258,8 @@ int listener_new(uv_loop_t *loop, generation_t *gen, size_t index, unsigned long
     return FG_OK;
 }
 
-int listener_can_reconfigure(const listener_t *l, const config_listener_t *n, char *err, size_t errlen)
+int listener_can_reconfigure(const config_listener_t *o, const config_listener_t *n, char *err, size_t errlen)
 {
-    const config_listener_t *o = l->cfg;
     const char *what = NULL;
     if (strcmp(n->bind.host, o->bind.host) != 0 || n->bind.port != o->bind.port)
         what = "bind";
@@ -288,27 +306,14 @@ int listener_try_free(listener_t *l)
 {
     if (!l->stopped || l->n_sessions > 0 || !uv_is_closing((uv_handle_t *)&l->tcp))
         return 0;
-    portpool_free(l->pool);
     generation_unref(l->gen);
     free(l);
     return 1;
 }
 
-portpool_t *listener_pool(listener_t *l)
-{
-    return l->pool;
-}
-
 unsigned listener_session_count(const listener_t *l)
 {
     return l->n_sessions;
-}
-
-static void listener_session_gone(listener_t *l, session_t *s)
-{
-    session_unlink(s, &l->sessions);
-    l->n_sessions--;
-    l->metrics->sessions_active--;
 }
 
 void listener_close_sessions(listener_t *l)

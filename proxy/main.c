@@ -30,6 +30,7 @@
 #include "generation.h"
 #include "healthcheck.h"
 #include "transparent.h"
+#include "worker.h"
 
 #define CERT_WARN_DAYS 14  /* expiry warning at start and reload */
 
@@ -38,15 +39,22 @@
 #define LOG_FLUSH_WAIT_MS 2000u
 #define HEALTHCHECK_TIMEOUT_MS 3000u  /* per listener: connect and greeting */
 
+/* The main thread: start-up, signals, reload, drain and the admin endpoint on
+ * an event loop of its own; the sessions run on the workers' loops. */
 typedef struct {
     uv_loop_t *loop;
     const char *config_path;
-    generation_t *gen;     /* the current configuration; listeners and sessions hold their own refs */
+    generation_t *gen;     /* the current configuration; workers and sessions hold their own refs */
     const config_t *cfg;   /* gen's */
-    listener_t **listeners;
+    worker_t **workers;
+    int n_workers;
     size_t n_listeners;
+    /* Shared by every worker (listener_shared_t): */
     unsigned long long session_ids;
-    metrics_t metrics;
+    admission_t *admission;
+    portpool_t **pools;    /* one per listener */
+    listener_shared_t *shared;
+    int *fds;              /* listener i of worker w: fds[w * n_listeners + i] */
     admin_t *admin;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
@@ -177,8 +185,8 @@ static void on_walk_close(uv_handle_t *h, void *arg)
 static int sessions_left(const daemon_t *d)
 {
     unsigned n = 0;
-    for (size_t i = 0; i < d->n_listeners; i++)
-        n += listener_session_count(d->listeners[i]);
+    for (int w = 0; w < d->n_workers; w++)
+        n += worker_sessions(d->workers[w]);
     return (int)n;
 }
 
@@ -187,8 +195,11 @@ static int render_metrics(void *userdata, char *out, size_t cap)
     daemon_t *d = userdata;
     unsigned in_use = 0;
     for (size_t i = 0; i < d->n_listeners; i++)
-        in_use += portpool_in_use(listener_pool(d->listeners[i]));
-    metrics_t now = d->metrics;
+        in_use += portpool_in_use(d->pools[i]);
+    metrics_t now;
+    memset(&now, 0, sizeof now);
+    for (int w = 0; w < d->n_workers; w++)
+        metrics_sum(&now, worker_metrics(d->workers[w]));
     now.log_lines_dropped = log_dropped();
     int n = metrics_format(&now, in_use, generation_tls_sessions_cached(d->gen), out, cap);
     int k = n < 0 ? -1 : metrics_format_cert_header(out + n, cap - (size_t)n);
@@ -197,6 +208,13 @@ static int render_metrics(void *userdata, char *out, size_t cap)
         k = metrics_format_cert_line(d->cfg->tls[i].id, generation_cert_not_after(d->gen, i), out + n,
                                      cap - (size_t)n);
     }
+    if (k < 0)
+        return -1;
+    n += k;
+    const metrics_t *per[CONFIG_WORKERS_MAX];
+    for (int w = 0; w < d->n_workers; w++)
+        per[w] = worker_metrics(d->workers[w]);
+    k = metrics_format_workers(per, d->n_workers, out + n, cap - (size_t)n);
     return k < 0 ? -1 : n + k;
 }
 
@@ -245,8 +263,8 @@ static void on_drain_poll(uv_timer_t *t)
     if (uv_now(d->loop) >= d->drain_deadline && !d->drain_forced) {
         d->drain_forced = 1;
         LOG_WARN(0, NULL, "drain deadline passed: closing %d live sessions", left);
-        for (size_t i = 0; i < d->n_listeners; i++)
-            listener_close_sessions(d->listeners[i]);
+        for (int w = 0; w < d->n_workers; w++)
+            worker_close_sessions(d->workers[w]);
     }
 }
 
@@ -261,24 +279,107 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     d->stopping = 1;
     LOG_INFO(0, NULL, "signal %d: no new sessions; draining %d live sessions (deadline %u s)", signum,
              sessions_left(d), DRAIN_DEADLINE_MS / 1000u);
-    for (size_t i = 0; i < d->n_listeners; i++)
-        listener_stop(d->listeners[i]);
+    for (int w = 0; w < d->n_workers; w++)
+        worker_stop(d->workers[w]);
     d->drain_deadline = uv_now(d->loop) + DRAIN_DEADLINE_MS;
     uv_timer_start(&d->drain_timer, on_drain_poll, 0, 100);
 }
 
 static void raise_fd_limit(const config_t *cfg);
 
-/* The end, after a failed start or the last session: every handle closed and
- * run to its close callback, then the memory, then the log writer. */
+/* Every listening socket, bound by the main thread while it still has its
+ * privileges: one per worker and listener (a SO_REUSEPORT group per listener
+ * when there are several workers), and the shared state of the listeners. */
+static int setup_listeners(daemon_t *d, char *err, size_t errlen)
+{
+    const config_t *cfg = d->cfg;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    d->n_workers = cfg->workers ? (int)cfg->workers : (cpus > 0 ? (int)cpus : 1);
+    if (d->n_workers > (int)CONFIG_WORKERS_MAX)
+        d->n_workers = (int)CONFIG_WORKERS_MAX;
+    d->n_listeners = cfg->n_listeners;
+    d->admission = admission_new();
+    d->pools = calloc(d->n_listeners, sizeof *d->pools);
+    d->shared = calloc(d->n_listeners, sizeof *d->shared);
+    d->fds = malloc(sizeof *d->fds * d->n_listeners * (size_t)d->n_workers);
+    if (!d->admission || !d->pools || !d->shared || !d->fds) {
+        snprintf(err, errlen, "out of memory");
+        fprintf(stderr, "ftpsgate: %s\n", err);
+        return FG_NOMEM;
+    }
+    int *col = malloc(sizeof *col * (size_t)d->n_workers);
+    int rc = col ? FG_OK : FG_NOMEM;
+    size_t bound = 0;
+    for (size_t i = 0; rc == FG_OK && i < d->n_listeners; i++) {
+        const config_listener_t *lc = &cfg->listeners[i];
+        d->pools[i] = portpool_new(lc->passive.first, lc->passive.last);
+        if (!d->pools[i] || (rc = listener_bind(lc, d->n_workers > 1, col, (size_t)d->n_workers, err, errlen)) != FG_OK) {
+            rc = rc == FG_OK ? FG_NOMEM : rc;
+            fprintf(stderr, "ftpsgate: %s\n", d->pools[i] ? err : "out of memory");
+            break;
+        }
+        for (int w = 0; w < d->n_workers; w++)
+            d->fds[(size_t)w * d->n_listeners + i] = col[w];
+        bound = i + 1;
+        d->shared[i] = (listener_shared_t){.session_ids = &d->session_ids, .admission = d->admission,
+                                           .pool = d->pools[i]};
+        LOG_INFO(0, NULL, "listener %s: %s on %s:%u -> %s:%u", lc->name,
+                 lc->mode == LISTEN_IMPLICIT ? "implicit FTPS" : "explicit FTPS", lc->bind.host,
+                 (unsigned)lc->bind.port, lc->backend.address.host, (unsigned)lc->backend.address.port);
+    }
+    free(col);
+    if (rc != FG_OK) {
+        for (size_t i = 0; i < bound; i++)
+            for (int w = 0; w < d->n_workers; w++)
+                close(d->fds[(size_t)w * d->n_listeners + i]);
+        d->n_workers = 0;
+    }
+    return rc;
+}
+
+static int start_workers(daemon_t *d, char *err, size_t errlen)
+{
+    int n = d->n_workers;
+    d->workers = calloc((size_t)n, sizeof *d->workers);
+    d->n_workers = 0;
+    if (!d->workers) {
+        snprintf(err, errlen, "out of memory");
+        return FG_NOMEM;
+    }
+    for (int w = 0; w < n; w++) {
+        int rc = worker_start(w, d->gen, d->fds + (size_t)w * d->n_listeners, d->shared, &d->workers[w], err,
+                              errlen);
+        if (rc != FG_OK) {
+            for (int rest = w + 1; rest < n; rest++) /* not handed to a worker: still ours */
+                for (size_t i = 0; i < d->n_listeners; i++)
+                    close(d->fds[(size_t)rest * d->n_listeners + i]);
+            return rc;
+        }
+        d->n_workers = w + 1;
+    }
+    LOG_INFO(0, NULL, "%d worker loop%s", n, n == 1 ? "" : "s");
+    return FG_OK;
+}
+
+/* The end, after a failed start or the last session: the workers' threads
+ * joined, every handle of this loop closed and run to its close callback,
+ * then the memory, then the log writer. */
 static void release_all(daemon_t *d)
 {
+    for (int w = 0; w < d->n_workers; w++) {
+        worker_stop(d->workers[w]);
+        worker_join(d->workers[w]);
+    }
+    free(d->workers);
     defer_teardown();
     uv_walk(d->loop, on_walk_close, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
-    for (size_t i = 0; i < d->n_listeners; i++)
-        listener_try_free(d->listeners[i]);
-    free(d->listeners);
+    for (size_t i = 0; d->pools && i < d->n_listeners; i++)
+        portpool_free(d->pools[i]);
+    free(d->pools);
+    free(d->shared);
+    free(d->fds);
+    admission_free(d->admission);
     generation_unref(d->gen);
     uv_loop_close(d->loop);
     log_stop_async(LOG_FLUSH_WAIT_MS);
@@ -321,14 +422,16 @@ static void on_hup(uv_signal_t *sig, int signum)
     }
     /* Check every listener before changing any, so a refusal changes nothing. */
     for (size_t i = 0; i < d->n_listeners; i++) {
-        if (listener_can_reconfigure(d->listeners[i], &cfg->listeners[i], err, sizeof err) != 0) {
+        if (listener_can_reconfigure(&d->cfg->listeners[i], &cfg->listeners[i], err, sizeof err) != 0) {
             LOG_ERROR(0, NULL, "reload refused: %s", err);
             generation_unref(gen);
             return;
         }
     }
-    for (size_t i = 0; i < d->n_listeners; i++)
-        listener_reconfigure(d->listeners[i], gen, i);
+    if (cfg->workers != d->cfg->workers)
+        LOG_WARN(0, NULL, "workers changed: applies at the next start (%d loops run now)", d->n_workers);
+    for (int w = 0; w < d->n_workers; w++)
+        worker_reload(d->workers[w], gen);
     generation_unref(d->gen);
     d->gen = gen;
     d->cfg = cfg;
@@ -467,26 +570,7 @@ int main(int argc, char **argv)
         log_stop_async(LOG_FLUSH_WAIT_MS);
         return 1;
     }
-    d.listeners = calloc(d.cfg->n_listeners, sizeof *d.listeners);
-    int failed = d.listeners == NULL;
-    for (size_t i = 0; !failed && i < d.cfg->n_listeners; i++) {
-        const config_listener_t *lc = &d.cfg->listeners[i];
-        int rc = listener_new(d.loop, d.gen, i, &d.session_ids, &d.metrics, &d.listeners[i], err,
-                              sizeof err);
-        if (d.listeners[i])
-            d.n_listeners = i + 1;
-        if (rc != FG_OK) {
-            fprintf(stderr, "ftpsgate: %s\n", err);
-            failed = 1;
-        } else {
-            LOG_INFO(0, NULL, "listener %s: %s on %s:%u -> %s:%u", lc->name,
-                     lc->mode == LISTEN_IMPLICIT ? "implicit FTPS" : "explicit FTPS", lc->bind.host,
-                     (unsigned)lc->bind.port, lc->backend.address.host,
-                     (unsigned)lc->backend.address.port);
-        }
-    }
-    for (size_t i = 0; !failed && i < d.n_listeners; i++)
-        listener_set_siblings(d.listeners[i], d.listeners, &d.n_listeners);
+    int failed = setup_listeners(&d, err, sizeof err) != FG_OK;
     if (!failed && d.cfg->admin.enabled) {
         if (admin_start(d.loop, &d.cfg->admin.bind, render_metrics, &d, &d.admin, err, sizeof err) != FG_OK) {
             fprintf(stderr, "ftpsgate: %s\n", err);
@@ -502,10 +586,13 @@ int main(int argc, char **argv)
         needs_net_admin |= d.cfg->listeners[i].transparent || d.cfg->listeners[i].backend.source_client;
     if (!failed && drop_privileges(d.cfg->user, needs_net_admin) != 0)
         failed = 1;
+    /* Sessions start only now, without the privileges used to bind. */
+    if (!failed && start_workers(&d, err, sizeof err) != FG_OK) {
+        fprintf(stderr, "ftpsgate: %s\n", err);
+        failed = 1;
+    }
     if (failed) {
         admin_stop(d.admin);
-        for (size_t i = 0; i < d.n_listeners; i++)
-            listener_stop(d.listeners[i]);
         release_all(&d);
         return 1;
     }

@@ -32,6 +32,14 @@ static const metric_def_t defs[] = {
     M(log_lines_dropped, "counter", "Log lines dropped because stderr was not read fast enough."),
 };
 
+void metrics_sum(metrics_t *total, const metrics_t *m)
+{
+    for (size_t i = 0; i < sizeof *m / sizeof(uint64_t); i++) {
+        const uint64_t *from = (const uint64_t *)m + i;
+        ((uint64_t *)total)[i] += __atomic_load_n(from, __ATOMIC_RELAXED);
+    }
+}
+
 int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,
                    size_t cap)
 {
@@ -70,4 +78,39 @@ int metrics_format_cert_line(const char *identity, long long not_after, char *ou
     int n = snprintf(out, cap, "ftpsgate_tls_certificate_not_after_seconds{identity=\"%s\"} %lld\n", identity,
                      not_after);
     return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+static uint64_t transfers_of(const metrics_t *m)
+{
+    return __atomic_load_n(&m->transfers_ok, __ATOMIC_RELAXED) + __atomic_load_n(&m->transfers_failed, __ATOMIC_RELAXED);
+}
+
+static uint64_t sessions_of(const metrics_t *m)
+{
+    return __atomic_load_n(&m->sessions_total, __ATOMIC_RELAXED);
+}
+
+int metrics_format_workers(const metrics_t *const *workers, int n, char *out, size_t cap)
+{
+    static const struct {
+        const char *name, *help;
+        uint64_t (*value)(const metrics_t *m);
+    } families[] = {
+        {"ftpsgate_worker_sessions_total", "Client control connections accepted by each worker loop.", sessions_of},
+        {"ftpsgate_worker_transfers_total", "Transfers (complete or failed) of each worker loop.", transfers_of},
+    };
+    size_t len = 0;
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        int k = snprintf(out + len, cap - len, "# HELP %s %s\n# TYPE %s counter\n", families[f].name,
+                         families[f].help, families[f].name);
+        for (int w = 0; k >= 0 && (size_t)k < cap - len && w < n; w++) {
+            len += (size_t)k;
+            k = snprintf(out + len, cap - len, "%s{worker=\"%d\"} %" PRIu64 "\n", families[f].name, w,
+                         families[f].value(workers[w]));
+        }
+        if (k < 0 || (size_t)k >= cap - len)
+            return -1;
+        len += (size_t)k;
+    }
+    return (int)len;
 }

@@ -3,8 +3,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Counters of one event loop, bumped where each event or rejection happens,
- * served as Prometheus text by the admin endpoint. Owned by the daemon. */
+/* Counters of one event loop (worker), bumped where each event or rejection
+ * happens, served as Prometheus text by the admin endpoint, which sums the
+ * workers' counters from its own thread: every update and every read is a
+ * relaxed atomic (no lock, no ordering needed between counters). */
 typedef struct {
     uint64_t sessions_total;
     uint64_t sessions_active;
@@ -24,6 +26,13 @@ typedef struct {
     uint64_t log_lines_dropped;       /* filled in at scrape time (log_dropped) */
 } metrics_t;
 
+#define METRIC_ADD(m, field, n) ((void)__atomic_fetch_add(&(m)->field, (uint64_t)(n), __ATOMIC_RELAXED))
+#define METRIC_INC(m, field) METRIC_ADD(m, field, 1)
+#define METRIC_DEC(m, field) ((void)__atomic_fetch_sub(&(m)->field, (uint64_t)1, __ATOMIC_RELAXED))
+
+/* total += m, field by field, with atomic reads of m. */
+void metrics_sum(metrics_t *total, const metrics_t *m);
+
 /* Prometheus text exposition format 0.0.4. Returns the length written (NUL
  * excluded), or -1 when cap is too small. Pure. */
 int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,
@@ -33,5 +42,8 @@ int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tl
  * notAfter as Unix time. Bytes written, or -1 when cap is too small. */
 int metrics_format_cert_header(char *out, size_t cap);
 int metrics_format_cert_line(const char *identity, long long not_after, char *out, size_t cap);
+/* Per worker loop: sessions accepted and transfers (ok or failed), with the
+ * label worker="N", each family in one group. Bytes written, or -1. */
+int metrics_format_workers(const metrics_t *const *workers, int n, char *out, size_t cap);
 
 #endif

@@ -2,7 +2,8 @@
 #define FTPSGATE_PORTPOOL_H
 #include <stdint.h>
 
-/* The passive ports of one listener, shared by all its sessions. Pure
+/* The passive ports of one listener, shared by all its sessions on every
+ * worker loop (thread-safe without a lock). Pure
  * bookkeeping: binding is the caller's job; a port that fails to bind is
  * released and the next acquire moves on. Ports are handed out round-robin so
  * a just-closed port is not reused at once (a late or stolen connection to it

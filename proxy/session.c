@@ -75,7 +75,7 @@ struct session {
     char login[LOGIN_MAX]; /* as sent, for policy "client" */
     uv_timer_t timer;
     unsigned children;
-    unsigned closing : 1, upstream_paused : 1, registered : 1;
+    unsigned closing : 1, upstream_paused : 1, registered : 1, ip_counted : 1;
     SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
@@ -94,7 +94,7 @@ static void on_timer_closed(uv_handle_t *h)
     session_t *s = h->data;
     if (s->registered)
         sessreg_drop(s->tls_token);
-    s->env.gone(s->env.ctx, s);
+    s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
     dataplan_free(s->plan);
     free(s->pending);
     linequeue_clear(&s->deferred);
@@ -405,7 +405,7 @@ static void on_auth(session_t *s)
      * CVE-2011-0411 class) is discarded, never executed. */
     size_t dropped = client_discard_input(s->client);
     if (dropped > 0) {
-        s->env.metrics->pipelined_after_auth++;
+        METRIC_INC(s->env.metrics, pipelined_after_auth);
         LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
     }
     if (start_client_tls(s) == FG_OK)
@@ -460,7 +460,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
     case POLICY_REPLY:
         if (d.refusal) {
             char ip[64] = "";
-            s->env.metrics->policy_refusals++;
+            METRIC_INC(s->env.metrics, policy_refusals);
             if (d.target.ss_family)
                 netaddr_format_ip((const struct sockaddr *)&d.target, ip, sizeof ip);
             LOG_WARN(s->id, s->peer, "SECURITY: refused %s%s%s (%d %s)", cmd.verb, ip[0] ? " to " : "", ip,
@@ -598,7 +598,7 @@ static void process_input(session_t *s)
         if (rc == FG_TOO_LONG) {
             LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
                      s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
-            s->env.metrics->lines_too_long++;
+            METRIC_INC(s->env.metrics, lines_too_long);
             client_reply(s->client, 500, "Command line too long");
             continue;
         }
@@ -621,17 +621,17 @@ static void process_input(session_t *s)
  * the real client (the listener checks it at accept otherwise). */
 static int over_ip_limit(session_t *s)
 {
-    if (s->limits->max_sessions_per_ip &&
-        s->env.sessions_from(s->env.ctx, (const struct sockaddr *)&s->client_addr) >
-            s->limits->max_sessions_per_ip) {
-        LOG_WARN(s->id, s->peer, "connection refused: too many sessions from this address");
-        s->env.metrics->sessions_refused++;
-        if (s->cfg->mode == LISTEN_EXPLICIT)
-            client_reply(s->client, 421, "Service not available: too many sessions from this address");
-        session_close(s, 1, "per-IP limit");
-        return 1;
+    const char *why = s->env.admit_client(s->env.ctx, (const struct sockaddr *)&s->client_addr);
+    if (!why) {
+        s->ip_counted = 1;
+        return 0;
     }
-    return 0;
+    LOG_WARN(s->id, s->peer, "connection refused: %s", why);
+    METRIC_INC(s->env.metrics, sessions_refused);
+    if (s->cfg->mode == LISTEN_EXPLICIT)
+        client_reply(s->client, 421, "Service not available: %s", why);
+    session_close(s, 1, "per-IP limit");
+    return 1;
 }
 
 /* The session greets for itself (the backend is dialled later): at once on
@@ -693,7 +693,7 @@ static void on_client_end(void *owner, tstream_end_t how, const char *reason)
 {
     session_t *s = owner;
     if (how == TSTREAM_END_TLS_FAILED) {
-        s->env.metrics->control_tls_failures++;
+        METRIC_INC(s->env.metrics, control_tls_failures);
         LOG_WARN(s->id, s->peer, "control TLS failed: %s", reason);
     }
     session_close(s, 0, how == TSTREAM_END_CLEAN ? "client closed" : reason);
@@ -757,6 +757,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->loop = env->loop;
     s->id = id;
     s->children = 1; /* the client */
+    s->ip_counted = !cfg->proxy_protocol.enabled; /* else after the PROXY header */
     linequeue_init(&s->deferred, DEFERRED_MAX);
     uv_timer_init(s->loop, &s->timer);
     s->timer.data = s;

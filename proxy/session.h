@@ -33,10 +33,12 @@ typedef struct {
     size_t listener_index;             /* its listener in gen's configuration */
     portpool_t *pool;
     metrics_t *metrics;
-    /* Live sessions of the process from addr's IP (max_sessions_per_ip behind a balancer). */
-    unsigned (*sessions_from)(void *ctx, const struct sockaddr *addr);
-    /* The session is gone (its memory goes right after). */
-    void (*gone)(void *ctx, session_t *s);
+    /* Behind a balancer: counts the real client addr (max_sessions_per_ip).
+     * NULL when admitted, else the refusal reason. */
+    const char *(*admit_client)(void *ctx, const struct sockaddr *addr);
+    /* The session is gone (its memory goes right after); counted_ip: the
+     * address it was counted under per IP, NULL when it was not. */
+    void (*gone)(void *ctx, session_t *s, const struct sockaddr *counted_ip);
     void *ctx;
 } session_env_t;
 

@@ -17,7 +17,7 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-static int set_transparent(int fd, int family)
+int transparent_set(int fd, int family)
 {
     int on = 1;
     if (family == AF_INET6)
@@ -32,7 +32,7 @@ int transparent_open(uv_tcp_t *h, int family)
         return -errno;
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (set_transparent(fd, family) != 0) {
+    if (transparent_set(fd, family) != 0) {
         int e = errno;
         close(fd);
         return -e;
@@ -56,7 +56,7 @@ int transparent_probe(char *err, size_t errlen)
         snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
         return -1;
     }
-    int rc = set_transparent(fd, AF_INET);
+    int rc = transparent_set(fd, AF_INET);
     int e = errno;
     close(fd);
     if (rc != 0) {

@@ -13,6 +13,9 @@
  * IP_TRANSPARENT / IPV6_TRANSPARENT set. 0 or a negative errno. */
 int transparent_open(uv_tcp_t *h, int family);
 
+/* IP_TRANSPARENT / IPV6_TRANSPARENT on a socket of family. 0 or -1 (errno). */
+int transparent_set(int fd, int family);
+
 /* Start-up check: can this process set IP_TRANSPARENT? 0, or -1 with a
  * message naming the capability. */
 int transparent_probe(char *err, size_t errlen);

@@ -89,7 +89,7 @@ static void up_fail(upstream_t *u, upstream_failure_t why, const char *detail)
         return;
     u->failed = 1;
     if (why == UPSTREAM_UNREACHABLE)
-        u->o.metrics->backend_connect_failures++;
+        METRIC_INC(u->o.metrics, backend_connect_failures);
     u->cbs->on_failed(u->owner, why, detail);
 }
 

@@ -966,6 +966,11 @@ class Proxy(LogFile):
         self.extra_limits = {}  # more "limits" keys (e.g. data_connect_timeout)
         self.wrapper = []       # argv that execs the proxy's own (e.g. unshare, same PID)
         self.admin_port = None  # set: "admin": {"bind": "127.0.0.1:PORT"} (/metrics, /healthz)
+        self.extra_top = {}     # more top-level keys (e.g. "workers")
+        # FTPSGATE_TEST_WORKERS: every suite's proxy with that many worker loops (tests/run.sh
+        # runs the ASan build with 1, the normal build with the default: one per CPU).
+        if os.environ.get("FTPSGATE_TEST_WORKERS"):
+            self.extra_top["workers"] = int(os.environ["FTPSGATE_TEST_WORKERS"])
 
     def add_listener(self, name, backend_address, protection="private", login_requires_tls=True,
                      mode="explicit", n_passive=24, announce=None, bind_host=HOST,
@@ -1008,6 +1013,7 @@ class Proxy(LogFile):
         }
         if self.admin_port:
             cfg["admin"] = {"bind": "%s:%d" % (HOST, self.admin_port)}
+        cfg.update(self.extra_top)
         return cfg
 
     def start(self, timeout=None):
