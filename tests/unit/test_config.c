@@ -448,6 +448,16 @@ static void test_limits(void)
     expect_err(DOCLIM("{'max_sessions':-1}"), "limits.max_sessions: -1 is out of range (0..1000000)");
     expect_err(DOCLIM("{'max_sessions_per_ip':1000001}"),
                "limits.max_sessions_per_ip: 1000001 is out of range (0..1000000)");
+    /* workers: 1..256, absent means one per CPU (0 in the config_t). */
+    config_t *wc = load_ok(DOC("", ",'workers':2"));
+    CHECK_EQ_INT(wc ? wc->workers : 0, 2);
+    config_free(wc);
+    wc = load_ok(DOC("", ""));
+    CHECK_EQ_INT(wc ? wc->workers : 1, 0);
+    config_free(wc);
+    expect_err(DOC("", ",'workers':0"), "workers: 0 is out of range (1..256)");
+    expect_err(DOC("", ",'workers':257"), "workers: 257 is out of range (1..256)");
+    expect_err(DOC("", ",'workers':'2'"), "workers: expected integer, got string");
     expect_err(DOCLIM("{'max_line':100}"), "limits.max_line: 100 is out of range (512..65536)");
     expect_err(DOCLIM("{'max_line_prelogin':70000}"), "limits.max_line_prelogin: 70000 is out of range (512..65536)");
     expect_err(DOCLIM("{'max_line':1024,'max_line_prelogin':2048}"),
