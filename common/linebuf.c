@@ -1,8 +1,9 @@
 /* Bounded streaming line reader (see linebuf.h for the contract).
  *
- * The whole state is a small struct plus one buffer of `capacity` bytes
- * allocated once: a peer can make us discard bytes, never grow memory
- * (vsftpd's "every read is bounded and reports too long"). The reader is a
+ * The whole state is a small struct plus one buffer that grows with the
+ * longest line seen, never past `capacity`: a peer can make us discard
+ * bytes, never grow memory beyond the cap (vsftpd's "every read is bounded
+ * and reports too long"), and an idle session holds only a small buffer. The reader is a
  * byte-at-a-time state machine, so a line or Telnet sequence split between two
  * reads at any position gives exactly the result of one read. */
 #include "linebuf.h"
@@ -36,17 +37,26 @@ struct linebuf {
     int too_long;    /* the line in progress passed line_cap: being discarded */
     int bad;         /* the line in progress holds a NUL or a bare CR */
     int iac;         /* IAC_* */
-    char buf[];      /* capacity + 1 bytes */
+    size_t allocated;/* bytes of buf, NUL slot included: grows up to capacity + 1 */
+    char *buf;
 };
+
+#define LINEBUF_START 128u
 
 linebuf_t *linebuf_new(size_t capacity, int telnet)
 {
     /* SECURITY: no size_t wrap in the one allocation we make. */
     if (capacity > SIZE_MAX - sizeof(struct linebuf) - 1)
         return NULL;
-    linebuf_t *lb = malloc(sizeof(*lb) + capacity + 1);
+    linebuf_t *lb = malloc(sizeof(*lb));
     if (lb == NULL)
         return NULL;
+    lb->allocated = capacity + 1 < LINEBUF_START ? capacity + 1 : LINEBUF_START;
+    lb->buf = malloc(lb->allocated);
+    if (lb->buf == NULL) {
+        free(lb);
+        return NULL;
+    }
     lb->capacity = capacity;
     lb->cap = capacity;
     lb->telnet = telnet ? 1 : 0;
@@ -56,6 +66,8 @@ linebuf_t *linebuf_new(size_t capacity, int telnet)
 
 void linebuf_free(linebuf_t *lb)
 {
+    if (lb)
+        free(lb->buf);
     free(lb);
 }
 
@@ -102,6 +114,17 @@ static void line_put(linebuf_t *lb, unsigned char c)
         /* SECURITY: over the cap: discard up to the LF, never grow. */
         lb->too_long = 1;
         return;
+    }
+    if (lb->len + 1 >= lb->allocated) {
+        /* Doubling, never past the capacity (+ the NUL slot). */
+        size_t want = lb->allocated * 2 < lb->capacity + 1 ? lb->allocated * 2 : lb->capacity + 1;
+        char *grown = realloc(lb->buf, want);
+        if (grown == NULL) {
+            lb->too_long = 1; /* out of memory: the line is discarded, never half kept */
+            return;
+        }
+        lb->buf = grown;
+        lb->allocated = want;
     }
     lb->buf[lb->len++] = (char)c;
 }

@@ -13,7 +13,7 @@
  * buffer stays below it plus one delivery (64 KiB clear, 16 KiB TLS). */
 #define CLIENT_INPUT_PAUSE (8u * 1024u)
 #define CLIENT_INPUT_MAX (CLIENT_INPUT_PAUSE + 80u * 1024u)
-#define CLIENT_INPUT_START 2048u
+#define CLIENT_INPUT_START 512u
 #define CLIENT_REPLY_MAX 512u
 #define CLIENT_LINE_MAX 8192u /* a relayed backend line, CRLF excluded */
 

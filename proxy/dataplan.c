@@ -47,7 +47,7 @@ struct dataplan {
     int held_code;
     size_t held_len;
     int abort_finals;  /* final replies still owed after ABOR */
-    char held[HELD_REPLY_MAX];
+    char *held;        /* HELD_REPLY_MAX bytes while a final reply is held, else NULL */
 };
 
 dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, void (*on_idle)(void *owner), void *owner)
@@ -75,6 +75,8 @@ static void plan_end(dataplan_t *dp)
     dp->phase = PHASE_NONE;
     dp->prelim_seen = dp->held_final = 0;
     dp->held_len = 0;
+    free(dp->held);
+    dp->held = NULL;
 }
 
 void dataplan_free(dataplan_t *dp)
@@ -82,6 +84,7 @@ void dataplan_free(dataplan_t *dp)
     if (!dp)
         return;
     datalink_detach(dp->link);
+    free(dp->held);
     free(dp);
 }
 
@@ -111,8 +114,10 @@ static int plan_try_release(dataplan_t *dp)
          * bytes. (When the backend's side broke first and the backend says
          * why, e.g. 552, its reply is the truth and goes through.) */
         client_reply(dp->client, dp->fail_code, "%s", dp->fail_text);
-    } else {
+    } else if (dp->held) {
         client_write(dp->client, dp->held, dp->held_len);
+    } else {
+        client_reply(dp->client, 451, "Requested action aborted: local error in processing");
     }
     plan_end(dp);
     return DATAPLAN_IDLE;
@@ -136,12 +141,14 @@ static void on_link_done(void *owner, int code, const char *text, int backend_si
 
 static void hold_reply_line(dataplan_t *dp, const char *line, size_t len, int last)
 {
-    if (dp->held_len + len + 2 > sizeof dp->held) {
+    if (!dp->held && !(dp->held = malloc(HELD_REPLY_MAX)))
+        return; /* out of memory: the link's own verdict (or 426) answers */
+    if (dp->held_len + len + 2 > HELD_REPLY_MAX) {
         if (!last)
             return; /* middle lines of an oversized final reply are dropped */
         dp->held_len = 0;
-        if (len + 2 > sizeof dp->held)
-            len = sizeof dp->held - 2;
+        if (len + 2 > HELD_REPLY_MAX)
+            len = HELD_REPLY_MAX - 2;
     }
     memcpy(dp->held + dp->held_len, line, len);
     dp->held_len += len;

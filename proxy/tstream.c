@@ -1,5 +1,6 @@
 #include "tstream.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,6 @@ struct tstream {
     const tstream_cbs_t *cbs;
     void *userdata;
     tls_engine_t *tls;
-    char *plain; /* decrypt buffer, TLS only */
     held_write_t *held_head, *held_tail;
     void (*on_tls_stopped)(tstream_t *s);
     char *leftover; /* bytes after the peer's close_notify, kept until on_tls_stopped ran */
@@ -54,6 +54,15 @@ struct tstream {
  * before read_cb returns (copied into the sink's queue or the TLS engine), so
  * one read buffer per thread serves every stream of that thread's loop. */
 static _Thread_local char read_scratch[TSTREAM_READ_CHUNK];
+/* The same holds for decrypted bytes: on_data consumes them before it
+ * returns, and no delivery runs inside another (deliveries that an API call
+ * makes due run from the loop, defer.h), so one decrypt buffer per thread
+ * serves every TLS stream instead of 16 KiB per connection. */
+static _Thread_local char plain_scratch[TSTREAM_PLAIN_CHUNK];
+static _Thread_local int plain_in_use;
+/* Ciphertext on its way out: written from here straight to the socket, or
+ * copied into a write request when the socket cannot take it now. */
+static _Thread_local char cipher_scratch[TSTREAM_CIPHER_CHUNK];
 
 static void stream_deliver(tstream_t *s);
 static void stream_try_shutdown(tstream_t *s);
@@ -178,26 +187,44 @@ static int stream_uv_write(tstream_t *s, write_req_t *w)
     return FG_OK;
 }
 
+/* Writes data: straight to the socket when nothing is queued and it takes it
+ * now (no copy, no request), the rest copied into a write request that
+ * libuv owns until its callback. FG_OK, FG_NOMEM or FG_IO. */
+static int stream_write_out(tstream_t *s, const char *data, size_t len)
+{
+    if (s->queued == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write(tstream_uv(s), &b, 1);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            stream_write_failed(s, uv_strerror(n));
+            return FG_IO;
+        }
+        if (len == 0)
+            return FG_OK;
+    }
+    write_req_t *w = malloc(sizeof *w + len);
+    if (!w)
+        return FG_NOMEM;
+    memcpy(w->data, data, len);
+    w->len = len;
+    return stream_uv_write(s, w);
+}
+
 /* Sends the ciphertext the engine has produced. */
 static int stream_flush_tls(tstream_t *s)
 {
-    size_t pending;
-    while (!s->closing && !s->write_failed && (pending = tls_engine_pending_out(s->tls)) > 0) {
-        if (pending > TSTREAM_CIPHER_CHUNK)
-            pending = TSTREAM_CIPHER_CHUNK;
-        write_req_t *w = malloc(sizeof *w + pending);
-        if (!w) {
-            /* Never a FIN where TLS records (a close_notify) were due. */
-            stream_write_failed(s, "out of memory");
-            return FG_NOMEM;
-        }
-        w->len = tls_engine_take_out(s->tls, w->data, pending);
-        if (w->len == 0) {
-            free(w);
+    size_t got;
+    while (!s->closing && !s->write_failed && tls_engine_pending_out(s->tls) > 0) {
+        got = tls_engine_take_out(s->tls, cipher_scratch, sizeof cipher_scratch);
+        if (got == 0)
             break;
-        }
-        int rc = stream_uv_write(s, w);
-        if (rc != 0)
+        int rc = stream_write_out(s, cipher_scratch, got);
+        if (rc == FG_NOMEM) /* never a FIN where TLS records (a close_notify) were due */
+            stream_write_failed(s, "out of memory");
+        if (rc != FG_OK)
             return rc;
     }
     return s->write_failed ? FG_IO : FG_OK;
@@ -211,12 +238,7 @@ static int stream_send_now(tstream_t *s, const void *data, size_t len)
             return rc;
         return stream_flush_tls(s);
     }
-    write_req_t *w = malloc(sizeof *w + len);
-    if (!w)
-        return FG_NOMEM;
-    memcpy(w->data, data, len);
-    w->len = len;
-    return stream_uv_write(s, w);
+    return stream_write_out(s, data, len);
 }
 
 static void stream_flush_held(tstream_t *s)
@@ -356,8 +378,6 @@ static void stream_tls_stopped(tstream_t *s)
     }
     tls_engine_free(s->tls);
     s->tls = NULL;
-    free(s->plain);
-    s->plain = NULL;
     s->handshake_reported = 0;
     s->close_notify_queued = 0;
     s->leftover = keep;
@@ -398,10 +418,12 @@ static void stream_deliver(tstream_t *s)
 {
     if (s->in_deliver || !s->tls)
         return;
+    assert(!plain_in_use); /* plain_scratch: one delivery at a time per thread */
+    plain_in_use = 1;
     s->in_deliver = 1;
     while (!s->closing && !s->ended && !s->paused && s->tls) {
         size_t got = 0;
-        int rc = tls_engine_read(s->tls, s->plain, TSTREAM_PLAIN_CHUNK, &got);
+        int rc = tls_engine_read(s->tls, plain_scratch, TSTREAM_PLAIN_CHUNK, &got);
         /* Handshake replies and session tickets are produced while reading. */
         stream_flush_tls(s);
         if (s->closing)
@@ -420,7 +442,7 @@ static void stream_deliver(tstream_t *s)
         }
         if (rc == FG_OK) {
             if (s->cbs->on_data)
-                s->cbs->on_data(s, s->plain, got);
+                s->cbs->on_data(s, plain_scratch, got);
             continue;
         }
         if (rc == FG_NEED_MORE)
@@ -440,6 +462,7 @@ static void stream_deliver(tstream_t *s)
         break;
     }
     s->in_deliver = 0;
+    plain_in_use = 0;
     if (!s->closing)
         stream_update_reading(s);
 }
@@ -547,13 +570,9 @@ int tstream_start_tls(tstream_t *s, SSL_CTX *ctx)
 {
     if (s->tls)
         return FG_STATE;
-    s->plain = malloc(TSTREAM_PLAIN_CHUNK);
-    s->tls = s->plain ? tls_engine_new(ctx) : NULL;
-    if (!s->tls) {
-        free(s->plain);
-        s->plain = NULL;
+    s->tls = tls_engine_new(ctx);
+    if (!s->tls)
         return FG_NOMEM;
-    }
     return FG_OK;
 }
 
@@ -661,7 +680,6 @@ static void on_closed(uv_handle_t *h)
     if (s->cbs->on_close)
         s->cbs->on_close(s);
     tls_engine_free(s->tls);
-    free(s->plain);
     free(s->leftover);
     free(s);
 }
