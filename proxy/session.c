@@ -12,7 +12,7 @@
 #include "fgerr.h"
 #include "ftp_cmd.h"
 #include "ftp_reply.h"
-#include "linequeue.h"
+#include "intake.h"
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
@@ -70,7 +70,7 @@ struct session {
     feat_merge_t feat;
     char *pending;    /* the command waiting for the backend's greeting */
     size_t pending_len;
-    linequeue_t deferred; /* commands that arrived during a transfer */
+    intake_t intake;  /* which client command is taken when */
     char user[64];    /* escaped, for the log */
     char login[LOGIN_MAX]; /* as sent, for policy "client" */
     uv_timer_t timer;
@@ -97,7 +97,7 @@ static void on_timer_closed(uv_handle_t *h)
     s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
     dataplan_free(s->plan);
     free(s->pending);
-    linequeue_clear(&s->deferred);
+    intake_clear(&s->intake);
     generation_unref(s->gen);
     free(s);
 }
@@ -183,7 +183,7 @@ static void session_reset(session_t *s)
     }
     free(s->pending);
     s->pending = NULL;
-    linequeue_clear(&s->deferred);
+    intake_clear(&s->intake);
     client_set_line_cap(s->client, s->limits->max_line_prelogin);
     s->wait = WAIT_NONE;
     start_login_timer(s);
@@ -528,91 +528,74 @@ static void handle_command(session_t *s, const char *line, size_t len)
     }
 }
 
-/* Only ABOR, STAT and NOOP are taken while a transfer runs (RFC 959 §4.1.3;
- * FileZilla and WinSCP send NOOP keep-alives); other commands wait in order
- * in `deferred`, and an ABOR sent after them is still seen at once. */
-static int handle_during_transfer(session_t *s, const char *line, size_t len)
+/* The intake's view of the session (intake.h). */
+static intake_mode_t intake_mode(void *owner)
 {
-    ftp_cmd_t cmd;
-    if (ftp_cmd_parse(line, len, &cmd) == FG_OK) {
-        switch (cmd.id) {
-        case FTP_CMD_NOOP:
-            client_reply(s->client, 200, "NOOP ok");
-            return 0;
-        case FTP_CMD_STAT:
-            dataplan_stat(s->plan);
-            return 0;
-        case FTP_CMD_ABOR:
-            if (dataplan_abort(s->plan, s->up) == FG_OK)
-                return 0;
-            break; /* already aborting: it waits its turn */
-        default:
-            break;
-        }
-    }
-    if (linequeue_push(&s->deferred, line, len) != FG_OK) {
-        session_close(s, 0, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
-static int can_take_input(const session_t *s)
-{
+    const session_t *s = owner;
     if (s->closing || !s->client)
-        return 0;
+        return INTAKE_NONE;
     /* SECURITY: a client that sends commands but never reads the replies
      * (PBSZ, PROT, NOOP... answered here) would grow our queue without end:
      * stop taking commands until it reads (on_client_drain resumes). */
     if (client_queued(s->client) > TSTREAM_HIGH_MARK)
-        return 0;
+        return INTAKE_NONE;
     if (s->wait == WAIT_NONE)
-        return linequeue_empty(&s->deferred);
-    return s->wait == WAIT_DATA && dataplan_in_transfer(s->plan) && !linequeue_full(&s->deferred);
+        return INTAKE_ONE;
+    return s->wait == WAIT_DATA && dataplan_in_transfer(s->plan) ? INTAKE_TRANSFER : INTAKE_NONE;
 }
 
-/* Runs the oldest command held during a transfer. */
-static void run_deferred(session_t *s)
+/* During a transfer (RFC 959 §4.1.3; FileZilla and WinSCP send NOOP keep-alives). */
+static int intake_urgent(void *owner, const ftp_cmd_t *cmd)
 {
-    size_t len = 0;
-    char *line = malloc(s->limits->max_line + 1);
-    if (!line || linequeue_pop(&s->deferred, line, s->limits->max_line, &len) != FG_OK) {
-        free(line);
-        session_close(s, 0, "out of memory");
-        return;
+    session_t *s = owner;
+    switch (cmd->id) {
+    case FTP_CMD_NOOP:
+        client_reply(s->client, 200, "NOOP ok");
+        return 1;
+    case FTP_CMD_STAT:
+        dataplan_stat(s->plan);
+        return 1;
+    case FTP_CMD_ABOR:
+        return dataplan_abort(s->plan, s->up) == FG_OK; /* already aborting: it waits its turn */
+    default:
+        return 0;
     }
-    handle_command(s, line, len);
-    free(line);
 }
+
+static void intake_rejected(void *owner, int rc)
+{
+    session_t *s = owner;
+    if (rc == FG_TOO_LONG) {
+        LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
+                 s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
+        METRIC_INC(s->env.metrics, lines_too_long);
+        client_reply(s->client, 500, "Command line too long");
+    } else {
+        client_reply(s->client, 500, "Invalid character in command line");
+    }
+}
+
+static void intake_command(void *owner, const char *line, size_t len)
+{
+    handle_command(owner, line, len);
+}
+
+static void intake_failed(void *owner)
+{
+    session_close(owner, 0, "out of memory");
+}
+
+static const intake_cbs_t intake_cbs = {
+    .mode = intake_mode,
+    .command = intake_command,
+    .urgent = intake_urgent,
+    .rejected = intake_rejected,
+    .failed = intake_failed,
+};
 
 static void process_input(session_t *s)
 {
-    while (!s->closing && s->wait == WAIT_NONE && !linequeue_empty(&s->deferred))
-        run_deferred(s);
-    while (can_take_input(s)) {
-        const char *line = NULL;
-        size_t len = 0;
-        int rc = client_take_line(s->client, &line, &len);
-        if (rc == FG_NEED_MORE)
-            break;
-        if (rc == FG_TOO_LONG) {
-            LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
-                     s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
-            METRIC_INC(s->env.metrics, lines_too_long);
-            client_reply(s->client, 500, "Command line too long");
-            continue;
-        }
-        if (rc == FG_SYNTAX) {
-            client_reply(s->client, 500, "Invalid character in command line");
-            continue;
-        }
-        if (s->wait == WAIT_DATA) {
-            if (handle_during_transfer(s, line, len) != 0)
-                return;
-            continue;
-        }
-        handle_command(s, line, len);
-    }
+    intake_run(&s->intake);
 }
 
 /* ---- client connection ------------------------------------------------------------- */
@@ -758,7 +741,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->id = id;
     s->children = 1; /* the client */
     s->ip_counted = !cfg->proxy_protocol.enabled; /* else after the PROXY header */
-    linequeue_init(&s->deferred, DEFERRED_MAX);
+    intake_init(&s->intake, s->client, DEFERRED_MAX, all->limits.max_line, &intake_cbs, s);
     uv_timer_init(s->loop, &s->timer);
     s->timer.data = s;
     if (client_addresses(s->client, &s->client_addr, &s->local_addr) != FG_OK) {
