@@ -73,7 +73,8 @@ run_ctest() {  # name dir
   set -e
   # ctest passes a run with skipped tests: name them in the summary, so a skip is seen.
   skipped=$( { grep -E '\*\*\*(Skipped|Not Run)' "$out" || true; } |
-             sed -E 's/.*Test +#[0-9]+: ([^ ]+).*\*\*\*([A-Za-z ]+).*/\1 (\2)/' | tr '\n' ' ')
+             sed -E 's/.*Test +#[0-9]+: ([^ ]+).*\*\*\*([A-Za-z]+( Run)?)( \(([A-Za-z]+)\))?.*/\1 (\2 \5)/' |
+             tr '\n' ' ')
   record "$name" "$rc" "ctest exit $rc"
   if [ -n "$skipped" ]; then results+=("     skipped in $name: $skipped"); fi
 }
