@@ -22,7 +22,7 @@ void ratelimit_init(ratelimit_t *rl, uint64_t rate, uint64_t now_ns)
     uint64_t burst = rate < RATELIMIT_BURST_BYTES ? rate : RATELIMIT_BURST_BYTES;
     uint64_t window = rate / (NS_PER_S / RATELIMIT_BURST_NS); /* the rate over 20 ms */
     rl->burst = window > burst ? window : burst;
-    rl->tokens = (int64_t)rl->burst;
+    rl->tokens = 0; /* empty: ratelimit.h says why */
 }
 
 /* Adds what the time since the last call earned, exactly: whole bytes to

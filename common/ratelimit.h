@@ -27,7 +27,10 @@
  *   loop is late by whatever else it runs, so a bucket of 64 KiB would cap
  *   a high limit (at 1 GiB/s it holds 64 us of the rate; a 1 ms timer would
  *   give 64 MiB/s at best). The burst costs no memory: it is a count.
- * The bucket starts full. */
+ * The bucket starts empty: a transfer's first bytes wait for their share like
+ * the others, so a transfer takes size / rate from its start whatever the
+ * burst (a full bucket at the start would make a 10 s transfer at a slow
+ * limit up to a second shorter). The burst matters only after a pause. */
 
 #define RATELIMIT_MIN_RATE 1024ull        /* bytes/s; config refuses less (but 0 = unlimited) */
 #define RATELIMIT_MAX_RATE (1ull << 33)   /* 8 GiB/s: more than one connection carries; keeps the
