@@ -149,6 +149,14 @@ int route_host_reply(const config_listener_t *l, const route_facts_t *f, const c
     return r.verdict == ROUTE_NONE ? 504 : 220;
 }
 
+size_t route_sni_identity(const config_listener_t *l, const char *name, size_t len)
+{
+    for (size_t i = 0; i < l->n_sni; i++)
+        if (hostname_match(l->sni[i].name, name, len))
+            return l->sni[i].tls_index;
+    return l->tls_index;
+}
+
 char *route_describe(const config_route_t *r, char *out, size_t cap)
 {
     static const char *const kinds[] = { "sni", "host", "user", "user_at" };

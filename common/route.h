@@ -107,6 +107,14 @@ void route_decide(const config_listener_t *l, const route_facts_t *f, route_resu
  *       of another kind, may still take the session. */
 int route_host_reply(const config_listener_t *l, const route_facts_t *f, const char *arg, size_t len);
 
+/* The TLS identity (an index into config_t.tls) that a client sending the
+ * server name name gets: the first entry of the listener's `sni` table that
+ * matches it, else the listener's `tls`. The identity is chosen by the `sni`
+ * table alone, in the ClientHello, before any route is: an sni route needs
+ * no `sni` entry when the listener's certificate covers its names. Given an
+ * sni route's "*.domain" pattern it answers for the names under it. */
+size_t route_sni_identity(const config_listener_t *l, const char *name, size_t len);
+
 /* A short description of routes[i]'s match for logs and --check-config, e.g.
  * "sni *.a.example", "user_at legacy-a". Always NUL-terminates out. */
 char *route_describe(const config_route_t *r, char *out, size_t cap);

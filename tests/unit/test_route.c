@@ -321,6 +321,31 @@ static void test_describe(void)
     config_free(cfg);
 }
 
+static void test_sni_identity(void)
+{
+    char doc[2048], err[512] = "";
+    config_t *cfg = NULL;
+    char *json = dq("{'tls':{'main':{'cert':'c','key':'k'},'net':{'cert':'c2','key':'k2'},'exact':{'cert':'c3',"
+                    "'key':'k3'}},'listeners':[{'name':'a','bind':'0.0.0.0:2121','mode':'explicit','tls':'main',"
+                    "'passive':{'ports':'50000-50099'},'sni':{'x.b.example':'exact','*.b.example':'net'},"
+                    "'routes':[" R("sni", "x.b.example", "2") "," R("sni", "*.b.example", "1") ","
+                    R("sni", "c.example", "3") "]}]}");
+    snprintf(doc, sizeof doc, "%s", json);
+    free(json);
+    CHECK_EQ_INT(config_load_string(doc, &cfg, err, sizeof err), FG_OK);
+    if (!cfg) {
+        fprintf(stderr, "config: %s\n", err);
+        return;
+    }
+    const config_listener_t *l = &cfg->listeners[0];
+    CHECK_STR(cfg->tls[route_sni_identity(l, "y.B.example", 11)].id, "net");
+    CHECK_STR(cfg->tls[route_sni_identity(l, "x.b.example", 11)].id, "exact"); /* the sni table's order */
+    CHECK_STR(cfg->tls[route_sni_identity(l, "c.example", 9)].id, "main");     /* no entry: the listener's tls */
+    CHECK_STR(cfg->tls[route_sni_identity(l, "*.b.example", 11)].id, "net");   /* a route's pattern */
+    CHECK_STR(cfg->tls[route_sni_identity(l, "", 0)].id, "main");
+    config_free(cfg);
+}
+
 int main(void)
 {
     test_no_routes();
@@ -330,5 +355,6 @@ int main(void)
     test_user_at();
     test_host_reply();
     test_describe();
+    test_sni_identity();
     return check_report();
 }
