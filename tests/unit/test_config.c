@@ -172,6 +172,22 @@ static void test_full(void)
     config_free(cfg);
 }
 
+/* The documented example (README, Configuration) stays a valid configuration. */
+static void test_example(void)
+{
+    char err[512] = "";
+    config_t *cfg = NULL;
+    int rc = config_load_file("../../config.example.json", &cfg, err, sizeof err);
+    if (rc != FG_OK)
+        fprintf(stderr, "config.example.json: %s\n", err);
+    CHECK_EQ_INT(rc, FG_OK);
+    if (cfg == NULL)
+        return;
+    CHECK_EQ_INT(cfg->listeners[0].n_routes, 4);
+    CHECK_STR(cfg->log.transfer_log, "/var/log/ftpsgate/transfers.log");
+    config_free(cfg);
+}
+
 static void test_defaults(void)
 {
     config_t *cfg = load_ok(DOC("", ""));
@@ -880,6 +896,7 @@ static void test_cidr(void)
 int main(void)
 {
     test_full();
+    test_example();
     test_defaults();
     test_bad_json();
     test_bad_top();
