@@ -442,27 +442,6 @@ static int get_bool(ctx_t *c, const json_t *obj, const char *path, const char *k
     return FG_OK;
 }
 
-/* Integers must be JSON integers: "30", 30.0 and true are refused. */
-static int get_uint(ctx_t *c, const json_t *obj, const char *path, const char *key, unsigned min,
-                    unsigned max, unsigned *out)
-{
-    char p[PATH_MAX_LEN];
-    json_t *v;
-    json_int_t n;
-
-    if (get_member(c, obj, path, key, 0, JSON_INTEGER, "integer", &v) != FG_OK)
-        return FG_CONFIG;
-    if (v == NULL)
-        return FG_OK;
-    n = json_integer_value(v);
-    if (n < (json_int_t)min || n > (json_int_t)max) {
-        subpath(p, path, key);
-        return fail(c, p, "%" JSON_INTEGER_FORMAT " is out of range (%u..%u)", n, min, max);
-    }
-    *out = (unsigned)n;
-    return FG_OK;
-}
-
 /* A JSON integer min..max (both within 0..INT64_MAX, jansson's range). */
 static int get_u64(ctx_t *c, const json_t *obj, const char *path, const char *key, uint64_t min, uint64_t max,
                    uint64_t *out)
@@ -481,6 +460,17 @@ static int get_u64(ctx_t *c, const json_t *obj, const char *path, const char *ke
         return fail(c, p, "%" JSON_INTEGER_FORMAT " is out of range (%" PRIu64 "..%" PRIu64 ")", n, min, max);
     }
     *out = (uint64_t)n;
+    return FG_OK;
+}
+
+/* Integers must be JSON integers: "30", 30.0 and true are refused. */
+static int get_uint(ctx_t *c, const json_t *obj, const char *path, const char *key, unsigned min,
+                    unsigned max, unsigned *out)
+{
+    uint64_t v = *out;
+    if (get_u64(c, obj, path, key, min, max, &v) != FG_OK)
+        return FG_CONFIG;
+    *out = (unsigned)v;
     return FG_OK;
 }
 

@@ -428,15 +428,22 @@ static void expect_refused(const policy_state_t *st, const char *line, int code)
     CHECK_EQ_INT(d.drop_data, 0);
 }
 
+/* The state of listener l after AUTH TLS, PBSZ and PROT P, with a channel prepared. */
+static policy_state_t st_logged_in(const config_listener_t *l)
+{
+    policy_state_t st;
+    policy_init(&st, l, (const struct sockaddr *)&client_v4, 1);
+    st.tls_active = st.pbsz_done = 1;
+    st.prot = st.data_prot = 'P';
+    return st;
+}
+
 static void test_read_only(void)
 {
     config_listener_t l = listener_defaults();
     l.policy.read_only = 1;
-    policy_state_t st;
-    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    policy_state_t st = st_logged_in(&l);
     CHECK_EQ_INT(st.read_only, 1);
-    st.tls_active = st.pbsz_done = 1;
-    st.prot = st.data_prot = 'P';
 
     /* RFC 959 §5.4: 550 where the command's list has it, 532 for STOR/STOU/RNTO
      * (no 550 there), 502 for SITE as a whole. Any case of the verb. */
@@ -471,9 +478,7 @@ static void test_read_only(void)
 
     /* without read_only the same commands go on as before */
     l.policy.read_only = 0;
-    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
-    st.tls_active = st.pbsz_done = 1;
-    st.prot = st.data_prot = 'P';
+    st = st_logged_in(&l);
     expect_action(&st, "STOR f", POLICY_TRANSFER);
     expect_action(&st, "DELE f", POLICY_FORWARD);
     expect_action(&st, "SITE CHMOD 777 f", POLICY_FORWARD);
@@ -486,11 +491,8 @@ static void test_deny_commands(void)
     config_listener_t l = listener_defaults();
     l.policy.deny_commands = deny;
     l.policy.n_deny_commands = 3;
-    policy_state_t st;
-    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    policy_state_t st = st_logged_in(&l);
     CHECK_EQ_INT(st.n_deny, 3);
-    st.tls_active = st.pbsz_done = 1;
-    st.prot = st.data_prot = 'P';
 
     expect_refused(&st, "SITE CHMOD 777 f", 502);
     expect_refused(&st, "dele f", 502);
