@@ -250,25 +250,29 @@ static const struct {
 
 /* The command policy of the listener (policy.deny_commands, policy.read_only):
  * 1 when cmd is refused (out filled). Refused commands never reach the
- * backend: a read-only gate must not depend on the backend's permissions. */
+ * backend: a read-only gate must not depend on the backend's permissions. A
+ * refused transfer also discards the data channel prepared for it: the client
+ * gives up its data connection after the 5xx, and a new PASV/PORT comes
+ * before its next transfer (RFC 959 §3.2). */
 static int decide_command_policy(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decision_t *out)
 {
-    for (size_t i = 0; i < st->n_deny; i++)
+    int refused = 0;
+    for (size_t i = 0; !refused && i < st->n_deny; i++)
         if (strcmp(cmd->verb, st->deny[i]) == 0) {
             /* RFC 959 §4.2: 502 "Command not implemented" - not offered here. */
             reply(out, 502, "Command not allowed here");
-            out->refusal = 1;
-            return 1;
+            refused = 1;
         }
-    if (!st->read_only)
-        return 0;
-    for (size_t i = 0; i < sizeof read_only_refused / sizeof read_only_refused[0]; i++)
+    for (size_t i = 0; !refused && st->read_only && i < sizeof read_only_refused / sizeof read_only_refused[0]; i++)
         if (strcmp(cmd->verb, read_only_refused[i].verb) == 0) {
             reply(out, read_only_refused[i].code, read_only_refused[i].text);
-            out->refusal = 1;
-            return 1;
+            refused = 1;
         }
-    return 0;
+    if (refused) {
+        out->refusal = 1;
+        out->drop_data = ftp_cmd_is_transfer(cmd->id);
+    }
+    return refused;
 }
 
 void policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decision_t *out)

@@ -425,7 +425,10 @@ static void expect_refused(const policy_state_t *st, const char *line, int code)
     if (!d.refusal)
         fprintf(stderr, "  line \"%s\": not marked as a refusal\n", line);
     CHECK_EQ_INT(d.refusal, 1);
-    CHECK_EQ_INT(d.drop_data, 0);
+    /* a refused transfer takes its prepared data channel with it */
+    ftp_cmd_t cmd;
+    CHECK_EQ_INT(ftp_cmd_parse(line, strlen(line), &cmd), FG_OK);
+    CHECK_EQ_INT(d.drop_data, ftp_cmd_is_transfer(cmd.id));
 }
 
 /* The state of listener l after AUTH TLS, PBSZ and PROT P, with a channel prepared. */
@@ -487,17 +490,20 @@ static void test_read_only(void)
 
 static void test_deny_commands(void)
 {
-    char deny[3][5] = {"SITE", "DELE", "EPSV"};
+    char deny[4][5] = {"SITE", "DELE", "EPSV", "LIST"};
     config_listener_t l = listener_defaults();
     l.policy.deny_commands = deny;
-    l.policy.n_deny_commands = 3;
+    l.policy.n_deny_commands = 4;
     policy_state_t st = st_logged_in(&l);
-    CHECK_EQ_INT(st.n_deny, 3);
+    CHECK_EQ_INT(st.n_deny, 4);
+    expect_refused(&st, "LIST /", 502);
+    CHECK_EQ_INT(decide(&st, "LIST").drop_data, 1);
 
     expect_refused(&st, "SITE CHMOD 777 f", 502);
     expect_refused(&st, "dele f", 502);
     expect_refused(&st, "EPSV", 502); /* a verb ftpsgate knows is denied too */
     expect_refused(&st, "EPSV ALL", 502);
+    CHECK_EQ_INT(decide(&st, "DELE f").drop_data, 0);
     expect_action(&st, "PASV", POLICY_PASSIVE);
     expect_action(&st, "STOR f", POLICY_TRANSFER);
     expect_action(&st, "SIT x", POLICY_FORWARD); /* whole verbs only */
