@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,7 +10,9 @@
 #include <string.h>
 
 #include "fgerr.h"
+#include "hostname.h"
 #include "log.h"
+#include "ratelimit.h"
 
 /* Validation stops at the first problem, in a fixed order: unknown keys of an
  * object first (in document order), then its keys in schema order, then the
@@ -331,6 +334,16 @@ int config_cidr_any(const config_cidr_t *list, size_t n, const struct sockaddr *
     return 0;
 }
 
+int config_listener_source_client(const config_listener_t *l)
+{
+    if (l->has_backend && l->backend.source_client)
+        return 1;
+    for (size_t i = 0; i < l->n_routes; i++)
+        if (l->routes[i].backend.source_client)
+            return 1;
+    return 0;
+}
+
 /* ---- typed getters ---------------------------------------------------- */
 
 typedef struct {
@@ -429,9 +442,9 @@ static int get_bool(ctx_t *c, const json_t *obj, const char *path, const char *k
     return FG_OK;
 }
 
-/* Integers must be JSON integers: "30", 30.0 and true are refused. */
-static int get_uint(ctx_t *c, const json_t *obj, const char *path, const char *key, unsigned min,
-                    unsigned max, unsigned *out)
+/* A JSON integer min..max (both within 0..INT64_MAX, jansson's range). */
+static int get_u64(ctx_t *c, const json_t *obj, const char *path, const char *key, uint64_t min, uint64_t max,
+                   uint64_t *out)
 {
     char p[PATH_MAX_LEN];
     json_t *v;
@@ -442,11 +455,22 @@ static int get_uint(ctx_t *c, const json_t *obj, const char *path, const char *k
     if (v == NULL)
         return FG_OK;
     n = json_integer_value(v);
-    if (n < (json_int_t)min || n > (json_int_t)max) {
+    if (n < 0 || (uint64_t)n < min || (uint64_t)n > max) {
         subpath(p, path, key);
-        return fail(c, p, "%" JSON_INTEGER_FORMAT " is out of range (%u..%u)", n, min, max);
+        return fail(c, p, "%" JSON_INTEGER_FORMAT " is out of range (%" PRIu64 "..%" PRIu64 ")", n, min, max);
     }
-    *out = (unsigned)n;
+    *out = (uint64_t)n;
+    return FG_OK;
+}
+
+/* Integers must be JSON integers: "30", 30.0 and true are refused. */
+static int get_uint(ctx_t *c, const json_t *obj, const char *path, const char *key, unsigned min,
+                    unsigned max, unsigned *out)
+{
+    uint64_t v = *out;
+    if (get_u64(c, obj, path, key, min, max, &v) != FG_OK)
+        return FG_CONFIG;
+    *out = (unsigned)v;
     return FG_OK;
 }
 
@@ -823,29 +847,32 @@ static const char *const mode_names[] = { "explicit", "implicit", NULL };
 static const char *const data_mode_names[] = { "passive", "active", "client", NULL };
 static const char *const protection_names[] = { "private", "any", "clear", NULL };
 
-static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
+/* A backend object at path: the listener's own (the default route; intercept
+ * allowed) or a route's. */
+static int parse_backend_obj(ctx_t *c, const char *path, const json_t *be, int allow_intercept,
+                             config_backend_t *b)
 {
     static const keydef_t keys[] = {
         { "address", NULL }, { "data_mode", NULL }, { "allow", NULL },
         { "port", NULL },    { "source", NULL },    { NULL, NULL },
     };
     static const char *const source_names[] = { "proxy", "client", NULL };
-    char path[PATH_MAX_LEN], p[PATH_MAX_LEN];
-    json_t *be;
+    char p[PATH_MAX_LEN];
     const char *s;
     int dm = DATA_MODE_PASSIVE;
 
-    if (get_member(c, l, lpath, "backend", 1, JSON_OBJECT, "object", &be) != FG_OK)
-        return FG_CONFIG;
-    subpath(path, lpath, "backend");
     if (check_keys(c, be, path, keys) != FG_OK || get_str(c, be, path, "address", 1, &s) != FG_OK)
         return FG_CONFIG;
     subpath(p, path, "address");
     json_t *allow = json_object_get(be, "allow");
     if (strcmp(s, "original-destination") == 0) {
+        /* An intercepted client's server is the one it dialled: that is not a
+         * choice a route can make, so only the default route may say so. */
+        if (!allow_intercept)
+            return fail(c, p, "\"original-destination\" only in the listener's own backend (the default route)");
         /* Interception: the destination the client dialled is the backend. */
-        li->backend.intercept = 1;
-        if ((li->backend.address.host = xstrdup(s)) == NULL)
+        b->intercept = 1;
+        if ((b->address.host = xstrdup(s)) == NULL)
             return fail_nomem(c);
         subpath(p, path, "allow");
         /* SECURITY: never a proxy to arbitrary destinations. */
@@ -853,44 +880,205 @@ static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_li
             return fail(c, p, "required with \"original-destination\" (the networks the servers are in)");
         if (!json_is_array(allow) || json_array_size(allow) == 0)
             return fail(c, p, "expected a non-empty array of CIDRs");
-        if (parse_cidr_list(c, p, allow, &li->backend.allow, &li->backend.n_allow) != FG_OK)
+        if (parse_cidr_list(c, p, allow, &b->allow, &b->n_allow) != FG_OK)
             return FG_CONFIG;
         unsigned port = 0;
         if (get_uint(c, be, path, "port", 1, 65535, &port) != FG_OK)
             return FG_CONFIG;
-        li->backend.port = (uint16_t)port;
+        b->port = (uint16_t)port;
     } else {
         if (allow != NULL || json_object_get(be, "port") != NULL) {
             subpath(p, path, allow != NULL ? "allow" : "port");
             return fail(c, p, "only with \"address\": \"original-destination\"");
         }
-        if (get_hostport(c, be, path, "address", 0, &li->backend.address) != FG_OK)
+        if (get_hostport(c, be, path, "address", 0, &b->address) != FG_OK)
             return FG_CONFIG;
     }
     int source = 0;
     if (get_enum(c, be, path, "data_mode", data_mode_names, &dm) != FG_OK ||
         get_enum(c, be, path, "source", source_names, &source) != FG_OK)
         return FG_CONFIG;
-    li->backend.data_mode = (data_mode_t)dm;
-    li->backend.source_client = source == 1;
+    b->data_mode = (data_mode_t)dm;
+    b->source_client = source == 1;
     return FG_OK;
 }
 
-static int valid_server_name(const char *s)
+/* "backend": required unless the listener has routes (then it is the route
+ * of the sessions no route matches, and without it those get a 5xx). */
+static int parse_backend(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
+{
+    char path[PATH_MAX_LEN];
+    json_t *be;
+
+    if (get_member(c, l, lpath, "backend", 0, JSON_OBJECT, "object", &be) != FG_OK)
+        return FG_CONFIG;
+    subpath(path, lpath, "backend");
+    if (be == NULL)
+        return json_object_get(l, "routes") != NULL ? FG_OK : fail(c, path, "required");
+    li->has_backend = 1;
+    return parse_backend_obj(c, path, be, 1, &li->backend);
+}
+
+/* A route's user name is matched byte for byte against the USER argument:
+ * anything but control bytes, at most CONFIG_ROUTE_USER_MAX bytes. */
+static int valid_route_user(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 253)
+    if (n > CONFIG_ROUTE_USER_MAX)
         return 0;
-    if (s[0] == '*') {
-        if (s[1] != '.' || s[2] == '\0')
-            return 0;
-        s += 2;
-    }
     for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '.'))
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
             return 0;
     return 1;
+}
+
+/* The alias of USER name@alias stands for a host (the proxy convention), so
+ * it has a host name's characters; never an '@' (the split is at the last). */
+static int valid_route_alias(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 253)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+              *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+static const char *const route_keys[] = { "sni", "host", "user", "user_at", NULL }; /* config_route_kind_t order */
+
+/* Would route a (earlier) take every session route b could match? */
+static int route_covers(const config_route_t *a, const config_route_t *b)
+{
+    if (a->kind != b->kind)
+        return 0;
+    switch (a->kind) {
+    case CONFIG_ROUTE_SNI:
+    case CONFIG_ROUTE_HOST:
+        return hostname_match(a->value, b->value, strlen(b->value));
+    case CONFIG_ROUTE_USER:
+        return strcmp(a->value, b->value) == 0;
+    case CONFIG_ROUTE_USER_AT:
+        return hostname_equal(a->value, strlen(a->value), b->value, strlen(b->value));
+    }
+    return 0;
+}
+
+static int parse_route(ctx_t *c, const char *path, const json_t *e, config_listener_t *li, config_route_t *r)
+{
+    static const keydef_t keys[] = {
+        { "sni", NULL }, { "host", NULL }, { "user", NULL }, { "user_at", NULL }, { "backend", NULL }, { NULL, NULL },
+    };
+    char p[PATH_MAX_LEN], bp[PATH_MAX_LEN];
+    const char *value = NULL;
+    int kind = -1;
+    json_t *be;
+
+    if (expect_type(c, path, e, JSON_OBJECT, "object") != FG_OK || check_keys(c, e, path, keys) != FG_OK)
+        return FG_CONFIG;
+    for (int k = 0; route_keys[k] != NULL; k++) {
+        if (json_object_get(e, route_keys[k]) == NULL)
+            continue;
+        if (kind >= 0) {
+            subpath(p, path, route_keys[k]);
+            return fail(c, p, "a route matches on one key; this one has \"%s\" already", route_keys[kind]);
+        }
+        kind = k;
+    }
+    if (kind < 0)
+        return fail(c, path, "needs one of \"sni\", \"host\", \"user\" or \"user_at\"");
+    if (get_str(c, e, path, route_keys[kind], 1, &value) != FG_OK)
+        return FG_CONFIG;
+    subpath(p, path, route_keys[kind]);
+    r->kind = (config_route_kind_t)kind;
+    switch (r->kind) {
+    case CONFIG_ROUTE_SNI:
+    case CONFIG_ROUTE_HOST:
+        if (!hostname_pattern_valid(value))
+            return fail(c, p, "\"%s\": not a server name (letters, digits, '-', '.', optional leading \"*.\")",
+                        show(value).s);
+        break;
+    case CONFIG_ROUTE_USER:
+        if (!valid_route_user(value))
+            return fail(c, p, "\"%s\": a user name without control characters, at most %u bytes", show(value).s,
+                        CONFIG_ROUTE_USER_MAX);
+        break;
+    case CONFIG_ROUTE_USER_AT:
+        if (!valid_route_alias(value))
+            return fail(c, p, "\"%s\": an alias of letters, digits, '-', '_' and '.', at most 253 bytes",
+                        show(value).s);
+        break;
+    }
+    if ((r->value = xstrdup(value)) == NULL)
+        return fail_nomem(c);
+    /* First match wins: a route that an earlier one always takes first is a
+     * mistake in the table (a duplicate, or a name under an earlier "*."). */
+    for (size_t i = 0; li->routes + i != r; i++) {
+        const config_route_t *o = &li->routes[i];
+        if (!route_covers(o, r))
+            continue;
+        if (strlen(o->value) == strlen(r->value) && route_covers(r, o))
+            return fail(c, p, "\"%s\" is listed twice: also routes[%zu]", show(value).s, i);
+        return fail(c, p, "\"%s\" can never match: routes[%zu] \"%s\" takes it first", show(value).s, i,
+                    show(o->value).s);
+    }
+    if (get_member(c, e, path, "backend", 1, JSON_OBJECT, "object", &be) != FG_OK)
+        return FG_CONFIG;
+    subpath(bp, path, "backend");
+    return parse_backend_obj(c, bp, be, 0, &r->backend);
+}
+
+static int parse_routes(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
+{
+    char path[PATH_MAX_LEN];
+    json_t *arr;
+    size_t n;
+    int rc;
+
+    if (get_member(c, l, lpath, "routes", 0, JSON_ARRAY, "array", &arr) != FG_OK)
+        return FG_CONFIG;
+    if (arr == NULL)
+        return FG_OK;
+    subpath(path, lpath, "routes");
+    n = json_array_size(arr);
+    if (n == 0)
+        return fail(c, path, "must not be empty (leave it out: the backend then serves every session)");
+    if (n > CONFIG_ROUTES_MAX)
+        return fail(c, path, "%zu routes: at most %u", n, CONFIG_ROUTES_MAX);
+    li->routes = calloc(n, sizeof *li->routes);
+    if (li->routes == NULL)
+        return fail_nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        char ep[PATH_MAX_LEN];
+        subindex(ep, path, i);
+        li->n_routes = i + 1;
+        if ((rc = parse_route(c, ep, json_array_get(arr, i), li, &li->routes[i])) != FG_OK)
+            return rc;
+    }
+    return FG_OK;
+}
+
+/* ftpsgate's own 220 line: printable ASCII only, so that it can neither
+ * break the reply line (CR/LF) nor carry a terminal escape to the client. */
+static int parse_greeting(ctx_t *c, const char *lpath, const json_t *l, config_listener_t *li)
+{
+    char p[PATH_MAX_LEN];
+    const char *s;
+
+    if (get_str(c, l, lpath, "greeting", 0, &s) != FG_OK)
+        return FG_CONFIG;
+    if (s == NULL)
+        s = CONFIG_DEFAULT_GREETING;
+    subpath(p, lpath, "greeting");
+    if (strlen(s) > CONFIG_GREETING_MAX)
+        return fail(c, p, "%zu bytes: at most %u", strlen(s), CONFIG_GREETING_MAX);
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+            return fail(c, p, "\"%s\": printable ASCII only (no line breaks or control characters)", show(s).s);
+    if ((li->greeting = xstrdup(s)) == NULL)
+        return fail_nomem(c);
+    return FG_OK;
 }
 
 static int parse_sni(ctx_t *c, const char *path, const json_t *l, const config_t *cfg,
@@ -912,7 +1100,7 @@ static int parse_sni(ctx_t *c, const char *path, const json_t *l, const config_t
         return fail_nomem(c);
     json_object_foreach(sni, name, v) {
         subpath(kp, p, name);
-        if (!valid_server_name(name))
+        if (!hostname_pattern_valid(name))
             return fail(c, kp, "not a server name (letters, digits, '-', '.', optional leading \"*.\")");
         if (!json_is_string(v))
             return fail(c, kp, "expected string (a key of tls)");
@@ -926,6 +1114,72 @@ static int parse_sni(ctx_t *c, const char *path, const json_t *l, const config_t
             return fail_nomem(c);
         e->tls_index = i;
         li->n_sni++;
+    }
+    return FG_OK;
+}
+
+/* policy.deny_commands: verbs refused with 502 and never forwarded. Any verb
+ * of 3 or 4 letters, known to ftpsgate or not (a backend's own extensions
+ * too), stored upper-case as ftp_cmd_parse gives it. */
+static int parse_deny_commands(ctx_t *c, const char *pp, const json_t *pol, config_listener_t *li)
+{
+    static const struct {
+        const char *verb, *why;
+    } needed[] = {
+        /* SECURITY: the proxy's own TLS set-up and the way out are never
+         * subject to a deny list: denying them would leave clients unable to
+         * protect the session (RFC 4217) or to end it (RFC 959 §4.1.1). */
+        { "AUTH", "ftpsgate needs it to start TLS on the control connection (RFC 4217 §4)" },
+        { "PBSZ", "ftpsgate needs it before PROT (RFC 4217 §8)" },
+        { "PROT", "ftpsgate needs it to protect data connections (RFC 4217 §9)" },
+        { "QUIT", "a client must always be able to end its session (RFC 959 §4.1.1)" },
+    };
+    char p[PATH_MAX_LEN];
+    json_t *arr;
+    size_t n;
+
+    if (get_member(c, pol, pp, "deny_commands", 0, JSON_ARRAY, "array", &arr) != FG_OK)
+        return FG_CONFIG;
+    if (arr == NULL)
+        return FG_OK;
+    subpath(p, pp, "deny_commands");
+    n = json_array_size(arr);
+    if (n > CONFIG_DENY_MAX)
+        return fail(c, p, "%zu verbs: at most %u", n, CONFIG_DENY_MAX);
+    if (n == 0)
+        return FG_OK;
+    li->policy.deny_commands = calloc(n, sizeof *li->policy.deny_commands);
+    if (li->policy.deny_commands == NULL)
+        return fail_nomem(c);
+    for (size_t i = 0; i < n; i++) {
+        char ep[PATH_MAX_LEN], verb[5];
+        const json_t *e = json_array_get(arr, i);
+        const char *s;
+        size_t len;
+
+        subindex(ep, p, i);
+        if (!json_is_string(e))
+            return fail(c, ep, "expected string (a command verb), got %s", type_name(e));
+        s = json_string_value(e);
+        len = strlen(s);
+        if (len < 3 || len > 4)
+            return fail(c, ep, "\"%s\": not a command verb (3 or 4 letters)", show(s).s);
+        for (size_t k = 0; k < len; k++) {
+            char ch = s[k];
+            if (ch >= 'a' && ch <= 'z')
+                ch = (char)(ch - 'a' + 'A');
+            if (ch < 'A' || ch > 'Z')
+                return fail(c, ep, "\"%s\": not a command verb (3 or 4 letters)", show(s).s);
+            verb[k] = ch;
+        }
+        verb[len] = '\0';
+        for (size_t k = 0; k < sizeof needed / sizeof needed[0]; k++)
+            if (strcmp(verb, needed[k].verb) == 0)
+                return fail(c, ep, "\"%s\" cannot be denied: %s", verb, needed[k].why);
+        for (size_t k = 0; k < li->policy.n_deny_commands; k++)
+            if (strcmp(verb, li->policy.deny_commands[k]) == 0)
+                return fail(c, ep, "\"%s\" is listed twice: also %s[%zu]", verb, p, k);
+        memcpy(li->policy.deny_commands[li->policy.n_deny_commands++], verb, len + 1);
     }
     return FG_OK;
 }
@@ -959,12 +1213,14 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
         { "tls", NULL },     { "backend", NULL }, { "passive", NULL },
         { "policy", NULL },  { "proxy_protocol", NULL },
         { "sni", NULL },     { "active", NULL },  { "transparent", NULL },
-        { NULL, NULL },
+        { "routes", NULL },  { "greeting", NULL }, { NULL, NULL },
     };
     static const keydef_t policy_keys[] = {
         { "login_requires_tls", NULL }, { "data_protection", NULL },
         { "listing_protection", NULL }, { "ccc", NULL },
-        { "require_session_reuse", NULL }, { "upload_requires_close_notify", NULL }, { NULL, NULL },
+        { "require_session_reuse", NULL }, { "upload_requires_close_notify", NULL },
+        { "read_only", NULL }, { "deny_commands", NULL }, { "max_upload_bytes", NULL },
+        { "rate_limit", NULL }, { NULL, NULL },
     };
     char p[PATH_MAX_LEN], pp[PATH_MAX_LEN];
     const char *s;
@@ -1018,7 +1274,8 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
     if ((rc = parse_sni(c, path, l, cfg, li)) != FG_OK || (rc = parse_active(c, path, l, li)) != FG_OK ||
         (rc = parse_proxy_protocol(c, path, l, li)) != FG_OK)
         return rc;
-    if ((rc = parse_backend(c, path, l, li)) != FG_OK || (rc = parse_passive(c, path, l, li)) != FG_OK)
+    if ((rc = parse_greeting(c, path, l, li)) != FG_OK || (rc = parse_backend(c, path, l, li)) != FG_OK ||
+        (rc = parse_routes(c, path, l, li)) != FG_OK || (rc = parse_passive(c, path, l, li)) != FG_OK)
         return rc;
 
     if (get_member(c, l, path, "policy", 0, JSON_OBJECT, "object", &pol) != FG_OK)
@@ -1031,8 +1288,21 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
             get_enum(c, pol, pp, "listing_protection", protection_names, &listing) != FG_OK ||
             get_bool(c, pol, pp, "ccc", &li->policy.ccc_allowed) != FG_OK ||
             get_session_reuse(c, pol, pp, &li->policy.require_session_reuse) != FG_OK ||
-            get_bool(c, pol, pp, "upload_requires_close_notify", &li->policy.upload_requires_close_notify) != FG_OK)
-            return FG_CONFIG;
+            get_bool(c, pol, pp, "upload_requires_close_notify", &li->policy.upload_requires_close_notify) != FG_OK ||
+            get_bool(c, pol, pp, "read_only", &li->policy.read_only) != FG_OK ||
+            (rc = parse_deny_commands(c, pp, pol, li)) != FG_OK ||
+            get_u64(c, pol, pp, "max_upload_bytes", 0, INT64_MAX, &li->policy.max_upload_bytes) != FG_OK ||
+            get_u64(c, pol, pp, "rate_limit", 0, INT64_MAX, &li->policy.rate_limit) != FG_OK)
+            return rc != FG_OK ? rc : FG_CONFIG;
+        if (li->policy.rate_limit != 0 &&
+            (li->policy.rate_limit < RATELIMIT_MIN_RATE || li->policy.rate_limit > RATELIMIT_MAX_RATE)) {
+            subpath(p, pp, "rate_limit");
+            /* Below the minimum, the pause after one TLS record (16 KiB) nears
+             * transfer_stall_timeout; above the maximum (beyond what one
+             * connection carries) the bucket's arithmetic could overflow. */
+            return fail(c, p, "%" PRIu64 " is out of range (0 for none, or %llu..%llu bytes/s)", li->policy.rate_limit,
+                        (unsigned long long)RATELIMIT_MIN_RATE, (unsigned long long)RATELIMIT_MAX_RATE);
+        }
         li->policy.data_protection = (data_protection_t)prot;
         /* Listings follow the file rule unless set on their own. */
         li->policy.listing_protection = listing < 0 ? li->policy.data_protection : (data_protection_t)listing;
@@ -1040,6 +1310,18 @@ static int parse_listener(ctx_t *c, const char *path, const json_t *l, config_t 
             subpath(p, pp, "ccc");
             return fail(c, p, "CCC is not available on implicit listeners (MS-FTPS)");
         }
+    }
+    /* HOST routes need the HOST command: denying it leaves them unreachable. */
+    for (i = 0; i < li->policy.n_deny_commands; i++) {
+        if (strcmp(li->policy.deny_commands[i], "HOST") != 0)
+            continue;
+        for (size_t j = 0; j < li->n_routes; j++)
+            if (li->routes[j].kind == CONFIG_ROUTE_HOST) {
+                char dp[PATH_MAX_LEN];
+                subpath(dp, path, "policy.deny_commands");
+                subindex(p, dp, i);
+                return fail(c, p, "\"HOST\" cannot be denied: routes[%zu] matches on HOST", j);
+            }
     }
     return FG_OK;
 }
@@ -1068,9 +1350,34 @@ static int parse_listeners(ctx_t *c, const json_t *root, config_t *cfg)
     return FG_OK;
 }
 
+/* log.transfer_log: the audit log file. Absolute, because SIGUSR1 reopens it
+ * by this name for log rotation and nobody should have to know ftpsgate's
+ * working directory to find it. */
+static int parse_transfer_log(ctx_t *c, const json_t *lg, config_t *cfg)
+{
+    const char *s;
+
+    if (get_str(c, lg, "log", "transfer_log", 0, &s) != FG_OK)
+        return FG_CONFIG;
+    if (s == NULL)
+        return FG_OK;
+    if (s[0] != '/')
+        return fail(c, "log.transfer_log", "\"%s\": must be an absolute path", show(s).s);
+    if (strlen(s) >= 4096)
+        return fail(c, "log.transfer_log", "longer than 4095 bytes");
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            return fail(c, "log.transfer_log", "\"%s\": control characters in a path", show(s).s);
+    if ((cfg->log.transfer_log = xstrdup(s)) == NULL)
+        return fail_nomem(c);
+    return FG_OK;
+}
+
 static int parse_log(ctx_t *c, const json_t *root, config_t *cfg)
 {
-    static const keydef_t keys[] = { { "level", NULL }, { "format", NULL }, { NULL, NULL } };
+    static const keydef_t keys[] = {
+        { "level", NULL }, { "format", NULL }, { "transfer_log", NULL }, { NULL, NULL },
+    };
     static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
     static const char *const formats[] = { "text", "json", NULL };
     json_t *lg;
@@ -1084,7 +1391,7 @@ static int parse_log(ctx_t *c, const json_t *root, config_t *cfg)
         return FG_CONFIG;
     cfg->log.level = level;
     cfg->log.format = (log_format_t)fmt;
-    return FG_OK;
+    return lg != NULL ? parse_transfer_log(c, lg, cfg) : FG_OK;
 }
 
 static int parse_admin(ctx_t *c, const json_t *root, config_t *cfg)
@@ -1405,8 +1712,17 @@ void config_free(config_t *cfg)
         free(l->sni);
         free(l->proxy_protocol.trusted);
         free(l->backend.allow);
+        for (size_t j = 0; j < l->n_routes; j++) {
+            free(l->routes[j].value);
+            free_hostport(&l->routes[j].backend.address);
+            free(l->routes[j].backend.allow);
+        }
+        free(l->routes);
+        free(l->greeting);
+        free(l->policy.deny_commands);
     }
     free(cfg->listeners);
+    free(cfg->log.transfer_log);
     free_hostport(&cfg->admin.bind);
     free(cfg->user);
     free(cfg);

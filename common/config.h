@@ -58,7 +58,7 @@ typedef struct {
     size_t tls_index;
 } config_sni_t;
 
-/* Where a listener (or, later, a route) sends its sessions. */
+/* Where a listener (its default route) or a route sends its sessions. */
 typedef struct {
     config_hostport_t address;    /* host "original-destination" when intercept */
     data_mode_t data_mode;
@@ -69,6 +69,28 @@ typedef struct {
     int source_client;            /* "source": "client": connect from the client's IP (IP_TRANSPARENT) */
 } config_backend_t;
 
+/* listeners[].routes[]: what a route matches on (common/route.h decides). */
+typedef enum {
+    CONFIG_ROUTE_SNI = 0, /* the TLS server name: exact or "*.domain" (hostname.h), case-insensitive */
+    CONFIG_ROUTE_HOST,    /* the RFC 7151 HOST name, same patterns */
+    CONFIG_ROUTE_USER,    /* the whole USER argument, exactly (case-sensitive) */
+    CONFIG_ROUTE_USER_AT  /* USER name@ALIAS: the alias after the last '@', case-insensitive;
+                             the backend receives USER name */
+} config_route_kind_t;
+
+typedef struct {
+    config_route_kind_t kind;
+    char *value;              /* the pattern, user name or alias as written */
+    config_backend_t backend; /* never intercept ("original-destination" is the default route's only) */
+} config_route_t;
+
+/* The text of ftpsgate's own 220 greeting when listeners[].greeting is absent. */
+#define CONFIG_DEFAULT_GREETING "Service ready for new user."
+#define CONFIG_GREETING_MAX 200u   /* bytes of listeners[].greeting */
+#define CONFIG_ROUTES_MAX 1024u    /* entries of listeners[].routes */
+#define CONFIG_DENY_MAX 64u        /* verbs of policy.deny_commands */
+#define CONFIG_ROUTE_USER_MAX 255u /* bytes of a "user" route (the session keeps logins up to 255) */
+
 typedef struct {
     char *name;
     config_hostport_t bind;
@@ -76,7 +98,13 @@ typedef struct {
     size_t tls_index;                 /* index into config_t.tls: the default identity */
     config_sni_t *sni;                /* "sni": other identities chosen by server name */
     size_t n_sni;
-    config_backend_t backend;
+    config_backend_t backend;         /* the default route; unset (has_backend 0) only with routes */
+    int has_backend;                  /* "backend" given. 0: a session no route matches gets a 5xx
+                                         reply and no backend is contacted */
+    config_route_t *routes;           /* "routes": first match wins (route.h); NULL/0: none */
+    size_t n_routes;
+    char *greeting;                   /* text of ftpsgate's own 220 (printable ASCII, no CR/LF,
+                                         <= CONFIG_GREETING_MAX bytes); never NULL once loaded */
     int transparent;                  /* "transparent": IP_TRANSPARENT listener sockets (TPROXY) */
     struct {
         uint16_t first, last;         /* listen port range, inclusive */
@@ -107,6 +135,14 @@ typedef struct {
         int upload_requires_close_notify;   /* an upload ending in FIN without TLS close_notify is
                                                truncated (426, backend reset); default 1. 0 accepts
                                                it, for clients that never send close_notify */
+        int read_only;                      /* uploads, deletions, renames, MKD/RMD, SITE refused
+                                               (policy.h); default 0 */
+        char (*deny_commands)[5];           /* verbs refused with 502, upper case, NUL-terminated;
+                                               never AUTH, PBSZ, PROT or QUIT */
+        size_t n_deny_commands;
+        uint64_t max_upload_bytes;          /* 0: no limit */
+        uint64_t rate_limit;                /* bytes/s per transfer and direction; 0: none, else
+                                               RATELIMIT_MIN_RATE..RATELIMIT_MAX_RATE (ratelimit.h) */
     } policy;
 } config_listener_t;
 
@@ -131,6 +167,7 @@ typedef struct {
     struct {
         int level;           /* LOG_LEVEL_* of log.h; default info */
         log_format_t format; /* default text */
+        char *transfer_log;  /* "transfer_log": absolute path of the audit log; NULL: none */
     } log;
     struct {
         int enabled;
@@ -148,6 +185,10 @@ typedef struct {
 int config_load_file(const char *path, config_t **out, char *err, size_t errlen);
 int config_load_string(const char *json, config_t **out, char *err, size_t errlen);
 void config_free(config_t *cfg); /* NULL is fine */
+
+/* 1 when the listener's default backend or any of its routes' backends
+ * connects from the client's address ("source": "client", IP_TRANSPARENT). */
+int config_listener_source_client(const config_listener_t *l);
 
 /* Parses "host:port" / "[v6]:port" (port 1..65535). host is malloc'd. */
 int config_parse_hostport(const char *s, config_hostport_t *out);

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <stdarg.h>
@@ -11,6 +10,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "asyncw.h"
+#include "fgerr.h"
 
 /* One event is one line, and one line is one write(2) of at most LOG_LINE_MAX
  * bytes: writes of up to PIPE_BUF (4096 on Linux) bytes to a pipe are atomic,
@@ -131,163 +133,67 @@ static size_t add_fmt(char *line, size_t n, size_t cap, const char *fmt, ...)
 /* Asynchronous mode (log_start_async): a line is written at once when that
  * cannot block (nothing is waiting, and a non-blocking write takes it all),
  * so lines appear in order and in real time; otherwise it goes into a bounded
- * ring that a thread of its own writes out, so a stderr that is slow or never
- * read (a stuck pipe, a paused terminal) cannot stall the event loop. A line
- * that does not fit is dropped and counted; the count is written out once
- * the writer catches up. The non-blocking writes use a description of their
- * own (stderr reopened through /proc), or MSG_DONTWAIT on a socket, so the
- * O_NONBLOCK flag never reaches the description other processes share. */
-#define LOG_WRITER_CHUNK (64u * 1024u)
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    char *ring;
-    size_t cap, head, len; /* bytes [head, head+len) modulo cap */
-    unsigned long long dropped, dropped_unreported;
-    int running, stopping, writer_busy;
-    int direct_fd, direct_socket; /* -1: every line through the ring */
-} async_ = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .direct_fd = -1};
+ * ring that a thread of its own writes out (asyncw.h), so a stderr that is
+ * slow or never read (a stuck pipe, a paused terminal) cannot stall the event
+ * loop. A line that does not fit is dropped and counted; the count is written
+ * out once the writer catches up. The non-blocking writes use a description
+ * of their own (stderr reopened through /proc), or MSG_DONTWAIT on a socket,
+ * so the O_NONBLOCK flag never reaches the description other processes
+ * share. */
+static asyncw_t *writer_;
+static int direct_fd_ = -1;
 
 static void write_all(const char *buf, size_t len);
 
-static void *writer_main(void *arg)
+static size_t drop_note(void *ctx, unsigned long long lost, char *buf, size_t cap)
 {
-    (void)arg;
-    char *out = malloc(LOG_WRITER_CHUNK);
-    if (!out)
-        return NULL;
-    pthread_mutex_lock(&async_.lock);
-    for (;;) {
-        while (async_.len == 0 && !async_.dropped_unreported && !async_.stopping)
-            pthread_cond_wait(&async_.wake, &async_.lock);
-        if (async_.len == 0 && !async_.dropped_unreported)
-            break; /* stopping, all written */
-        size_t n = 0;
-        while (n < LOG_WRITER_CHUNK && async_.len > 0) {
-            size_t run = async_.cap - async_.head;
-            if (run > async_.len)
-                run = async_.len;
-            if (run > LOG_WRITER_CHUNK - n)
-                run = LOG_WRITER_CHUNK - n;
-            memcpy(out + n, async_.ring + async_.head, run);
-            n += run;
-            async_.head = (async_.head + run) % async_.cap;
-            async_.len -= run;
-        }
-        unsigned long long lost = async_.len == 0 ? async_.dropped_unreported : 0;
-        if (lost)
-            async_.dropped_unreported = 0;
-        async_.writer_busy = 1;
-        pthread_mutex_unlock(&async_.lock);
-        write_all(out, n);
-        if (lost) {
-            char note[160];
-            int m = snprintf(note, sizeof note,
-                             "log: %llu lines dropped: stderr was not read fast enough (ftpsgate never waits for it)\n",
-                             lost);
-            write_all(note, (size_t)m);
-        }
-        pthread_mutex_lock(&async_.lock);
-        async_.writer_busy = 0;
-    }
-    pthread_mutex_unlock(&async_.lock);
-    free(out);
-    return NULL;
+    (void)ctx;
+    int m = snprintf(buf, cap, "log: %llu lines dropped: stderr was not read fast enough (ftpsgate never waits for it)\n",
+                     lost);
+    return m > 0 && (size_t)m < cap ? (size_t)m : 0;
 }
 
 int log_start_async(size_t capacity)
 {
-    if (async_.running)
+    if (writer_)
         return 0;
-    async_.ring = malloc(capacity);
-    if (!async_.ring)
-        return -1;
-    async_.cap = capacity;
-    async_.head = async_.len = 0;
-    async_.stopping = 0;
     struct stat st;
-    async_.direct_socket = fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode);
-    async_.direct_fd = async_.direct_socket
-                           ? STDERR_FILENO
-                           : open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
-    if (pthread_create(&async_.thread, NULL, writer_main, NULL) != 0) {
-        free(async_.ring);
-        async_.ring = NULL;
+    int sock = fstat(STDERR_FILENO, &st) == 0 && S_ISSOCK(st.st_mode);
+    direct_fd_ = sock ? STDERR_FILENO : open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC);
+    asyncw_opts_t o = {
+        .capacity = capacity,
+        .fd = STDERR_FILENO,
+        .direct_fd = direct_fd_,
+        .direct_socket = sock,
+        .drop_note = drop_note,
+    };
+    asyncw_t *w;
+    if (asyncw_start(&o, &w) != FG_OK) {
+        if (direct_fd_ > STDERR_FILENO)
+            close(direct_fd_);
+        direct_fd_ = -1;
         return -1;
     }
-    async_.running = 1;
+    writer_ = w;
     return 0;
 }
 
 void log_stop_async(unsigned wait_ms)
 {
-    if (!async_.running)
+    asyncw_t *w = writer_;
+    if (!w)
         return;
-    pthread_mutex_lock(&async_.lock);
-    async_.stopping = 1;
-    pthread_cond_signal(&async_.wake);
-    pthread_mutex_unlock(&async_.lock);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    if (pthread_timedjoin_np(async_.thread, NULL, &until) != 0) {
-        /* stderr is stuck: what is left is given up; the process is ending. */
-        pthread_detach(async_.thread);
-        return;
-    }
-    async_.running = 0;
-    free(async_.ring);
-    async_.ring = NULL;
-    if (async_.direct_fd > STDERR_FILENO)
-        close(async_.direct_fd);
-    async_.direct_fd = -1;
+    writer_ = NULL; /* from now on lines are written directly */
+    if (asyncw_stop(w, wait_ms) != FG_OK)
+        return; /* stderr is stuck: the rest is given up; the process is ending */
+    if (direct_fd_ > STDERR_FILENO)
+        close(direct_fd_);
+    direct_fd_ = -1;
 }
 
 unsigned long long log_dropped(void)
 {
-    pthread_mutex_lock(&async_.lock);
-    unsigned long long n = async_.dropped;
-    pthread_mutex_unlock(&async_.lock);
-    return n;
-}
-
-/* Writes one whole line now if that cannot block, else queues it (what a
- * partial write left), or counts it dropped; never waits for stderr. */
-static void enqueue(const char *line, size_t n)
-{
-    pthread_mutex_lock(&async_.lock);
-    if (async_.len == 0 && !async_.writer_busy && async_.direct_fd >= 0) {
-        ssize_t w = async_.direct_socket ? send(async_.direct_fd, line, n, MSG_DONTWAIT | MSG_NOSIGNAL)
-                                         : write(async_.direct_fd, line, n);
-        if (w > 0) {
-            line += w;
-            n -= (size_t)w;
-        }
-        if (n == 0) {
-            pthread_mutex_unlock(&async_.lock);
-            return;
-        }
-    }
-    if (async_.len + n > async_.cap) {
-        async_.dropped++;
-        async_.dropped_unreported++;
-    } else {
-        size_t tail = (async_.head + async_.len) % async_.cap, run = async_.cap - tail;
-        if (run > n)
-            run = n;
-        memcpy(async_.ring + tail, line, run);
-        memcpy(async_.ring, line + run, n - run);
-        async_.len += n;
-        pthread_cond_signal(&async_.wake);
-    }
-    pthread_mutex_unlock(&async_.lock);
+    return writer_ ? asyncw_dropped(writer_) : 0;
 }
 
 static void write_all(const char *buf, size_t len)
@@ -372,8 +278,9 @@ void log_emit(int level, unsigned long long session, const char *peer, const cha
         line[n++] = '}';
     }
     line[n++] = '\n';
-    if (async_.running && !async_.stopping)
-        enqueue(line, n);
+    asyncw_t *w = writer_;
+    if (w)
+        asyncw_put(w, line, n);
     else
         write_all(line, n);
 }

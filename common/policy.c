@@ -19,6 +19,9 @@ void policy_init(policy_state_t *st, const config_listener_t *cfg, const struct 
     st->ccc_allowed = cfg->policy.ccc_allowed;
     st->active_enabled = cfg->active.enabled;
     st->allow_low_ports = cfg->active.allow_low_ports;
+    st->read_only = cfg->policy.read_only;
+    st->deny = (const char (*)[5])cfg->policy.deny_commands;
+    st->n_deny = cfg->policy.n_deny_commands;
     st->client_addr = client;
     st->control_is_ipv4 = control_is_ipv4;
     if (st->implicit_mode) {
@@ -210,10 +213,74 @@ static void decide_prot(const policy_state_t *st, const ftp_cmd_t *cmd, policy_d
     }
 }
 
+/* policy.read_only: the commands that change the server's files, and their
+ * refusal. The codes are taken from each command's list in RFC 959 §5.4:
+ * - 550 ("Requested action not taken. File unavailable (e.g., ... no
+ *   access)") where the list has it: APPE, DELE, RMD, MKD, RNFR (and the
+ *   RFC 775 aliases XRMD, XMKD); also MFMT, MFCT, MFF, whose draft
+ *   (draft-somers-ftp-mfxx) answers a refused change with 550.
+ * - STOR, STOU and RNTO have no 550 in their lists. They have 532 ("Need
+ *   account for storing files") and 553 ("File name not allowed"). 532 is
+ *   taken: in RFC 959 the account is what grants the right to store, so 532
+ *   says "this login may not store files", which is what read-only means;
+ *   553 would blame the name, and any name is refused.
+ * - SITE: 502 ("Command not implemented"): the command as a whole is not
+ *   offered here. Its list (200, 202, 500, 501, 530) has nothing closer: 202
+ *   is a success, 500/501 blame the syntax, 530 the login. */
+static const struct {
+    const char verb[5];
+    int code;
+    const char *text;
+} read_only_refused[] = {
+    { "STOR", 532, "Storing files is not allowed: read-only access" },
+    { "STOU", 532, "Storing files is not allowed: read-only access" },
+    { "APPE", 550, "Storing files is not allowed: read-only access" },
+    { "DELE", 550, "Deleting files is not allowed: read-only access" },
+    { "RMD", 550, "Removing directories is not allowed: read-only access" },
+    { "XRMD", 550, "Removing directories is not allowed: read-only access" },
+    { "MKD", 550, "Creating directories is not allowed: read-only access" },
+    { "XMKD", 550, "Creating directories is not allowed: read-only access" },
+    { "RNFR", 550, "Renaming is not allowed: read-only access" },
+    { "RNTO", 532, "Renaming is not allowed: read-only access" },
+    { "SITE", 502, "SITE commands are not allowed: read-only access" },
+    { "MFMT", 550, "Changing file facts is not allowed: read-only access" },
+    { "MFCT", 550, "Changing file facts is not allowed: read-only access" },
+    { "MFF", 550, "Changing file facts is not allowed: read-only access" },
+};
+
+/* The command policy of the listener (policy.deny_commands, policy.read_only):
+ * 1 when cmd is refused (out filled). Refused commands never reach the
+ * backend: a read-only gate must not depend on the backend's permissions. A
+ * refused transfer also discards the data channel prepared for it: the client
+ * gives up its data connection after the 5xx, and a new PASV/PORT comes
+ * before its next transfer (RFC 959 §3.2). */
+static int decide_command_policy(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decision_t *out)
+{
+    int refused = 0;
+    for (size_t i = 0; !refused && i < st->n_deny; i++)
+        if (strcmp(cmd->verb, st->deny[i]) == 0) {
+            /* RFC 959 §4.2: 502 "Command not implemented" - not offered here. */
+            reply(out, 502, "Command not allowed here");
+            refused = 1;
+        }
+    for (size_t i = 0; !refused && st->read_only && i < sizeof read_only_refused / sizeof read_only_refused[0]; i++)
+        if (strcmp(cmd->verb, read_only_refused[i].verb) == 0) {
+            reply(out, read_only_refused[i].code, read_only_refused[i].text);
+            refused = 1;
+        }
+    if (refused) {
+        out->refusal = 1;
+        out->drop_data = ftp_cmd_is_transfer(cmd->id);
+    }
+    return refused;
+}
+
 void policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decision_t *out)
 {
     memset(out, 0, sizeof *out);
     out->action = POLICY_FORWARD;
+    if (decide_command_policy(st, cmd, out))
+        return;
     switch (cmd->id) {
     case FTP_CMD_AUTH:
         decide_auth(st, cmd, out);

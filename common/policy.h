@@ -22,6 +22,10 @@ typedef struct {
     int ccc_allowed;
     int active_enabled;                   /* PORT/EPRT served */
     int allow_low_ports;                  /* PORT/EPRT to ports below 1024 */
+    int read_only;                        /* policy.read_only: commands that change files refused */
+    const char (*deny)[5];                /* policy.deny_commands (borrowed from the config, which
+                                             outlives the session): verbs refused with 502 */
+    size_t n_deny;
     /* The connection (kept across REIN). */
     const struct sockaddr *client_addr;   /* borrowed: the control connection's peer */
     int control_is_ipv4;
@@ -60,11 +64,17 @@ typedef struct {
     int code;         /* for POLICY_REPLY */
     const char *text; /* for POLICY_REPLY: reply text without code and CRLF (static) */
     char prot;        /* for POLICY_PROT */
-    int refusal;      /* POLICY_REPLY refused by the security policy: logged and counted */
+    int refusal;      /* POLICY_REPLY refused by the security or command policy (read_only,
+                         deny_commands): logged and counted, never forwarded */
     int drop_data;    /* POLICY_REPLY: the prepared data channel is discarded too */
     struct sockaddr_storage target; /* POLICY_ACTIVE: where to dial; a bounce refusal: the refused address */
 } policy_decision_t;
 
+/* The command policy comes first: a verb of policy.deny_commands gets 502,
+ * then under policy.read_only the commands that change files are refused
+ * (uploads STOR STOU APPE, DELE, RMD XRMD, MKD XMKD, RNFR RNTO, SITE, and
+ * the MFMT MFCT MFF of draft-somers-ftp-mfxx), with the codes of RFC 959
+ * §5.4 (policy.c says which and why). Both are refusals (refusal = 1). */
 void policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy_decision_t *out);
 
 /* The proxy's own FEAT lines for this state (feat.h). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fgerr.h"
+#include "hostname.h"
 #include "ticketkeys.h"
 #include "tls_ctx.h"
 
@@ -350,17 +351,11 @@ SSL_CTX *tls_sni_lookup(const tls_sni_t *sni, const char *name)
 {
     if (!sni || !name)
         return NULL;
-    for (size_t i = 0; i < sni->n; i++) {
-        const char *pat = sni->entries[i].name;
-        if (OPENSSL_strcasecmp(pat, name) == 0)
+    /* "*.example.com" matches exactly one more label (hostname.h), by the
+     * same rule as the listener's sni routes. */
+    for (size_t i = 0; i < sni->n; i++)
+        if (hostname_match(sni->entries[i].name, name, strlen(name)))
             return sni->entries[i].ctx;
-        /* "*.example.com" matches exactly one more label (RFC 6125 §6.4.3). */
-        if (pat[0] == '*' && pat[1] == '.') {
-            const char *dot = strchr(name, '.');
-            if (dot && dot != name && OPENSSL_strcasecmp(pat + 1, dot) == 0)
-                return sni->entries[i].ctx;
-        }
-    }
     return NULL;
 }
 

@@ -269,7 +269,7 @@ int listener_can_reconfigure(const config_listener_t *o, const config_listener_t
         what = "passive.ports";
     else if (n->transparent != o->transparent)
         what = "transparent";
-    else if (n->backend.source_client != o->backend.source_client)
+    else if (config_listener_source_client(n) != config_listener_source_client(o))
         what = "backend.source";
     if (!what)
         return 0;

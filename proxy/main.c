@@ -22,6 +22,7 @@
 #include "defer.h"
 #include "ftp_addr.h"
 #include "netaddr.h"
+#include "route.h"
 #include "fgerr.h"
 #include "admin.h"
 #include "listener.h"
@@ -80,26 +81,64 @@ static void usage(FILE *out)
             "configuration and certificates for new sessions.\n");
 }
 
+/* "backend HOST:PORT (data mode M)", or the original destination. */
+static const char *describe_backend(const config_backend_t *b, char *out, size_t cap)
+{
+    const char *dm = b->data_mode == DATA_MODE_ACTIVE ? "active" : b->data_mode == DATA_MODE_CLIENT ? "client" : "passive";
+    if (b->intercept && b->port)
+        snprintf(out, cap, "backend the original destination, port %u (data mode %s)", (unsigned)b->port, dm);
+    else if (b->intercept)
+        snprintf(out, cap, "backend the original destination (data mode %s)", dm);
+    else if (strchr(b->address.host, ':'))
+        snprintf(out, cap, "backend [%s]:%u (data mode %s)", b->address.host, (unsigned)b->address.port, dm);
+    else
+        snprintf(out, cap, "backend %s:%u (data mode %s)", b->address.host, (unsigned)b->address.port, dm);
+    if (b->source_client && strlen(out) + 30 < cap)
+        strcat(out, ", from the client's address");
+    return out;
+}
+
+/* --check-config: a routed listener's table, in the order it is tried. */
+static void print_routes(const config_t *cfg, const config_listener_t *l)
+{
+    char match[160], backend[400];
+    if (l->n_routes == 0)
+        return;
+    printf("  routes (first match wins; a route waits for its SNI, HOST or USER):\n");
+    for (size_t j = 0; j < l->n_routes; j++) {
+        const config_route_t *r = &l->routes[j];
+        route_describe(r, match, sizeof match);
+        printf("    %zu. %s -> %s", j + 1, match, describe_backend(&r->backend, backend, sizeof backend));
+        if (r->kind == CONFIG_ROUTE_SNI)
+            printf(", certificate of identity %s",
+                   cfg->tls[route_sni_identity(l, r->value, strlen(r->value))].id);
+        else if (r->kind == CONFIG_ROUTE_USER_AT)
+            printf(", USER name@%s logs in as name", match + strlen("user_at "));
+        printf("\n");
+    }
+    if (l->has_backend)
+        printf("    otherwise -> %s\n", describe_backend(&l->backend, backend, sizeof backend));
+    else
+        printf("    otherwise -> no backend: the client gets 530 and no server is contacted\n");
+}
+
 /* --check-config: what a client of each network will be told by PASV/EPSV,
- * so NAT and Docker port mappings can be checked before going live. */
+ * so NAT and Docker port mappings can be checked before going live, and
+ * the route table of routed listeners. */
 static void print_passive_plan(const config_t *cfg)
 {
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const config_listener_t *l = &cfg->listeners[i];
         unsigned first = l->passive.announce_first ? l->passive.announce_first : l->passive.first;
         unsigned last = first + (unsigned)(l->passive.last - l->passive.first);
-        char backend[96];
-        if (l->backend.intercept && l->backend.port)
-            snprintf(backend, sizeof backend, "the original destination, port %u", (unsigned)l->backend.port);
-        else if (l->backend.intercept)
-            snprintf(backend, sizeof backend, "the original destination");
+        char backend[400];
+        if (l->has_backend)
+            describe_backend(&l->backend, backend, sizeof backend);
         else
-            snprintf(backend, sizeof backend, "%s:%u", l->backend.address.host, (unsigned)l->backend.address.port);
-        printf("listener %s: %s FTPS on %s:%u -> backend %s (data mode %s)\n", l->name,
-               l->mode == LISTEN_IMPLICIT ? "implicit" : "explicit", l->bind.host, (unsigned)l->bind.port,
-               backend,
-               l->backend.data_mode == DATA_MODE_ACTIVE ? "active"
-               : l->backend.data_mode == DATA_MODE_CLIENT ? "client" : "passive");
+            snprintf(backend, sizeof backend, "routes only (no default backend)");
+        printf("listener %s: %s FTPS on %s:%u -> %s\n", l->name, l->mode == LISTEN_IMPLICIT ? "implicit" : "explicit",
+               l->bind.host, (unsigned)l->bind.port, backend);
+        print_routes(cfg, l);
         printf("  passive ports %u-%u, announced as %u-%u\n", (unsigned)l->passive.first,
                (unsigned)l->passive.last, first, last);
         if (l->passive.n_announce == 0 && l->backend.intercept)
@@ -323,9 +362,14 @@ static int setup_listeners(daemon_t *d, char *err, size_t errlen)
         bound = i + 1;
         d->shared[i] = (listener_shared_t){.session_ids = &d->session_ids, .admission = d->admission,
                                            .pool = d->pools[i]};
-        LOG_INFO(0, NULL, "listener %s: %s on %s:%u -> %s:%u", lc->name,
+        char backend[400];
+        if (lc->has_backend)
+            describe_backend(&lc->backend, backend, sizeof backend);
+        else
+            snprintf(backend, sizeof backend, "no default backend");
+        LOG_INFO(0, NULL, "listener %s: %s on %s:%u -> %s%s", lc->name,
                  lc->mode == LISTEN_IMPLICIT ? "implicit FTPS" : "explicit FTPS", lc->bind.host,
-                 (unsigned)lc->bind.port, lc->backend.address.host, (unsigned)lc->backend.address.port);
+                 (unsigned)lc->bind.port, backend, lc->n_routes ? " and routes" : "");
     }
     free(col);
     if (rc != FG_OK) {
@@ -547,7 +591,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < d.cfg->n_listeners; i++) {
         const config_listener_t *lc = &d.cfg->listeners[i];
         /* Fail at start, not at the first client, when the capability is missing. */
-        if ((lc->backend.source_client || lc->transparent) && transparent_probe(err, sizeof err) != 0) {
+        if ((config_listener_source_client(lc) || lc->transparent) && transparent_probe(err, sizeof err) != 0) {
             fprintf(stderr, "ftpsgate: listeners[%zu] (%s): %s\n", i, lc->name, err);
             generation_unref(d.gen);
             return 1;
@@ -583,7 +627,7 @@ int main(int argc, char **argv)
     }
     int needs_net_admin = 0;
     for (size_t i = 0; i < d.cfg->n_listeners; i++)
-        needs_net_admin |= d.cfg->listeners[i].transparent || d.cfg->listeners[i].backend.source_client;
+        needs_net_admin |= d.cfg->listeners[i].transparent || config_listener_source_client(&d.cfg->listeners[i]);
     if (!failed && drop_privileges(d.cfg->user, needs_net_admin) != 0)
         failed = 1;
     /* Sessions start only now, without the privileges used to bind. */

@@ -172,6 +172,22 @@ static void test_full(void)
     config_free(cfg);
 }
 
+/* The documented example (README, Configuration) stays a valid configuration. */
+static void test_example(void)
+{
+    char err[512] = "";
+    config_t *cfg = NULL;
+    int rc = config_load_file("../../config.example.json", &cfg, err, sizeof err);
+    if (rc != FG_OK)
+        fprintf(stderr, "config.example.json: %s\n", err);
+    CHECK_EQ_INT(rc, FG_OK);
+    if (cfg == NULL)
+        return;
+    CHECK_EQ_INT(cfg->listeners[0].n_routes, 4);
+    CHECK_STR(cfg->log.transfer_log, "/var/log/ftpsgate/transfers.log");
+    config_free(cfg);
+}
+
 static void test_defaults(void)
 {
     config_t *cfg = load_ok(DOC("", ""));
@@ -437,6 +453,260 @@ static void test_cross(void)
                "listeners[1].passive.ports: \"49000-60000\" of \"b\" overlaps \"50000-50099\" of listeners[0] \"a\"");
 }
 
+/* A listener without its own backend: name, bind, mode, tls, then R (routes and more). */
+#define L_NB "'name':'a','bind':'0.0.0.0:2121','mode':'explicit','tls':'main'," PAS_A
+#define DOCR(R) "{" TLS ",'listeners':[{" L_NB "," R "}]}"
+#define RT(KEY, VAL, ADDR) "{'" KEY "':'" VAL "','backend':{'address':'" ADDR "'}}"
+
+static void test_routes(void)
+{
+    config_t *cfg = load_ok(DOC(",'routes':[" RT("sni", "ftp.A.example", "10.0.0.1:21") ","
+                                "{'host':'*.b.example','backend':{'address':'b.internal:2121','data_mode':'active'}},"
+                                RT("user", "alice@corp", "10.0.0.3:21") "," RT("user_at", "Legacy-A", "[2001:db8::4]:21")
+                                "],'greeting':'Welcome to the gate'",
+                                ""));
+    if (cfg != NULL) {
+        const config_listener_t *l = &cfg->listeners[0];
+        CHECK_EQ_INT(l->has_backend, 1);
+        CHECK_STR(l->backend.address.host, "127.0.0.1");
+        CHECK_EQ_INT(l->n_routes, 4);
+        CHECK_EQ_INT(l->routes[0].kind, CONFIG_ROUTE_SNI);
+        CHECK_STR(l->routes[0].value, "ftp.A.example");
+        CHECK_STR(l->routes[0].backend.address.host, "10.0.0.1");
+        CHECK_EQ_INT(l->routes[0].backend.address.port, 21);
+        CHECK_EQ_INT(l->routes[0].backend.data_mode, DATA_MODE_PASSIVE);
+        CHECK_EQ_INT(l->routes[1].kind, CONFIG_ROUTE_HOST);
+        CHECK_STR(l->routes[1].value, "*.b.example");
+        CHECK_STR(l->routes[1].backend.address.host, "b.internal");
+        CHECK_EQ_INT(l->routes[1].backend.address.port, 2121);
+        CHECK_EQ_INT(l->routes[1].backend.data_mode, DATA_MODE_ACTIVE);
+        CHECK_EQ_INT(l->routes[2].kind, CONFIG_ROUTE_USER);
+        CHECK_STR(l->routes[2].value, "alice@corp");
+        CHECK_EQ_INT(l->routes[3].kind, CONFIG_ROUTE_USER_AT);
+        CHECK_STR(l->routes[3].value, "Legacy-A");
+        CHECK_STR(l->routes[3].backend.address.host, "2001:db8::4");
+        CHECK_EQ_INT(l->routes[3].backend.intercept, 0);
+        CHECK_STR(l->greeting, "Welcome to the gate");
+        CHECK_EQ_INT(config_listener_source_client(l), 0);
+    }
+    config_free(cfg);
+
+    /* routes without a default backend: has_backend 0 */
+    cfg = load_ok(DOCR("'routes':[" RT("user", "bob", "10.0.0.5:21") "]"));
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->listeners[0].has_backend, 0);
+        CHECK(cfg->listeners[0].backend.address.host == NULL);
+        CHECK_EQ_INT(cfg->listeners[0].n_routes, 1);
+        CHECK_STR(cfg->listeners[0].greeting, CONFIG_DEFAULT_GREETING);
+    }
+    config_free(cfg);
+
+    /* interception stays possible for the default route of a routed listener,
+     * transparent listeners may route, and a route's source "client" counts */
+    cfg = load_ok(DOCB("{'address':'original-destination','allow':['10.0.0.0/8']},'transparent':true,"
+                       "'routes':[{'user':'carol','backend':{'address':'10.9.9.9:21','source':'client'}}]"));
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->listeners[0].backend.intercept, 1);
+        CHECK_EQ_INT(cfg->listeners[0].routes[0].backend.source_client, 1);
+        CHECK_EQ_INT(config_listener_source_client(&cfg->listeners[0]), 1);
+    }
+    config_free(cfg);
+
+    /* a wildcard after an exact name of the same domain is reachable */
+    cfg = load_ok(DOC(",'routes':[" RT("sni", "x.a.example", "h:21") "," RT("sni", "*.a.example", "h:22") ","
+                      RT("host", "x.a.example", "h:23") "," RT("user", "Alice", "h:24") "," RT("user", "alice", "h:25")
+                      "]",
+                      ""));
+    if (cfg != NULL)
+        CHECK_EQ_INT(cfg->listeners[0].n_routes, 5);
+    config_free(cfg);
+}
+
+static void test_bad_routes(void)
+{
+    expect_err(DOCL("{" L_NB "}"), "listeners[0].backend: required");
+    expect_err(DOCR("'routes':[]"),
+               "listeners[0].routes: must not be empty (leave it out: the backend then serves every session)");
+    expect_err(DOCR("'routes':{}"), "listeners[0].routes: expected array, got object");
+    expect_err(DOCR("'routes':['x']"), "listeners[0].routes[0]: expected object, got string");
+    expect_err(DOCR("'routes':[{'backend':{'address':'h:21'}}]"),
+               "listeners[0].routes[0]: needs one of \"sni\", \"host\", \"user\" or \"user_at\"");
+    expect_err(DOCR("'routes':[{'user':'u','host':'h','backend':{'address':'h:21'}}]"),
+               "listeners[0].routes[0].user: a route matches on one key; this one has \"host\" already");
+    expect_err(DOCR("'routes':[{'user':'u','bogus':1,'backend':{'address':'h:21'}}]"),
+               "listeners[0].routes[0].bogus: unknown key");
+    expect_err(DOCR("'routes':[{'user':'u'}]"), "listeners[0].routes[0].backend: required");
+    expect_err(DOCR("'routes':[{'user':'','backend':{'address':'h:21'}}]"),
+               "listeners[0].routes[0].user: must not be empty");
+    expect_err(DOCR("'routes':[{'user':7,'backend':{'address':'h:21'}}]"),
+               "listeners[0].routes[0].user: expected string, got integer");
+    expect_err(DOCR("'routes':[{'user':'a\\u0007b','backend':{'address':'h:21'}}]"),
+               "listeners[0].routes[0].user: \"a\\x07b\": a user name without control characters, at most 255 bytes");
+    expect_err(DOCR("'routes':[" RT("sni", "ftp_a.example", "h:21") "]"),
+               "listeners[0].routes[0].sni: \"ftp_a.example\": not a server name (letters, digits, '-', '.', "
+               "optional leading \"*.\")");
+    expect_err(DOCR("'routes':[" RT("host", "*.", "h:21") "]"),
+               "listeners[0].routes[0].host: \"*.\": not a server name (letters, digits, '-', '.', optional leading "
+               "\"*.\")");
+    expect_err(DOCR("'routes':[" RT("user_at", "a@b", "h:21") "]"),
+               "listeners[0].routes[0].user_at: \"a@b\": an alias of letters, digits, '-', '_' and '.', at most 253 "
+               "bytes");
+    /* duplicates (with the case rule of their kind) and routes an earlier one always takes */
+    expect_err(DOCR("'routes':[" RT("sni", "a.example", "h:21") "," RT("user", "u", "h:21") ","
+                    RT("sni", "A.EXAMPLE", "h:22") "]"),
+               "listeners[0].routes[2].sni: \"A.EXAMPLE\" is listed twice: also routes[0]");
+    expect_err(DOCR("'routes':[" RT("user", "bob", "h:21") "," RT("user", "bob", "h:22") "]"),
+               "listeners[0].routes[1].user: \"bob\" is listed twice: also routes[0]");
+    expect_err(DOCR("'routes':[" RT("user_at", "Legacy", "h:21") "," RT("user_at", "legacy", "h:22") "]"),
+               "listeners[0].routes[1].user_at: \"legacy\" is listed twice: also routes[0]");
+    expect_err(DOCR("'routes':[" RT("host", "*.a.example", "h:21") "," RT("host", "x.A.example", "h:22") "]"),
+               "listeners[0].routes[1].host: \"x.A.example\" can never match: routes[0] \"*.a.example\" takes it first");
+    expect_err(DOCR("'routes':[" RT("host", "*.a.example", "h:21") "," RT("host", "*.A.example", "h:22") "]"),
+               "listeners[0].routes[1].host: \"*.A.example\" is listed twice: also routes[0]");
+    /* a route's backend is parsed like the listener's, minus interception */
+    expect_err(DOCR("'routes':[{'user':'u','backend':{'address':'original-destination','allow':['10.0.0.0/8']}}]"),
+               "listeners[0].routes[0].backend.address: \"original-destination\" only in the listener's own backend "
+               "(the default route)");
+    expect_err(DOCR("'routes':[{'user':'u','backend':{'address':'h:21','port':21}}]"),
+               "listeners[0].routes[0].backend.port: only with \"address\": \"original-destination\"");
+    expect_err(DOCR("'routes':[{'user':'u','backend':{'address':'h'}}]"),
+               "listeners[0].routes[0].backend.address: \"h\": expected host:port or [IPv6]:port");
+    expect_err(DOCR("'routes':[{'user':'u','backend':{}}]"), "listeners[0].routes[0].backend.address: required");
+    expect_err(DOCR("'routes':[{'user':'u','backend':{'address':'h:21','data_mode':'x'}}]"),
+               "listeners[0].routes[0].backend.data_mode: must be \"passive\", \"active\" or \"client\", got \"x\"");
+    /* HOST cannot be denied while a route needs it */
+    expect_err(DOCR("'routes':[" RT("host", "a.example", "h:21") "],'policy':{'deny_commands':['SITE','host']}"),
+               "listeners[0].policy.deny_commands[1]: \"HOST\" cannot be denied: routes[0] matches on HOST");
+}
+
+static void test_greeting(void)
+{
+    config_t *cfg = load_ok(DOC("", ""));
+    if (cfg != NULL)
+        CHECK_STR(cfg->listeners[0].greeting, "Service ready for new user.");
+    config_free(cfg);
+    expect_err(DOC(",'greeting':''", ""), "listeners[0].greeting: must not be empty");
+    expect_err(DOC(",'greeting':'two\\r\\n220 lines'", ""),
+               "listeners[0].greeting: \"two\\x0d\\x0a220 lines\": printable ASCII only (no line breaks or control "
+               "characters)");
+    expect_err(DOC(",'greeting':'caf\\u00e9'", ""),
+               "listeners[0].greeting: \"caf\\xc3\\xa9\": printable ASCII only (no line breaks or control characters)");
+    char doc[1024], want[128];
+    char long_text[CONFIG_GREETING_MAX + 2];
+    memset(long_text, 'g', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    snprintf(doc, sizeof doc, DOC(",'greeting':'%s'", ""), long_text);
+    snprintf(want, sizeof want, "listeners[0].greeting: %u bytes: at most %u", CONFIG_GREETING_MAX + 1,
+             CONFIG_GREETING_MAX);
+    expect_err(doc, want);
+    long_text[CONFIG_GREETING_MAX] = '\0'; /* exactly the maximum passes */
+    snprintf(doc, sizeof doc, DOC(",'greeting':'%s'", ""), long_text);
+    cfg = load_ok(doc);
+    if (cfg != NULL)
+        CHECK_EQ_INT(strlen(cfg->listeners[0].greeting), CONFIG_GREETING_MAX);
+    config_free(cfg);
+}
+
+static void test_command_policy(void)
+{
+    config_t *cfg = load_ok(DOC(",'policy':{'read_only':true,'deny_commands':['site','Dele','XMKD','ABC'],"
+                                "'max_upload_bytes':1048576,'rate_limit':2097152}",
+                                ""));
+    if (cfg != NULL) {
+        const config_listener_t *l = &cfg->listeners[0];
+        CHECK_EQ_INT(l->policy.read_only, 1);
+        CHECK_EQ_INT(l->policy.n_deny_commands, 4);
+        if (l->policy.n_deny_commands == 4) {
+            CHECK_STR(l->policy.deny_commands[0], "SITE");
+            CHECK_STR(l->policy.deny_commands[1], "DELE");
+            CHECK_STR(l->policy.deny_commands[2], "XMKD");
+            CHECK_STR(l->policy.deny_commands[3], "ABC");
+        }
+        CHECK_EQ_INT(l->policy.max_upload_bytes, 1048576);
+        CHECK_EQ_INT(l->policy.rate_limit, 2097152);
+    }
+    config_free(cfg);
+    cfg = load_ok(DOC("", ""));
+    if (cfg != NULL) {
+        const config_listener_t *l = &cfg->listeners[0];
+        CHECK_EQ_INT(l->policy.read_only, 0);
+        CHECK_EQ_INT(l->policy.n_deny_commands, 0);
+        CHECK(l->policy.deny_commands == NULL);
+        CHECK_EQ_INT(l->policy.max_upload_bytes, 0);
+        CHECK_EQ_INT(l->policy.rate_limit, 0);
+    }
+    config_free(cfg);
+    /* the extremes that pass */
+    cfg = load_ok(DOC(",'policy':{'deny_commands':[],'max_upload_bytes':9223372036854775807,'rate_limit':1024}", ""));
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->listeners[0].policy.n_deny_commands, 0);
+        CHECK(cfg->listeners[0].policy.max_upload_bytes == 9223372036854775807ull);
+    }
+    config_free(cfg);
+    cfg = load_ok(DOC(",'policy':{'rate_limit':8589934592}", ""));
+    if (cfg != NULL)
+        CHECK(cfg->listeners[0].policy.rate_limit == 8589934592ull);
+    config_free(cfg);
+
+    expect_err(DOC(",'policy':{'read_only':'yes'}", ""), "listeners[0].policy.read_only: expected boolean, got string");
+    expect_err(DOC(",'policy':{'deny_commands':'STOR'}", ""),
+               "listeners[0].policy.deny_commands: expected array, got string");
+    expect_err(DOC(",'policy':{'deny_commands':[1]}", ""),
+               "listeners[0].policy.deny_commands[0]: expected string (a command verb), got integer");
+    expect_err(DOC(",'policy':{'deny_commands':['ST']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"ST\": not a command verb (3 or 4 letters)");
+    expect_err(DOC(",'policy':{'deny_commands':['STORE']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"STORE\": not a command verb (3 or 4 letters)");
+    expect_err(DOC(",'policy':{'deny_commands':['ST0R']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"ST0R\": not a command verb (3 or 4 letters)");
+    expect_err(DOC(",'policy':{'deny_commands':['SITE CHMOD']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"SITE CHMOD\": not a command verb (3 or 4 letters)");
+    expect_err(DOC(",'policy':{'deny_commands':['STOR','stor']}", ""),
+               "listeners[0].policy.deny_commands[1]: \"STOR\" is listed twice: also "
+               "listeners[0].policy.deny_commands[0]");
+    expect_err(DOC(",'policy':{'deny_commands':['auth']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"AUTH\" cannot be denied: ftpsgate needs it to start TLS on the "
+               "control connection (RFC 4217 §4)");
+    expect_err(DOC(",'policy':{'deny_commands':['DELE','PBSZ']}", ""),
+               "listeners[0].policy.deny_commands[1]: \"PBSZ\" cannot be denied: ftpsgate needs it before PROT "
+               "(RFC 4217 §8)");
+    expect_err(DOC(",'policy':{'deny_commands':['Prot']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"PROT\" cannot be denied: ftpsgate needs it to protect data "
+               "connections (RFC 4217 §9)");
+    expect_err(DOC(",'policy':{'deny_commands':['QUIT']}", ""),
+               "listeners[0].policy.deny_commands[0]: \"QUIT\" cannot be denied: a client must always be able to end "
+               "its session (RFC 959 §4.1.1)");
+    expect_err(DOC(",'policy':{'max_upload_bytes':-1}", ""),
+               "listeners[0].policy.max_upload_bytes: -1 is out of range (0..9223372036854775807)");
+    expect_err(DOC(",'policy':{'max_upload_bytes':1.5}", ""),
+               "listeners[0].policy.max_upload_bytes: expected integer, got real number");
+    expect_err(DOC(",'policy':{'rate_limit':'2M'}", ""), "listeners[0].policy.rate_limit: expected integer, got string");
+    expect_err(DOC(",'policy':{'rate_limit':1023}", ""),
+               "listeners[0].policy.rate_limit: 1023 is out of range (0 for none, or 1024..8589934592 bytes/s)");
+    expect_err(DOC(",'policy':{'rate_limit':8589934593}", ""),
+               "listeners[0].policy.rate_limit: 8589934593 is out of range (0 for none, or 1024..8589934592 bytes/s)");
+    expect_err(DOC(",'policy':{'rate_limit':-5}", ""),
+               "listeners[0].policy.rate_limit: -5 is out of range (0..9223372036854775807)");
+}
+
+static void test_transfer_log(void)
+{
+    config_t *cfg = load_ok(DOC("", ",'log':{'transfer_log':'/var/log/ftpsgate/transfers.log'}"));
+    if (cfg != NULL)
+        CHECK_STR(cfg->log.transfer_log, "/var/log/ftpsgate/transfers.log");
+    config_free(cfg);
+    cfg = load_ok(DOC("", ",'log':{'level':'warn'}"));
+    if (cfg != NULL)
+        CHECK(cfg->log.transfer_log == NULL);
+    config_free(cfg);
+    expect_err(DOC("", ",'log':{'transfer_log':'transfers.log'}"),
+               "log.transfer_log: \"transfers.log\": must be an absolute path");
+    expect_err(DOC("", ",'log':{'transfer_log':''}"), "log.transfer_log: must not be empty");
+    expect_err(DOC("", ",'log':{'transfer_log':true}"), "log.transfer_log: expected string, got boolean");
+    expect_err(DOC("", ",'log':{'transfer_log':'/var/log/a\\nb'}"),
+               "log.transfer_log: \"/var/log/a\\x0ab\": control characters in a path");
+}
+
 static void test_limits(void)
 {
     expect_err(DOCLIM("[]"), "limits: expected object, got array");
@@ -636,6 +906,7 @@ static void test_cidr(void)
 int main(void)
 {
     test_full();
+    test_example();
     test_defaults();
     test_bad_json();
     test_bad_top();
@@ -644,6 +915,11 @@ int main(void)
     test_bad_backend();
     test_bad_passive();
     test_cross();
+    test_routes();
+    test_bad_routes();
+    test_greeting();
+    test_command_policy();
+    test_transfer_log();
     test_limits();
     test_first_error_wins();
     test_file();

@@ -417,6 +417,107 @@ static void test_init(void)
     CHECK_EQ_INT(st.data_prot, 0);
 }
 
+/* A refusal by the command policy: code, refusal set, nothing else to do. */
+static void expect_refused(const policy_state_t *st, const char *line, int code)
+{
+    policy_decision_t d = decide(st, line);
+    expect_reply(st, line, code);
+    if (!d.refusal)
+        fprintf(stderr, "  line \"%s\": not marked as a refusal\n", line);
+    CHECK_EQ_INT(d.refusal, 1);
+    /* a refused transfer takes its prepared data channel with it */
+    ftp_cmd_t cmd;
+    CHECK_EQ_INT(ftp_cmd_parse(line, strlen(line), &cmd), FG_OK);
+    CHECK_EQ_INT(d.drop_data, ftp_cmd_is_transfer(cmd.id));
+}
+
+/* The state of listener l after AUTH TLS, PBSZ and PROT P, with a channel prepared. */
+static policy_state_t st_logged_in(const config_listener_t *l)
+{
+    policy_state_t st;
+    policy_init(&st, l, (const struct sockaddr *)&client_v4, 1);
+    st.tls_active = st.pbsz_done = 1;
+    st.prot = st.data_prot = 'P';
+    return st;
+}
+
+static void test_read_only(void)
+{
+    config_listener_t l = listener_defaults();
+    l.policy.read_only = 1;
+    policy_state_t st = st_logged_in(&l);
+    CHECK_EQ_INT(st.read_only, 1);
+
+    /* RFC 959 §5.4: 550 where the command's list has it, 532 for STOR/STOU/RNTO
+     * (no 550 there), 502 for SITE as a whole. Any case of the verb. */
+    static const struct {
+        const char *line;
+        int code;
+    } refused[] = {
+        {"STOR f", 532}, {"stor f", 532}, {"STOU", 532},      {"STOU f", 532}, {"APPE f", 550},
+        {"DELE f", 550}, {"RMD d", 550},  {"XRMD d", 550},    {"MKD d", 550},  {"xmkd d", 550},
+        {"RNFR a", 550}, {"RNTO b", 532}, {"SITE CHMOD 777 f", 502},           {"SITE HELP", 502},
+        {"SITE", 502},   {"MFMT 20260101000000 f", 550},      {"MFCT 20260101000000 f", 550},
+        {"MFF modify=20260101000000; f", 550},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        expect_refused(&st, refused[i].line, refused[i].code);
+
+    /* reading and moving around stay allowed */
+    expect_action(&st, "RETR f", POLICY_TRANSFER);
+    expect_action(&st, "LIST", POLICY_TRANSFER);
+    expect_action(&st, "MLSD", POLICY_TRANSFER);
+    expect_action(&st, "NLST", POLICY_TRANSFER);
+    static const char *const allowed[] = {"CWD d", "XCWD d", "CDUP", "XCUP", "PWD", "XPWD", "SIZE f", "MDTM f",
+                                          "MLST f", "TYPE I", "REST 10", "NOOP", "SYST", "STAT", "ALLO 10"};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        expect_action(&st, allowed[i], POLICY_FORWARD);
+    expect_action(&st, "QUIT", POLICY_QUIT);
+
+    /* read_only is checked before the data protection rule: a refused upload
+     * under PROT C gets the read-only answer, not 521 */
+    st.prot = 'C';
+    expect_refused(&st, "STOR f", 532);
+
+    /* without read_only the same commands go on as before */
+    l.policy.read_only = 0;
+    st = st_logged_in(&l);
+    expect_action(&st, "STOR f", POLICY_TRANSFER);
+    expect_action(&st, "DELE f", POLICY_FORWARD);
+    expect_action(&st, "SITE CHMOD 777 f", POLICY_FORWARD);
+    expect_action(&st, "MKD d", POLICY_FORWARD);
+}
+
+static void test_deny_commands(void)
+{
+    char deny[4][5] = {"SITE", "DELE", "EPSV", "LIST"};
+    config_listener_t l = listener_defaults();
+    l.policy.deny_commands = deny;
+    l.policy.n_deny_commands = 4;
+    policy_state_t st = st_logged_in(&l);
+    CHECK_EQ_INT(st.n_deny, 4);
+    expect_refused(&st, "LIST /", 502);
+    CHECK_EQ_INT(decide(&st, "LIST").drop_data, 1);
+
+    expect_refused(&st, "SITE CHMOD 777 f", 502);
+    expect_refused(&st, "dele f", 502);
+    expect_refused(&st, "EPSV", 502); /* a verb ftpsgate knows is denied too */
+    expect_refused(&st, "EPSV ALL", 502);
+    CHECK_EQ_INT(decide(&st, "DELE f").drop_data, 0);
+    expect_action(&st, "PASV", POLICY_PASSIVE);
+    expect_action(&st, "STOR f", POLICY_TRANSFER);
+    expect_action(&st, "SIT x", POLICY_FORWARD); /* whole verbs only */
+    expect_action(&st, "SIZE f", POLICY_FORWARD);
+
+    /* deny_commands comes before read_only: DELE gets 502, RMD read_only's 550 */
+    l.policy.read_only = 1;
+    policy_init(&st, &l, (const struct sockaddr *)&client_v4, 1);
+    expect_refused(&st, "DELE f", 502);
+    expect_refused(&st, "RMD d", 550);
+    /* ... and before login and TLS: the verb is refused in any state */
+    expect_refused(&st, "SITE HELP", 502);
+}
+
 /* RFC 2577 §3 (anti-bounce) and RFC 2428 §2 through policy_decide. */
 static void test_active(void)
 {
@@ -572,5 +673,7 @@ int main(void)
     test_transfer();
     test_forward_and_quit();
     test_decision_reset();
+    test_read_only();
+    test_deny_commands();
     return check_report();
 }
