@@ -534,3 +534,8 @@ void tls_engine_set_foreign_check(tls_engine_t *e, tls_engine_foreign_check_cb c
     e->foreign_check = check;
     e->foreign_ctx = ctx;
 }
+
+const char *tls_engine_server_name(const tls_engine_t *e)
+{
+    return SSL_get_servername(e->ssl, TLSEXT_NAMETYPE_host_name);
+}

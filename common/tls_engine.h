@@ -135,6 +135,10 @@ SSL_CTX *tls_sni_lookup(const tls_sni_t *sni, const char *server_name);
 /* Called once per SSL_CTX (by tls_ctx_new): makes tickets carry the token. */
 int tls_engine_prepare_ctx(SSL_CTX *ctx);
 
+/* The server name the client sent (SNI), NUL-terminated, or NULL: none.
+ * After the ClientHello. */
+const char *tls_engine_server_name(const tls_engine_t *e);
+
 /* The underlying SSL, for session-reuse checks by the owner. */
 SSL *tls_engine_ssl(tls_engine_t *e);
 

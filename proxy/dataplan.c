@@ -197,8 +197,8 @@ static int plan_send_backend_command(dataplan_t *dp, upstream_t *up)
     return DATAPLAN_BUSY;
 }
 
-int dataplan_prepare(dataplan_t *dp, upstream_t *up, ftp_cmd_id_t cmd, const struct sockaddr *active_target,
-                     char prot)
+int dataplan_prepare(dataplan_t *dp, upstream_t *up, const config_backend_t *backend, ftp_cmd_id_t cmd,
+                     const struct sockaddr *active_target, char prot)
 {
     const dataplan_env_t *e = &dp->env;
     const config_listener_t *cfg = e->cfg;
@@ -217,7 +217,7 @@ int dataplan_prepare(dataplan_t *dp, upstream_t *up, ftp_cmd_id_t cmd, const str
         memcpy(&dp->announced_addr, a, netaddr_len(a));
     }
     dp->client_cmd = cmd;
-    dp->backend_mode = dataaddr_backend_listens(cfg->backend.data_mode, active) ? DL_BACKEND_LISTEN
+    dp->backend_mode = dataaddr_backend_listens(backend->data_mode, active) ? DL_BACKEND_LISTEN
                                                                                 : DL_BACKEND_CONNECT;
     datalink_opts_t o;
     memset(&o, 0, sizeof o);
@@ -236,7 +236,7 @@ int dataplan_prepare(dataplan_t *dp, upstream_t *up, ftp_cmd_id_t cmd, const str
         o.active_source = o.listen_addr;
         netaddr_set_port((struct sockaddr *)&o.active_source, (uint16_t)cfg->active.source_port);
     }
-    if (cfg->backend.source_client) {
+    if (backend->source_client) {
         o.has_backend_source = 1;
         set_addr(&o.backend_source, e->client_addr);
     }

@@ -57,11 +57,12 @@ dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, void (*on_
 void dataplan_free(dataplan_t *dp);
 
 /* PASV, EPSV (cmd) or PORT/EPRT with the target the policy validated, for
- * the protection level prot. A new channel replaces the previous one.
+ * the protection level prot, toward the session's backend (its data mode and
+ * source rule; up is its control connection). A new channel replaces the previous one.
  * DATAPLAN_BUSY: the backend was asked (its replies go to
  * dataplan_backend_reply); DATAPLAN_IDLE: the client was answered already. */
-int dataplan_prepare(dataplan_t *dp, upstream_t *up, ftp_cmd_id_t cmd, const struct sockaddr *active_target,
-                     char prot);
+int dataplan_prepare(dataplan_t *dp, upstream_t *up, const config_backend_t *backend, ftp_cmd_id_t cmd,
+                     const struct sockaddr *active_target, char prot);
 
 /* The protection level of the prepared channel; 0 when none is prepared. */
 char dataplan_prot(const dataplan_t *dp);

@@ -29,7 +29,10 @@ static const metric_def_t defs[] = {
     M(lines_too_long, "counter", "Command lines over the cap, discarded."),
     M(pipelined_after_auth, "counter", "Sessions that sent plaintext after AUTH (discarded)."),
     M(passive_ports_exhausted, "counter", "PASV/EPSV refused: no free passive port."),
+    M(routes_unmatched, "counter", "Sessions no route took, with no default backend (530, no server contacted)."),
+    M(upload_limit_cuts, "counter", "Uploads cut at policy.max_upload_bytes (552, backend connection reset)."),
     M(log_lines_dropped, "counter", "Log lines dropped because stderr was not read fast enough."),
+    M(transfer_log_dropped, "counter", "Transfer log records dropped because the file was not written fast enough."),
 };
 
 void metrics_sum(metrics_t *total, const metrics_t *m)

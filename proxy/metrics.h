@@ -23,7 +23,10 @@ typedef struct {
     uint64_t lines_too_long;
     uint64_t pipelined_after_auth;    /* sessions that sent plaintext after AUTH */
     uint64_t passive_ports_exhausted;
+    uint64_t routes_unmatched;        /* sessions no route took (no default backend) */
+    uint64_t upload_limit_cuts;       /* uploads cut at policy.max_upload_bytes */
     uint64_t log_lines_dropped;       /* filled in at scrape time (log_dropped) */
+    uint64_t transfer_log_dropped;    /* filled in at scrape time (auditlog_dropped) */
 } metrics_t;
 
 #define METRIC_ADD(m, field, n) ((void)__atomic_fetch_add(&(m)->field, (uint64_t)(n), __ATOMIC_RELAXED))

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
+#include "route.h"
 #include "sessreg.h"
 #include "upstream.h"
 
@@ -35,7 +36,6 @@
  * replace the object whose callback it is: that object only marks itself
  * closing, and its memory outlives the stack. */
 
-#define SESSION_GREETING "Service ready for new user."
 #define CLOSE_GRACE_MS 3000u
 #define DEFERRED_MAX (16u * 1024u) /* commands that arrived during a transfer */
 #define LOGIN_MAX 256u
@@ -63,6 +63,9 @@ struct session {
     int intercepted;
     client_t *client;
     upstream_t *up;   /* NULL until a command needs the backend */
+    const config_backend_t *backend; /* the route chosen for up; NULL before */
+    route_facts_t route;             /* what routing knows (route.h) */
+    char sni_name[256], host_name[256]; /* the facts' strings */
     dataplan_t *plan;
     policy_state_t pol;
     wait_t wait;
@@ -177,6 +180,8 @@ static void session_reset(session_t *s)
                 netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4));
     s->logged_in = 0;
     s->user[0] = s->login[0] = '\0';
+    route_facts_init(&s->route);
+    s->backend = NULL;
     if (s->registered) {
         sessreg_drop(s->tls_token);
         s->registered = 0;
@@ -305,28 +310,60 @@ static const upstream_cbs_t upstream_cbs = {
 /* The backend is dialled when the first command that needs it arrives, not
  * at accept: a connection that never completes TLS or never speaks FTP
  * costs the legacy server nothing (its per-IP and total session limits
- * would otherwise be cheap to exhaust, always from our one address). */
+ * would otherwise be cheap to exhaust, always from our one address). Which
+ * backend: the route (route.h) once what it needs is known. */
 static void open_upstream(session_t *s, const char *line, size_t len)
 {
+    route_result_t r;
+    route_decide(s->cfg, &s->route, &r);
+    if (r.verdict == ROUTE_WAIT) {
+        client_reply(s->client, 530, "Please login with USER first");
+        return;
+    }
+    if (r.verdict == ROUTE_NONE) {
+        /* No backend is contacted: said, logged and counted. */
+        METRIC_INC(s->env.metrics, routes_unmatched);
+        LOG_WARN(s->id, s->peer, "no route for this session (user \"%s\"); no server contacted", s->user);
+        client_reply(s->client, 530, "No server for this session");
+        return;
+    }
+    int intercepted = s->intercepted && r.backend == &s->cfg->backend;
     upstream_opts_t o = {
         .loop = s->loop,
-        .backend = &s->cfg->backend,
+        .backend = r.backend,
         .limits = s->limits,
         .client = (const struct sockaddr *)&s->client_addr,
-        .intercepted = s->intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
+        .intercepted = intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
         .metrics = s->env.metrics,
         .sid = s->id,
         .peer = s->peer,
     };
+    if (r.verdict == ROUTE_MATCH) {
+        char what[300];
+        LOG_INFO(s->id, s->peer, "route: %s", route_describe(&s->cfg->routes[r.index], what, sizeof what));
+    }
+    /* USER name@alias: the backend gets USER name. */
+    const char *cmd = line;
+    size_t cmd_len = len;
+    char rewritten[8 + LOGIN_MAX];
+    ftp_cmd_t parsed;
+    if (r.user && r.user_len + 5 < sizeof rewritten && ftp_cmd_parse(line, len, &parsed) == FG_OK &&
+        parsed.id == FTP_CMD_USER) {
+        memcpy(rewritten, "USER ", 5);
+        memcpy(rewritten + 5, r.user, r.user_len);
+        cmd = rewritten;
+        cmd_len = 5 + r.user_len;
+    }
     s->last_reply_code = 0;
-    s->pending = malloc(len ? len : 1);
+    s->pending = malloc(cmd_len ? cmd_len : 1);
     s->up = s->pending ? upstream_open(&o, &upstream_cbs, s) : NULL;
     if (!s->up) {
         session_close(s, 0, "out of memory");
         return;
     }
-    memcpy(s->pending, line, len);
-    s->pending_len = len;
+    s->backend = r.backend;
+    memcpy(s->pending, cmd, cmd_len);
+    s->pending_len = cmd_len;
     s->children++;
     s->wait = WAIT_BACKEND;
 }
@@ -393,7 +430,7 @@ static void reinitialize(session_t *s)
     int tls = s->pol.tls_active;
     session_reset(s);
     LOG_INFO(s->id, s->peer, "REIN: session reinitialized");
-    client_reply(s->client, 220, SESSION_GREETING);
+    client_reply(s->client, 220, "%s", s->cfg->greeting);
     if (tls)
         stop_client_tls(s, s->pol.implicit_mode);
 }
@@ -412,15 +449,60 @@ static void on_auth(session_t *s)
         s->pol.tls_active = 1;
 }
 
-static void remember_user(session_t *s, const ftp_cmd_t *cmd)
+/* Routing is still waiting for a datum (route.h): no backend can be chosen yet. */
+static int routing_pending(session_t *s)
 {
-    if (cmd->id != FTP_CMD_USER || !cmd->arg)
+    route_result_t r;
+    route_decide(s->cfg, &s->route, &r);
+    return r.verdict == ROUTE_WAIT;
+}
+
+static void forward(session_t *s, const char *line, size_t len, wait_t wait);
+
+/* HOST on a listener with routes (RFC 7151): answered here, it may pick the route. */
+static void on_host(session_t *s, const ftp_cmd_t *cmd)
+{
+    int code = route_host_reply(s->cfg, &s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0);
+    if (code == 220 && cmd->arg_len < sizeof s->host_name) {
+        memcpy(s->host_name, cmd->arg, cmd->arg_len);
+        route_facts_host(&s->route, s->host_name, cmd->arg_len);
+        client_reply(s->client, 220, "Host accepted");
         return;
-    size_t n = cmd->arg_len < sizeof s->user - 1 ? cmd->arg_len : sizeof s->user - 1;
-    log_escape(cmd->arg, n, s->user, sizeof s->user);
-    n = cmd->arg_len < sizeof s->login ? cmd->arg_len : 0; /* an over-long name matches nothing */
-    memcpy(s->login, cmd->arg, n);
+    }
+    client_reply(s->client, code == 220 ? 501 : code,
+                 code == 503 ? "HOST must come before USER" : code == 504 ? "No server for this host"
+                                                                         : "Not a valid host name");
+}
+
+/* USER: its name for the log and policy "client", the last datum routing
+ * needs; the backend is dialled now if it is not yet. */
+static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t len)
+{
+    size_t n = cmd->arg ? cmd->arg_len : 0;
+    log_escape(cmd->arg ? cmd->arg : "", n < sizeof s->user - 1 ? n : sizeof s->user - 1, s->user, sizeof s->user);
+    n = n < sizeof s->login ? n : 0; /* an over-long name matches nothing */
+    memcpy(s->login, cmd->arg ? cmd->arg : "", n);
     s->login[n] = '\0';
+    route_facts_user(&s->route, s->login, n);
+    if (!s->up) {
+        open_upstream(s, line, len);
+        return;
+    }
+    route_result_t r;
+    route_decide(s->cfg, &s->route, &r);
+    if (s->cfg->n_routes && r.backend != s->backend) {
+        /* The route is chosen once a server is connected; REIN starts over. */
+        client_reply(s->client, 530, "This session's server is already chosen; send REIN to change it");
+        return;
+    }
+    if (r.user && r.user_len != n) { /* USER name@alias: the backend gets USER name */
+        char rewritten[8 + LOGIN_MAX];
+        memcpy(rewritten, "USER ", 5);
+        memcpy(rewritten + 5, r.user, r.user_len);
+        forward(s, rewritten, 5 + r.user_len, WAIT_FORWARD);
+        return;
+    }
+    forward(s, line, len, WAIT_FORWARD);
 }
 
 /* Sends line to the backend and waits in `wait`; dials first when needed. */
@@ -491,12 +573,18 @@ static void handle_command(session_t *s, const char *line, size_t len)
             open_upstream(s, line, len);
             return;
         }
-        if (dataplan_prepare(s->plan, s->up, cmd.id, d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
+        if (dataplan_prepare(s->plan, s->up, s->backend, cmd.id,
+                             d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
                              s->pol.prot) == DATAPLAN_BUSY)
             s->wait = WAIT_DATA;
         return;
     case POLICY_FEAT:
         feat_merge_begin(&s->feat);
+        if (!s->up && routing_pending(s)) {
+            /* No backend before the route is known: our own features alone. */
+            feat_reply(s, &(ftp_reply_line_t){.code = 500, .first = 1, .last = 1}, "500", 3);
+            return;
+        }
         forward(s, line, len, WAIT_FEAT);
         return;
     case POLICY_TRANSFER:
@@ -522,7 +610,14 @@ static void handle_command(session_t *s, const char *line, size_t len)
         reinitialize(s);
         return;
     case POLICY_FORWARD:
-        remember_user(s, &cmd);
+        if (cmd.id == FTP_CMD_HOST && s->cfg->n_routes) {
+            on_host(s, &cmd);
+            return;
+        }
+        if (cmd.id == FTP_CMD_USER) {
+            on_user(s, &cmd, line, len);
+            return;
+        }
         forward(s, line, len, WAIT_FORWARD);
         return;
     }
@@ -624,7 +719,7 @@ static void greet(session_t *s)
 {
     if (s->cfg->mode == LISTEN_IMPLICIT && start_client_tls(s) != FG_OK)
         return;
-    client_reply(s->client, 220, SESSION_GREETING);
+    client_reply(s->client, 220, "%s", s->cfg->greeting);
 }
 
 static int on_client_proxy_header(void *owner, int status, const proxyproto_t *pp)
@@ -660,6 +755,12 @@ static void on_client_handshake(void *owner)
 {
     session_t *s = owner;
     LOG_INFO(s->id, s->peer, "control TLS established (%s)", client_tls_desc(s->client));
+    const char *name = tls_engine_server_name(client_tls(s->client));
+    size_t n = name ? strlen(name) : 0;
+    if (n >= sizeof s->sni_name)
+        n = 0; /* over-long names match no route */
+    memcpy(s->sni_name, name ? name : "", n);
+    route_facts_sni(&s->route, n ? s->sni_name : NULL, n);
 }
 
 static void on_client_drain(void *owner)
