@@ -42,11 +42,14 @@ struct datalink {
     tstream_t *client, *backend;
     pump_t up, down; /* client -> backend, backend -> client */
     uv_timer_t timer;
+    uv_timer_t rate_timer; /* a pump waits for tokens (policy.rate_limit) */
     int direction;
     unsigned handles;
     unsigned finished : 1, detached : 1, failed : 1, lingering : 1, timer_closing : 1, client_up : 1,
         backend_up : 1, backend_started : 1, running : 1;
     uint64_t progress_mark;
+    const char *tls_version, *tls_cipher; /* the client side's, after its handshake */
+    int tls_resumed;
 };
 
 static void on_stall_tick(uv_timer_t *t);
@@ -79,6 +82,13 @@ static void dl_release_handle(datalink_t *dl)
         pump_release(&dl->down);
         free(dl);
     }
+}
+
+/* The rate timer goes as soon as the transfer is over (its handle counts). */
+static void dl_stop_rate_timer(datalink_t *dl)
+{
+    if (!uv_is_closing((uv_handle_t *)&dl->rate_timer))
+        uv_close((uv_handle_t *)&dl->rate_timer, dl_timer_closed);
 }
 
 /* Called where the owner lets go: closes the timer once nothing else is open. */
@@ -189,6 +199,7 @@ static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend
         return;
     dl->finished = 1;
     dl->failed = 1;
+    dl_stop_rate_timer(dl);
     dl_account(dl, 0);
     if (code == 522)
         METRIC_INC(dl->o.metrics, data_tls_failures);
@@ -241,6 +252,7 @@ static void dl_evaluate(datalink_t *dl)
         return;
     dl->finished = 1;
     dl->lingering = 1;
+    dl_stop_rate_timer(dl);
     dl_account(dl, 1);
     LOG_DEBUG(dl->o.session_id, dl->o.peer, "data transfer complete: %llu bytes to backend, %llu to client",
               (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
@@ -284,6 +296,10 @@ static void client_on_handshake(tstream_t *s)
     datalink_t *dl = tstream_userdata(s);
     const char *how = "";
     const char *refusal = datatls_judge(&dl->o.tls, s, &how);
+    tls_engine_t *e = tstream_engine(s);
+    dl->tls_version = tls_engine_version(e);
+    dl->tls_cipher = tls_engine_cipher(e);
+    dl->tls_resumed = tls_engine_session_reused(e);
     LOG_DEBUG(dl->o.session_id, dl->o.peer, "data TLS established (%s, %s)", tstream_tls_desc(s), how);
     if (refusal) {
         /* SECURITY: data-connection theft with a TLS session of its own (RFC 4217 §10.2). */
@@ -293,11 +309,48 @@ static void client_on_handshake(tstream_t *s)
     }
 }
 
+static void on_rate_timer(uv_timer_t *t);
+
+/* A pump ran out of tokens: its source waits until they are there again. */
+static void dl_rate_wait(datalink_t *dl, pump_t *p)
+{
+    uint64_t ns = pump_rate_wait_ns(p, uv_hrtime());
+    if (!ns || uv_is_active((uv_handle_t *)&dl->rate_timer) || uv_is_closing((uv_handle_t *)&dl->rate_timer))
+        return;
+    uv_timer_start(&dl->rate_timer, on_rate_timer, (ns + 999999) / 1000000, 0);
+}
+
+static void on_rate_timer(uv_timer_t *t)
+{
+    datalink_t *dl = t->data;
+    uint64_t now = uv_hrtime();
+    if (dl->finished)
+        return;
+    int up = pump_rate_tick(&dl->up, now), down = pump_rate_tick(&dl->down, now);
+    if (up)
+        dl_rate_wait(dl, &dl->up);
+    if (down)
+        dl_rate_wait(dl, &dl->down);
+}
+
 static void client_on_data(tstream_t *s, const char *buf, size_t len)
 {
     datalink_t *dl = tstream_userdata(s);
-    if (pump_push(&dl->up, buf, len) != FG_OK)
+    int rc = pump_push(&dl->up, buf, len, uv_hrtime());
+    if (rc == FG_RANGE) {
+        /* SECURITY: policy.max_upload_bytes: the backend's data connection is
+         * reset (dl_fail), so it cannot keep the cut file as complete. */
+        METRIC_INC(dl->o.metrics, upload_limit_cuts);
+        LOG_WARN(dl->o.session_id, dl->o.peer, "upload cut at %llu bytes: over the %llu byte limit",
+                 (unsigned long long)(dl->up.bytes + len), (unsigned long long)dl->o.max_upload_bytes);
+        dl_fail(dl, 552, "Exceeded storage allocation: upload limit reached; transfer aborted");
+        return;
+    }
+    if (rc != FG_OK) {
         dl_fail_side(dl, 426, "Connection closed; transfer aborted", 1);
+        return;
+    }
+    dl_rate_wait(dl, &dl->up);
 }
 
 static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
@@ -462,8 +515,11 @@ static void on_client_accepted(void *owner, tstream_t *st)
 static void backend_on_data(tstream_t *s, const char *buf, size_t len)
 {
     datalink_t *dl = tstream_userdata(s);
-    if (pump_push(&dl->down, buf, len) != FG_OK)
+    if (pump_push(&dl->down, buf, len, uv_hrtime()) != FG_OK) {
         dl_fail(dl, 426, "Connection closed; transfer aborted");
+        return;
+    }
+    dl_rate_wait(dl, &dl->down);
 }
 
 static void backend_on_end(tstream_t *s, tstream_end_t how, const char *reason)
@@ -683,11 +739,17 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     pump_init(&dl->down, NULL, NULL);
     uv_timer_init(loop, &dl->timer);
     dl->timer.data = dl;
-    dl->handles = 1;
+    uv_timer_init(loop, &dl->rate_timer);
+    dl->rate_timer.data = dl;
+    dl->handles = 2;
+    uint64_t now = uv_hrtime();
+    pump_set_limits(&dl->up, dl->o.rate_limit, dl->o.max_upload_bytes, now);
+    pump_set_limits(&dl->down, dl->o.rate_limit, 0, now);
     int rc = dl_open_socks(dl);
     if (rc != FG_OK) {
         dl->detached = 1;
         dl->finished = 1;
+        dl_stop_rate_timer(dl);
         dl_close_socks(dl);
         dl_maybe_free(dl);
         return rc;
@@ -735,6 +797,16 @@ void datalink_set_direction(datalink_t *dl, int upload)
     dl_evaluate(dl);
 }
 
+int datalink_tls_info(const datalink_t *dl, const char **version, const char **cipher, int *resumed)
+{
+    if (!dl->tls_version)
+        return 0;
+    *version = dl->tls_version;
+    *cipher = dl->tls_cipher;
+    *resumed = dl->tls_resumed;
+    return 1;
+}
+
 void datalink_progress(const datalink_t *dl, uint64_t *to_client, uint64_t *to_backend)
 {
     *to_client = dl->down.bytes;
@@ -751,6 +823,7 @@ void datalink_detach(datalink_t *dl)
     defer_cancel(&dl->report);
     if (!dl->finished) {
         dl->finished = 1;
+        dl_stop_rate_timer(dl);
         if (dl->direction != DIR_UNKNOWN) /* ABOR, or the session ended mid-transfer */
             dl_account(dl, 0);
         dl_close_socks(dl);

@@ -62,6 +62,8 @@ typedef struct {
     int accept_upload_without_close_notify; /* a TLS upload ending in a bare FIN counts as complete */
     unsigned connect_timeout_ms;
     unsigned stall_timeout_s;              /* no byte either way for this long: 426 */
+    uint64_t rate_limit;                   /* bytes/s each way (policy.rate_limit); 0: none */
+    uint64_t max_upload_bytes;             /* policy.max_upload_bytes; 0: none */
     unsigned long long session_id;         /* for logs */
     char peer[72];                         /* for logs */
     metrics_t *metrics;
@@ -82,6 +84,11 @@ void datalink_set_backend_port(datalink_t *dl, uint16_t port);
 /* Called when the transfer command is forwarded: which way the bytes go
  * decides which end completes the transfer; an active client is dialled now. */
 void datalink_set_direction(datalink_t *dl, int upload);
+
+/* The client data connection's TLS, once its handshake is done: 1 and the
+ * protocol, cipher (static strings) and whether it resumed a session; 0 when
+ * clear or not (yet) negotiated. */
+int datalink_tls_info(const datalink_t *dl, const char **version, const char **cipher, int *resumed);
 
 /* Payload bytes moved so far, for STAT during a transfer. */
 void datalink_progress(const datalink_t *dl, uint64_t *to_client, uint64_t *to_backend);

@@ -26,7 +26,7 @@ typedef enum { LINK_PENDING = 0, LINK_OK, LINK_FAILED } link_status_t;
 struct dataplan {
     dataplan_env_t env;
     client_t *client;
-    void (*on_idle)(void *owner);
+    const dataplan_cbs_t *cbs;
     void *owner;
     phase_t phase;
     /* The channel being prepared or used. */
@@ -48,16 +48,20 @@ struct dataplan {
     size_t held_len;
     int abort_finals;  /* final replies still owed after ABOR */
     char *held;        /* HELD_REPLY_MAX bytes while a final reply is held, else NULL */
+    /* The transfer, for its report (dataplan_transfer_t). */
+    dataplan_transfer_t xfer;
+    char verb[8];
+    char *path;
 };
 
-dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, void (*on_idle)(void *owner), void *owner)
+dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, const dataplan_cbs_t *cbs, void *owner)
 {
     dataplan_t *dp = calloc(1, sizeof *dp);
     if (!dp)
         return NULL;
     dp->env = *env;
     dp->client = client;
-    dp->on_idle = on_idle;
+    dp->cbs = cbs;
     dp->owner = owner;
     return dp;
 }
@@ -65,8 +69,12 @@ dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, void (*on_
 /* Back to no channel. The data connection may have spent the client's TLS
  * 1.3 ticket (curl uses each once): a fresh one goes out with the next
  * control reply, before the client can open its next data connection. */
+static void plan_report(dataplan_t *dp, int reply);
+
 static void plan_end(dataplan_t *dp)
 {
+    if (dp->xfer.command) /* the session ends mid-transfer: no final reply went out */
+        plan_report(dp, 0);
     if (dp->link && dp->prot == 'P' && client_tls(dp->client))
         tls_engine_issue_ticket(client_tls(dp->client));
     datalink_detach(dp->link);
@@ -85,6 +93,7 @@ void dataplan_free(dataplan_t *dp)
         return;
     datalink_detach(dp->link);
     free(dp->held);
+    free(dp->path);
     free(dp);
 }
 
@@ -103,6 +112,35 @@ int dataplan_in_transfer(const dataplan_t *dp)
     return dp->phase == PHASE_TRANSFER || dp->phase == PHASE_ABORT;
 }
 
+/* ---- the transfer's report ------------------------------------------------------------ */
+
+/* What the link moved and how, while it still exists. */
+static void plan_capture(dataplan_t *dp)
+{
+    if (!dp->link)
+        return;
+    uint64_t to_client = 0, to_backend = 0;
+    datalink_progress(dp->link, &to_client, &to_backend);
+    dp->xfer.bytes = dp->xfer.upload ? to_backend : to_client;
+    dp->xfer.tls = datalink_tls_info(dp->link, &dp->xfer.tls_version, &dp->xfer.tls_cipher, &dp->xfer.tls_resumed);
+}
+
+/* The transfer ended with this final reply to the client: reported once. */
+static void plan_report(dataplan_t *dp, int reply)
+{
+    if (!dp->xfer.command)
+        return;
+    plan_capture(dp);
+    dp->xfer.reply = reply;
+    dp->xfer.ended_ms = uv_now(dp->env.loop);
+    dp->xfer.path = dp->path ? dp->path : "";
+    if (dp->cbs->on_transfer)
+        dp->cbs->on_transfer(dp->owner, &dp->xfer);
+    dp->xfer.command = NULL;
+    free(dp->path);
+    dp->path = NULL;
+}
+
 /* ---- releasing the held final reply ------------------------------------------------- */
 
 static int plan_try_release(dataplan_t *dp)
@@ -114,10 +152,13 @@ static int plan_try_release(dataplan_t *dp)
          * bytes. (When the backend's side broke first and the backend says
          * why, e.g. 552, its reply is the truth and goes through.) */
         client_reply(dp->client, dp->fail_code, "%s", dp->fail_text);
+        plan_report(dp, dp->fail_code);
     } else if (dp->held) {
         client_write(dp->client, dp->held, dp->held_len);
+        plan_report(dp, dp->held_code);
     } else {
         client_reply(dp->client, 451, "Requested action aborted: local error in processing");
+        plan_report(dp, 451);
     }
     plan_end(dp);
     return DATAPLAN_IDLE;
@@ -126,6 +167,7 @@ static int plan_try_release(dataplan_t *dp)
 static void on_link_done(void *owner, int code, const char *text, int backend_side)
 {
     dataplan_t *dp = owner;
+    plan_capture(dp);
     if (code == 0) {
         dp->link_status = LINK_OK;
     } else {
@@ -136,7 +178,7 @@ static void on_link_done(void *owner, int code, const char *text, int backend_si
     }
     /* From the loop (datalink.h): the session may take commands again. */
     if (plan_try_release(dp) == DATAPLAN_IDLE)
-        dp->on_idle(dp->owner);
+        dp->cbs->on_idle(dp->owner);
 }
 
 static void hold_reply_line(dataplan_t *dp, const char *line, size_t len, int last)
@@ -255,6 +297,8 @@ int dataplan_prepare(dataplan_t *dp, upstream_t *up, const config_backend_t *bac
     o.accept_upload_without_close_notify = !cfg->policy.upload_requires_close_notify;
     o.connect_timeout_ms = e->limits->data_connect_timeout_s * 1000u;
     o.stall_timeout_s = e->limits->transfer_stall_timeout_s;
+    o.rate_limit = cfg->policy.rate_limit;
+    o.max_upload_bytes = cfg->policy.max_upload_bytes;
     o.session_id = e->sid;
     snprintf(o.peer, sizeof o.peer, "%s", e->peer);
     o.metrics = e->metrics;
@@ -349,17 +393,31 @@ static int plan_setup_reply(dataplan_t *dp, upstream_t *up, const ftp_reply_line
 
 /* ---- the transfer --------------------------------------------------------------------------- */
 
-int dataplan_transfer_begins(dataplan_t *dp, int upload)
+int dataplan_transfer_begins(dataplan_t *dp, const ftp_cmd_t *cmd)
 {
+    memset(&dp->xfer, 0, sizeof dp->xfer);
+    snprintf(dp->verb, sizeof dp->verb, "%s", cmd->verb);
+    free(dp->path);
+    dp->path = NULL;
+    if (cmd->arg && (dp->path = malloc(cmd->arg_len + 1)) != NULL) {
+        memcpy(dp->path, cmd->arg, cmd->arg_len);
+        dp->path[cmd->arg_len] = '\0';
+        dp->xfer.path_len = cmd->arg_len;
+    }
+    dp->xfer.command = dp->verb;
+    dp->xfer.upload = ftp_cmd_is_upload(cmd->id);
+    dp->xfer.listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD;
+    dp->xfer.started_ms = uv_now(dp->env.loop);
     if (dp->link_status == LINK_FAILED) {
         client_reply(dp->client, dp->fail_code, "%s", dp->fail_text);
+        plan_report(dp, dp->fail_code);
         plan_end(dp);
         return FG_STATE;
     }
     dp->phase = PHASE_TRANSFER;
     dp->prelim_seen = dp->held_final = 0;
     dp->held_len = 0;
-    datalink_set_direction(dp->link, upload);
+    datalink_set_direction(dp->link, dp->xfer.upload);
     return FG_OK;
 }
 
@@ -376,6 +434,7 @@ static int plan_transfer_reply(dataplan_t *dp, const ftp_reply_line_t *r, const 
         client_line(dp->client, line, len);
         if (!r->last)
             return DATAPLAN_BUSY;
+        plan_report(dp, r->code);
         plan_end(dp);
         return DATAPLAN_IDLE;
     }
@@ -399,6 +458,8 @@ int dataplan_backend_reply(dataplan_t *dp, upstream_t *up, const ftp_reply_line_
         return plan_transfer_reply(dp, r, line, len);
     case PHASE_ABORT:
         client_line(dp->client, line, len);
+        if (r->last && r->code >= 200 && dp->abort_finals == 2)
+            plan_report(dp, r->code); /* the transfer's own final reply */
         if (r->last && r->code >= 200 && --dp->abort_finals <= 0) {
             plan_end(dp);
             return DATAPLAN_IDLE;
@@ -415,12 +476,14 @@ int dataplan_abort(dataplan_t *dp, upstream_t *up)
     if (dp->phase != PHASE_TRANSFER)
         return FG_STATE;
     LOG_INFO(dp->env.sid, dp->env.peer, "ABOR during a transfer");
+    plan_capture(dp);
     datalink_detach(dp->link);
     dp->link = NULL;
     upstream_send_abort(up);
     if (dp->held_final) {
         /* The backend finished but the client did not get every byte. */
         client_reply(dp->client, 426, "Connection closed; transfer aborted");
+        plan_report(dp, 426);
         dp->abort_finals = 1;
     } else {
         dp->abort_finals = 2; /* the transfer's own reply, then ABOR's */

@@ -51,8 +51,27 @@ typedef struct {
     const char *peer;
 } dataplan_env_t;
 
-dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, void (*on_idle)(void *owner),
-                         void *owner);
+/* One transfer as it ended, for the audit log: the command, its path, which
+ * way the bytes went and how many, when it started, the final reply code the
+ * client got, and the data connection's TLS. */
+typedef struct {
+    const char *command;          /* "RETR", "STOR", "LIST", ... */
+    const char *path;             /* the argument as the client sent it; "" when none */
+    size_t path_len;
+    int upload, listing;
+    uint64_t bytes;
+    uint64_t started_ms, ended_ms; /* loop time (uv_now) */
+    int reply;
+    int tls, tls_resumed;         /* tls 0: clear (or no data connection) */
+    const char *tls_version, *tls_cipher;
+} dataplan_transfer_t;
+
+typedef struct {
+    void (*on_idle)(void *owner);  /* from the loop: the session may take commands again */
+    void (*on_transfer)(void *owner, const dataplan_transfer_t *t); /* a transfer ended */
+} dataplan_cbs_t;
+
+dataplan_t *dataplan_new(const dataplan_env_t *env, client_t *client, const dataplan_cbs_t *cbs, void *owner);
 /* Tears down any link; no callback afterwards. NULL is fine. */
 void dataplan_free(dataplan_t *dp);
 
@@ -70,7 +89,7 @@ char dataplan_prot(const dataplan_t *dp);
 /* A transfer command is about to be forwarded. FG_OK: forward it now (the
  * plan waits for its replies); otherwise the client was answered (the
  * prepared channel had failed) and the command must not go out. */
-int dataplan_transfer_begins(dataplan_t *dp, int upload);
+int dataplan_transfer_begins(dataplan_t *dp, const ftp_cmd_t *cmd);
 int dataplan_in_transfer(const dataplan_t *dp);
 
 /* A backend reply line while the plan is busy. DATAPLAN_BUSY or DATAPLAN_IDLE. */

@@ -149,6 +149,7 @@ static void on_connection(uv_stream_t *server, int status)
         .gen = l->gen,
         .listener_index = l->index,
         .pool = l->shared.pool,
+        .audit = l->shared.audit,
         .metrics = l->metrics,
         .admit_client = env_admit_client,
         .gone = env_session_gone,

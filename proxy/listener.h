@@ -24,6 +24,7 @@ typedef struct {
     unsigned long long *session_ids; /* atomic counter: ids unique per process */
     admission_t *admission;          /* sessions in total and per client IP */
     portpool_t *pool;                /* this listener's passive ports */
+    struct auditlog *audit;          /* log.transfer_log; NULL: none */
 } listener_shared_t;
 
 /* A listening socket for listener `index` of cfg, bound (with the

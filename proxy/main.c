@@ -25,6 +25,7 @@
 #include "route.h"
 #include "fgerr.h"
 #include "admin.h"
+#include "auditlog.h"
 #include "listener.h"
 #include "metrics.h"
 #include "log.h"
@@ -57,7 +58,8 @@ typedef struct {
     listener_shared_t *shared;
     int *fds;              /* listener i of worker w: fds[w * n_listeners + i] */
     admin_t *admin;
-    uv_signal_t sig_term, sig_int, sig_hup;
+    auditlog_t *audit;     /* log.transfer_log; NULL: none */
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
     uv_timer_t drain_timer;
     int stopping, drain_forced;
     uint64_t drain_deadline;
@@ -240,6 +242,7 @@ static int render_metrics(void *userdata, char *out, size_t cap)
     for (int w = 0; w < d->n_workers; w++)
         metrics_sum(&now, worker_metrics(d->workers[w]));
     now.log_lines_dropped = log_dropped();
+    now.transfer_log_dropped = d->audit ? auditlog_dropped(d->audit) : 0;
     int n = metrics_format(&now, in_use, generation_tls_sessions_cached(d->gen), out, cap);
     int k = n < 0 ? -1 : metrics_format_cert_header(out + n, cap - (size_t)n);
     for (size_t i = 0; k >= 0 && i < d->cfg->n_tls; i++) {
@@ -287,6 +290,7 @@ static void finish_stop(daemon_t *d)
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->sig_usr1, NULL);
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
 }
 
@@ -326,6 +330,17 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
 
 static void raise_fd_limit(const config_t *cfg);
 
+/* SIGUSR1: the transfer log was rotated (renamed): reopen it by its path. */
+static void on_usr1(uv_signal_t *sig, int signum)
+{
+    (void)signum;
+    daemon_t *d = sig->data;
+    if (d->audit) {
+        auditlog_reopen(d->audit);
+        LOG_INFO(0, NULL, "transfer log %s reopened", auditlog_path(d->audit));
+    }
+}
+
 /* Every listening socket, bound by the main thread while it still has its
  * privileges: one per worker and listener (a SO_REUSEPORT group per listener
  * when there are several workers), and the shared state of the listeners. */
@@ -361,7 +376,7 @@ static int setup_listeners(daemon_t *d, char *err, size_t errlen)
             d->fds[(size_t)w * d->n_listeners + i] = col[w];
         bound = i + 1;
         d->shared[i] = (listener_shared_t){.session_ids = &d->session_ids, .admission = d->admission,
-                                           .pool = d->pools[i]};
+                                           .pool = d->pools[i], .audit = d->audit};
         char backend[400];
         if (lc->has_backend)
             describe_backend(&lc->backend, backend, sizeof backend);
@@ -415,6 +430,8 @@ static void release_all(daemon_t *d)
         worker_join(d->workers[w]);
     }
     free(d->workers);
+    auditlog_close(d->audit, LOG_FLUSH_WAIT_MS); /* no worker writes to it any more */
+    d->audit = NULL;
     defer_teardown();
     uv_walk(d->loop, on_walk_close, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
@@ -472,6 +489,9 @@ static void on_hup(uv_signal_t *sig, int signum)
             return;
         }
     }
+    if ((cfg->log.transfer_log == NULL) != (d->cfg->log.transfer_log == NULL) ||
+        (cfg->log.transfer_log && strcmp(cfg->log.transfer_log, d->cfg->log.transfer_log) != 0))
+        LOG_WARN(0, NULL, "log.transfer_log changed: applies at the next start (SIGUSR1 reopens the current path)");
     if (cfg->workers != d->cfg->workers)
         LOG_WARN(0, NULL, "workers changed: applies at the next start (%d loops run now)", d->n_workers);
     for (int w = 0; w < d->n_workers; w++)
@@ -614,6 +634,14 @@ int main(int argc, char **argv)
         log_stop_async(LOG_FLUSH_WAIT_MS);
         return 1;
     }
+    /* The transfer log opens before privileges go (a root-owned log directory). */
+    if (d.cfg->log.transfer_log &&
+        auditlog_open(d.cfg->log.transfer_log, 0, &d.audit, err, sizeof err) != FG_OK) {
+        fprintf(stderr, "ftpsgate: log.transfer_log: %s\n", err);
+        d.audit = NULL;
+        release_all(&d);
+        return 1;
+    }
     int failed = setup_listeners(&d, err, sizeof err) != FG_OK;
     if (!failed && d.cfg->admin.enabled) {
         if (admin_start(d.loop, &d.cfg->admin.bind, render_metrics, &d, &d.admin, err, sizeof err) != FG_OK) {
@@ -649,6 +677,9 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
+    uv_signal_init(d.loop, &d.sig_usr1);
+    d.sig_usr1.data = &d;
+    uv_signal_start(&d.sig_usr1, on_usr1, SIGUSR1);
     LOG_INFO(0, NULL, "ftpsgate %s ready", FTPSGATE_VERSION);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

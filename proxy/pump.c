@@ -38,9 +38,52 @@ static void pump_pause_if_full(pump_t *p)
         tstream_pause(p->source);
 }
 
-int pump_push(pump_t *p, const char *buf, size_t len)
+void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes, uint64_t now_ns)
 {
+    ratelimit_init(&p->rate, rate, now_ns);
+    p->rate_bps = rate;
+    p->max_bytes = max_bytes;
+}
+
+uint64_t pump_rate_wait_ns(pump_t *p, uint64_t now_ns)
+{
+    if (!p->rate_paused)
+        return 0;
+    return ratelimit_wait_ns(&p->rate, now_ns, 1);
+}
+
+int pump_rate_tick(pump_t *p, uint64_t now_ns)
+{
+    if (!p->rate_paused)
+        return 0;
+    if (ratelimit_available(&p->rate, now_ns) == 0)
+        return 1;
+    p->rate_paused = 0;
+    if (p->source && !p->ended && (!p->sink || tstream_queued(p->sink) <= TSTREAM_HIGH_MARK))
+        tstream_resume(p->source);
+    return 0;
+}
+
+/* The bucket is empty (or in debt after a read larger than the tokens):
+ * the source waits; nothing more is read, so memory stays flat. */
+static void pump_charge(pump_t *p, size_t len, uint64_t now_ns)
+{
+    if (p->rate_bps == 0)
+        return;
+    ratelimit_consume(&p->rate, now_ns, len);
+    if (ratelimit_available(&p->rate, now_ns) == 0 && p->source) {
+        p->rate_paused = 1;
+        tstream_pause(p->source);
+    }
+}
+
+int pump_push(pump_t *p, const char *buf, size_t len, uint64_t now_ns)
+{
+    /* SECURITY: policy.max_upload_bytes: not a byte past the cap reaches the sink. */
+    if (p->max_bytes && p->bytes + len > p->max_bytes)
+        return FG_RANGE;
     p->bytes += len;
+    pump_charge(p, len, now_ns);
     if (!p->sink) {
         /* One read's worth at most: the source pauses until the sink comes. */
         char *grown = realloc(p->kept, p->kept_len + len);
@@ -71,14 +114,14 @@ int pump_attach_sink(pump_t *p, tstream_t *sink)
     }
     if (p->ended && p->clean)
         tstream_shutdown(sink);
-    else if (p->source && tstream_queued(sink) <= TSTREAM_HIGH_MARK)
+    else if (p->source && !p->rate_paused && tstream_queued(sink) <= TSTREAM_HIGH_MARK)
         tstream_resume(p->source);
     return FG_OK;
 }
 
 void pump_sink_drained(pump_t *p)
 {
-    if (p->source && !p->ended)
+    if (p->source && !p->ended && !p->rate_paused)
         tstream_resume(p->source);
 }
 

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
 #include "tstream.h"
 
 /* One direction of a data link (DESIGN.md §4): moves bytes from a source
@@ -19,24 +20,40 @@
 
 typedef struct {
     tstream_t *source, *sink; /* borrowed; sink NULL until it exists */
+    ratelimit_t rate;         /* policy.rate_limit, a token bucket */
+    uint64_t rate_bps;        /* 0: unlimited */
+    uint64_t max_bytes;       /* policy.max_upload_bytes on the upload pump; 0: none */
     char *kept;               /* bytes read before the sink existed */
     size_t kept_len;
     uint64_t bytes;           /* payload read from the source */
     unsigned ended : 1,       /* the source ended */
         clean : 1,            /* ... cleanly (FIN / close_notify) */
-        sink_shut : 1;        /* the sink shut down after every byte */
+        sink_shut : 1,        /* the sink shut down after every byte */
+        rate_paused : 1;      /* the source waits for tokens (pump_rate_wait_ns) */
 } pump_t;
 
 void pump_init(pump_t *p, tstream_t *source, tstream_t *sink);
 void pump_release(pump_t *p); /* frees what was kept */
 
 void pump_set_source(pump_t *p, tstream_t *source);
+
+/* rate: bytes per second (0: unlimited), a token bucket that pauses the source
+ * when empty (so memory stays flat: nothing more is read, nothing buffered);
+ * max_bytes: the most the pump may move (0: no cap). now_ns: monotonic. */
+void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes, uint64_t now_ns);
+/* After pump_push: 0, or how long the source stays paused for the rate. */
+uint64_t pump_rate_wait_ns(pump_t *p, uint64_t now_ns);
+/* The rate timer fired: resume the source when tokens are there (and the sink
+ * is not full). 1 when it still waits. */
+int pump_rate_tick(pump_t *p, uint64_t now_ns);
 /* A stream is closed: the pump forgets it as its source or sink. */
 void pump_stream_gone(pump_t *p, const tstream_t *s);
 
-/* Bytes from the source. FG_OK, or an error when they cannot reach the sink
- * (its write failed: the transfer is broken) or be kept (FG_NOMEM). */
-int pump_push(pump_t *p, const char *buf, size_t len);
+/* Bytes from the source. FG_OK; FG_RANGE when they would take the pump past
+ * max_bytes (nothing of them is written: the transfer must be cut); or an
+ * error when they cannot reach the sink (its write failed) or be kept
+ * (FG_NOMEM). now_ns: monotonic, for the rate. */
+int pump_push(pump_t *p, const char *buf, size_t len, uint64_t now_ns);
 
 /* The sink exists now (connected, TLS handshake pending or done): kept bytes
  * go first, then the source reads again; an ended clean source is passed on

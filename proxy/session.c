@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include <openssl/rand.h>
 
+#include "auditlog.h"
 #include "client.h"
 #include "dataplan.h"
 #include "fgerr.h"
@@ -349,6 +352,8 @@ static void open_upstream(session_t *s, const char *line, size_t len)
     ftp_cmd_t parsed;
     if (r.user && r.user_len + 5 < sizeof rewritten && ftp_cmd_parse(line, len, &parsed) == FG_OK &&
         parsed.id == FTP_CMD_USER) {
+        /* The log and the audit log name the user the backend gets. */
+        log_escape(r.user, r.user_len < sizeof s->user - 1 ? r.user_len : sizeof s->user - 1, s->user, sizeof s->user);
         memcpy(rewritten, "USER ", 5);
         memcpy(rewritten + 5, r.user, r.user_len);
         cmd = rewritten;
@@ -366,6 +371,64 @@ static void open_upstream(session_t *s, const char *line, size_t len)
     s->pending_len = cmd_len;
     s->children++;
     s->wait = WAIT_BACKEND;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A transfer ended (dataplan.h): its record in the audit log. */
+static void on_plan_transfer(void *owner, const dataplan_transfer_t *t)
+{
+    session_t *s = owner;
+    if (!s->env.audit)
+        return;
+    char backend[72] = "";
+    if (s->up)
+        netaddr_format(upstream_peer(s->up), backend, sizeof backend);
+    audit_record_t r = {
+        .ts_ms = wall_ms(),
+        .session = s->id,
+        .listener = s->cfg->name,
+        .client = s->peer,
+        .user = s->user,
+        .user_len = strlen(s->user),
+        .backend = backend,
+        .command = t->command,
+        .path = t->path,
+        .path_len = t->path_len,
+        .direction = t->listing ? AUDIT_LISTING : t->upload ? AUDIT_UPLOAD : AUDIT_DOWNLOAD,
+        .bytes = t->bytes,
+        .duration_ms = t->ended_ms - t->started_ms,
+        .reply = t->reply,
+        .tls = t->tls,
+        .tls_version = t->tls_version,
+        .tls_cipher = t->tls_cipher,
+        .tls_resumed = t->tls_resumed,
+    };
+    auditlog_write(s->env.audit, &r);
+}
+
+/* A transfer command the policy refused (521, read-only...): recorded too. */
+static void audit_refused(session_t *s, const ftp_cmd_t *cmd, int code)
+{
+    if (!s->env.audit || !ftp_cmd_is_transfer(cmd->id))
+        return;
+    uint64_t now = uv_now(s->loop);
+    dataplan_transfer_t t = {
+        .command = cmd->verb,
+        .path = cmd->arg ? cmd->arg : "",
+        .path_len = cmd->arg ? cmd->arg_len : 0,
+        .upload = ftp_cmd_is_upload(cmd->id),
+        .listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD,
+        .started_ms = now,
+        .ended_ms = now,
+        .reply = code,
+    };
+    on_plan_transfer(s, &t);
 }
 
 /* The data plan released a held transfer reply (from the loop). */
@@ -497,6 +560,7 @@ static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t
     }
     if (r.user && r.user_len != n) { /* USER name@alias: the backend gets USER name */
         char rewritten[8 + LOGIN_MAX];
+        log_escape(r.user, r.user_len < sizeof s->user - 1 ? r.user_len : sizeof s->user - 1, s->user, sizeof s->user);
         memcpy(rewritten, "USER ", 5);
         memcpy(rewritten + 5, r.user, r.user_len);
         forward(s, rewritten, 5 + r.user_len, WAIT_FORWARD);
@@ -551,6 +615,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
         if (d.drop_data)
             dataplan_discard(s->plan);
         client_reply(s->client, d.code, "%s", d.text);
+        audit_refused(s, &cmd, d.code);
         return;
     case POLICY_AUTH:
         on_auth(s);
@@ -588,7 +653,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
         forward(s, line, len, WAIT_FEAT);
         return;
     case POLICY_TRANSFER:
-        if (dataplan_transfer_begins(s->plan, ftp_cmd_is_upload(cmd.id)) == FG_OK)
+        if (dataplan_transfer_begins(s->plan, &cmd) == FG_OK)
             forward(s, line, len, WAIT_DATA);
         return;
     case POLICY_QUIT:
@@ -882,7 +947,8 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
         .sid = id,
         .peer = s->peer,
     };
-    s->plan = dataplan_new(&penv, s->client, on_plan_idle, s);
+    static const dataplan_cbs_t plan_cbs = {.on_idle = on_plan_idle, .on_transfer = on_plan_transfer};
+    s->plan = dataplan_new(&penv, s->client, &plan_cbs, s);
     if (!s->plan) {
         session_close(s, 0, "out of memory");
         return s;

@@ -33,6 +33,7 @@ typedef struct {
     size_t listener_index;             /* its listener in gen's configuration */
     portpool_t *pool;
     metrics_t *metrics;
+    struct auditlog *audit;            /* log.transfer_log; NULL: none */
     /* Behind a balancer: counts the real client addr (max_sessions_per_ip).
      * NULL when admitted, else the refusal reason. */
     const char *(*admit_client)(void *ctx, const struct sockaddr *addr);
