@@ -625,6 +625,7 @@ class Held:
                 self.outcome = ("error", e)
             finally:
                 H.quit_quietly(f)
+                self.ready.set()  # also when it ended before the hold point (then instance is None)
 
 
 class HeldReader:
@@ -719,7 +720,8 @@ def run_mode(s, mode, env, topo, vs, binary, files):
                 for t in threads:
                     t.start()
                 for h in held:
-                    check(h.ready.wait(60), "held transfer %d never got going (outcome %s)" % (h.k, h.outcome))
+                    check(h.ready.wait(60) and h.instance is not None,
+                          "held transfer %d never got going (outcome %s)" % (h.k, h.outcome))
                 on = {n: [h for h in held if h.instance == n] for n in NAMES}
                 # the victim: an instance holding a download and an upload, if one does
                 name = max(NAMES, key=lambda n: (len({h.upload for h in on[n]}), len(on[n])))

@@ -178,7 +178,6 @@ def body(s, tmp):
         sizes = {hi - lo for lo, hi in blocks}
         check(len(strides) == 1 and len(sizes) == 1, "ranges not derived from the ordinal by one stride: %s"
               % blocks)
-        st["admin_port"] = admin_port
 
     s.run("ports: the same listeners and admin port in every pod; passive ranges distinct, one stride apart",
           pod_ports)
@@ -228,7 +227,8 @@ def body(s, tmp):
 
     def probes():
         rp = c["readinessProbe"]["httpGet"]
-        check_eq((rp["path"], rp["port"]), ("/healthz", st["admin_port"]), "readiness probe vs the admin endpoint")
+        admin_port = port_of(cfgs[pods[0]]["admin"]["bind"])
+        check_eq((rp["path"], rp["port"]), ("/healthz", admin_port), "readiness probe vs the admin endpoint")
         for p, cfg in cfgs.items():
             check(cfg["admin"]["bind"].startswith("0.0.0.0:"), "%s: admin.bind not reachable by the kubelet" % p)
         check_eq(c["livenessProbe"]["exec"]["command"], img["healthcheck"], "liveness probe vs the HEALTHCHECK")
