@@ -668,6 +668,18 @@ def run_mode(s, mode, env, topo, vs, binary, files):
     inst = {n: Instance(mode, n) for n in NAMES}
     gates = {}
     hap = None
+
+    def tails():
+        for n, g in gates.items():
+            print("     --- %s (%s, alive=%s):" % (n, g.log, g.alive()))
+            for line in H.tail_file(g.log, 8).splitlines():
+                print("     | " + line[:300])
+        if hap is not None:
+            print("     --- haproxy (%s):" % hap.log)
+            for line in H.tail_file(hap.log, 8).splitlines():
+                print("     | " + line[:300])
+
+    s.on_fail.append(tails)
     try:
         def start():
             for n in NAMES:
@@ -804,6 +816,7 @@ def run_mode(s, mode, env, topo, vs, binary, files):
         s.run("data_peer %s: every instance exits 0 on SIGTERM, no sanitizer report, no password logged" % mode,
               clean_stop)
     finally:
+        s.on_fail.remove(tails)
         if hap is not None:
             hap.stop()
         for g in gates.values():
