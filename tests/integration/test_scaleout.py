@@ -725,6 +725,7 @@ def run_mode(s, mode, env, topo, vs, binary, files):
         victim = {}
 
         def kill_mid_run():
+            vs_mark = vs.log_mark()
             go = threading.Event()
             held = [Held(run, k, go) for k in range(HELD)]
             threads = [threading.Thread(target=h, daemon=True, name="held-%d" % h.k) for h in held]
@@ -772,6 +773,12 @@ def run_mode(s, mode, env, topo, vs, binary, files):
                 print("     %s %d on %s: %s" % ("upload" if h.upload else "download", h.k, h.instance,
                                               h.outcome[0] if h.outcome[0] != "error" else
                                               "%s: %s" % (type(h.outcome[1]).__name__, h.outcome[1])), flush=True)
+                if h.upload and h.instance == name:
+                    # What the legacy server made of it (reported, not judged: the kernel ends a
+                    # killed process's connections with a FIN, so vsftpd may log a short upload as OK).
+                    seen = vs.wait_transfer("/up/" + h.up_name, vs_mark, timeout=5)
+                    told = "%s UPLOAD, %d of %d bytes" % ("OK" if seen[0] else "FAIL", seen[3], BIG) if seen else "-"
+                    print("       vsftpd's log for it: %s" % told, flush=True)
             check(not wrong, "; ".join(wrong))
 
         if not s.run("data_peer %s: SIGKILL of an instance mid-transfer: its sessions end with an error or a "
