@@ -601,10 +601,11 @@ class Held:
     def __call__(self):
         r = self.run
         epsv = not r.client_mode() and self.k % 4 < 2
+        f = None
         with r.topo.inside("c"):
-            f = H.ftplib_connect(r.expl, epsv=epsv, timeout=60, cls=RecFTPS)
-            f.pasv_seen = []
             try:
+                f = H.ftplib_connect(r.expl, epsv=epsv, timeout=60, cls=RecFTPS)
+                f.pasv_seen = []
                 if self.upload:
                     self.up_name = r.uniq("held-up") + ".bin"
                     resp = f.storbinary("STOR /up/" + self.up_name, HeldReader(r.files["upload-big"][2], self, f),
@@ -624,7 +625,8 @@ class Held:
             except Exception as e:  # noqa: BLE001 - judged by the test
                 self.outcome = ("error", e)
             finally:
-                H.quit_quietly(f)
+                if f is not None:
+                    H.quit_quietly(f)
                 self.ready.set()  # also when it ended before the hold point (then instance is None)
 
 
@@ -682,20 +684,18 @@ def run_mode(s, mode, env, topo, vs, binary, files):
     s.on_fail.append(tails)
     try:
         def start():
+            nonlocal hap
             for n in NAMES:
                 gates[n] = Gate(env, topo, mode, n, binary).start()
-            hap_ = ShippedHaproxy(env, topo, mode).start()
+            hap = ShippedHaproxy(env, topo, mode)
+            hap.start()
             for n in NAMES:
-                hap_.wait_status(n, "UP")
+                hap.wait_status(n, "UP")
                 # UP by the check on its admin endpoint (GET /healthz answered 200)
-                check_eq(hap_.check_status(n), "L7OK", "haproxy's health check of %s" % n)
-            return hap_
+                check_eq(hap.check_status(n), "L7OK", "haproxy's health check of %s" % n)
 
-        box = {}
-        if not s.run("data_peer %s: three instances and HAProxy (the shipped files) start; all UP" % mode,
-                     lambda: box.update(h=start())):
+        if not s.run("data_peer %s: three instances and HAProxy (the shipped files) start; all UP" % mode, start):
             return
-        hap = box["h"]
         run = Run(mode, env, topo, vs, inst, files)
 
         def load():
