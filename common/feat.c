@@ -13,6 +13,9 @@
  *                          too, and MS-FTPS on implicit sessions ("informational")
  *     " CCC"               when ccc_allowed
  *     " EPSV"              always; " EPRT" when eprt_allowed (active mode served)
+ *     " HOST"              when host_answered: a listener with routes answers
+ *                          HOST itself (RFC 7151 §3.2: listed in FEAT); the
+ *                          backend's HOST line is dropped then, else it passes
  * The PROT levels are not listed: RFC 4217 defines the PROT feature without
  * arguments, and a forbidden level is refused with 534 when asked for. */
 #include "feat.h"
@@ -28,31 +31,40 @@ static char to_upper(char c)
     return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
 }
 
+/* The feature name of a FEAT line (its first word): where it starts, its length. */
+static size_t feature_name(const char *line, size_t len, size_t *start)
+{
+    size_t i = 0;
+    while (i < len && line[i] == ' ')
+        i++;
+    *start = i;
+    while (i < len && line[i] != ' ')
+        i++;
+    return i - *start;
+}
+
+static int is_feature(const char *line, size_t start, size_t wlen, const char *name)
+{
+    if (strlen(name) != wlen)
+        return 0;
+    size_t j = 0;
+    while (j < wlen && to_upper(line[start + j]) == name[j])
+        j++;
+    return j == wlen;
+}
+
 int feat_keep_line(const char *line, size_t len)
 {
     if (line == NULL)
         return 0;
-    size_t i = 0;
-    while (i < len && line[i] == ' ')
-        i++;
-    size_t start = i;
-    while (i < len && line[i] != ' ')
-        i++;
-    size_t wlen = i - start;
-
-    for (size_t k = 0; k < sizeof(feat_owned) / sizeof(feat_owned[0]); k++) {
-        const char *name = feat_owned[k];
-        if (strlen(name) != wlen)
-            continue;
-        size_t j = 0;
-        while (j < wlen && to_upper(line[start + j]) == name[j])
-            j++;
+    size_t start;
+    size_t wlen = feature_name(line, len, &start);
+    for (size_t k = 0; k < sizeof(feat_owned) / sizeof(feat_owned[0]); k++)
         /* SECURITY: a backend must not advertise security features the proxy
          * does not provide (a client would believe e.g. CCC or a PROT level
          * is available end to end). */
-        if (j == wlen)
+        if (is_feature(line, start, wlen, feat_owned[k]))
             return 0;
-    }
     return 1;
 }
 
@@ -84,6 +96,8 @@ int feat_own_lines(const feat_policy_t *p, char *out, size_t cap)
     ok = ok && append(out, cap, &pos, " EPSV\r\n");
     if (p != NULL && p->eprt_allowed)
         ok = ok && append(out, cap, &pos, " EPRT\r\n");
+    if (p != NULL && p->host_answered)
+        ok = ok && append(out, cap, &pos, " HOST\r\n");
     if (!ok) {
         out[0] = '\0';
         return FG_RANGE;
@@ -120,7 +134,11 @@ int feat_merge_line(feat_merge_t *m, const feat_policy_t *own, int code, int fir
         m->multiline = 1;
         ok = put_line(out, cap, &pos, line, len);
     } else if (!last) {
-        if (m->multiline && feat_keep_line(line, len))
+        size_t start;
+        size_t wlen = feature_name(line, len, &start);
+        /* HOST answered by ftpsgate: its line, not the backend's. */
+        int host_ours = own != NULL && own->host_answered && is_feature(line, start, wlen, "HOST");
+        if (m->multiline && !host_ours && feat_keep_line(line, len))
             ok = put_line(out, cap, &pos, line, len);
     } else {
         char mine[512];

@@ -10,6 +10,7 @@ typedef struct {
     int tls_available;   /* advertise AUTH TLS/SSL, PBSZ and PROT (RFC 4217 §5: in every state) */
     int ccc_allowed;
     int eprt_allowed;    /* active mode is served (else PORT/EPRT are refused, so not advertised) */
+    int host_answered;   /* ftpsgate answers HOST itself (the listener has routes) */
 } feat_policy_t;
 
 /* line: one middle line of a multi-line 211 reply (leading space included).

@@ -22,6 +22,7 @@ void policy_init(policy_state_t *st, const config_listener_t *cfg, const struct 
     st->read_only = cfg->policy.read_only;
     st->deny = (const char (*)[5])cfg->policy.deny_commands;
     st->n_deny = cfg->policy.n_deny_commands;
+    st->host_answered = cfg->n_routes > 0;
     st->client_addr = client;
     st->control_is_ipv4 = control_is_ipv4;
     if (st->implicit_mode) {
@@ -365,6 +366,7 @@ void policy_features(const policy_state_t *st, feat_policy_t *out)
     out->tls_available = 1;
     out->ccc_allowed = st->ccc_allowed && !st->implicit_mode;
     out->eprt_allowed = st->active_enabled;
+    out->host_answered = st->host_answered;
 }
 
 const char *policy_data_tls_refusal(session_reuse_t rule, const policy_data_tls_t *f)

@@ -26,6 +26,7 @@ typedef struct {
     const char (*deny)[5];                /* policy.deny_commands (borrowed from the config, which
                                              outlives the session): verbs refused with 502 */
     size_t n_deny;
+    int host_answered;                    /* the listener has routes: HOST is ftpsgate's (route.h) */
     /* The connection (kept across REIN). */
     const struct sockaddr *client_addr;   /* borrowed: the control connection's peer */
     int control_is_ipv4;

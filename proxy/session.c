@@ -319,15 +319,25 @@ static void open_upstream(session_t *s, const char *line, size_t len)
 {
     route_result_t r;
     route_decide(s->cfg, &s->route, &r);
-    if (r.verdict == ROUTE_WAIT) {
-        client_reply(s->client, 530, "Please login with USER first");
-        return;
-    }
-    if (r.verdict == ROUTE_NONE) {
-        /* No backend is contacted: said, logged and counted. */
+    ftp_cmd_t parsed;
+    int parsed_ok = ftp_cmd_parse(line, len, &parsed) == FG_OK;
+    int is_user = parsed_ok && parsed.id == FTP_CMD_USER;
+    if (r.verdict == ROUTE_NONE && is_user) {
+        /* No backend is contacted: said, logged and counted. Another USER may
+         * still find a route. */
         METRIC_INC(s->env.metrics, routes_unmatched);
         LOG_WARN(s->id, s->peer, "no route for this session (user \"%s\"); no server contacted", s->user);
         client_reply(s->client, 530, "No server for this session");
+        return;
+    }
+    if (r.verdict == ROUTE_WAIT || r.verdict == ROUTE_NONE) {
+        /* RFC 959 §5.4: PASS before an accepted USER is out of sequence. */
+        if (parsed_ok && parsed.id == FTP_CMD_PASS)
+            client_reply(s->client, 503, "Login with USER first");
+        else if (parsed_ok && parsed.id == FTP_CMD_NOOP)
+            client_reply(s->client, 200, "NOOP ok");
+        else
+            client_reply(s->client, 530, "Please login with USER first");
         return;
     }
     int intercepted = s->intercepted && r.backend == &s->cfg->backend;
@@ -345,30 +355,18 @@ static void open_upstream(session_t *s, const char *line, size_t len)
         char what[300];
         LOG_INFO(s->id, s->peer, "route: %s", route_describe(&s->cfg->routes[r.index], what, sizeof what));
     }
-    /* USER name@alias: the backend gets USER name. */
-    const char *cmd = line;
-    size_t cmd_len = len;
-    char rewritten[8 + LOGIN_MAX];
-    ftp_cmd_t parsed;
-    if (r.user && r.user_len + 5 < sizeof rewritten && ftp_cmd_parse(line, len, &parsed) == FG_OK &&
-        parsed.id == FTP_CMD_USER) {
-        /* The log and the audit log name the user the backend gets. */
-        log_escape(r.user, r.user_len < sizeof s->user - 1 ? r.user_len : sizeof s->user - 1, s->user, sizeof s->user);
-        memcpy(rewritten, "USER ", 5);
-        memcpy(rewritten + 5, r.user, r.user_len);
-        cmd = rewritten;
-        cmd_len = 5 + r.user_len;
-    }
+    /* The command is handled again once the backend greets (on_upstream_ready):
+     * USER name@alias is rewritten then, by on_user. */
     s->last_reply_code = 0;
-    s->pending = malloc(cmd_len ? cmd_len : 1);
+    s->pending = malloc(len ? len : 1);
     s->up = s->pending ? upstream_open(&o, &upstream_cbs, s) : NULL;
     if (!s->up) {
         session_close(s, 0, "out of memory");
         return;
     }
     s->backend = r.backend;
-    memcpy(s->pending, cmd, cmd_len);
-    s->pending_len = cmd_len;
+    memcpy(s->pending, line, len);
+    s->pending_len = len;
     s->children++;
     s->wait = WAIT_BACKEND;
 }

@@ -129,6 +129,18 @@ static void test_merge(void)
     /* A single-line 211 ("211 no features"): ours alone too. */
     static const char *const single[] = {"211 No features"};
     merge(single, 1, &own, "211-Features:\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n211 End\r\n");
+    /* Without routes the backend's HOST passes (HOST is forwarded to it); with
+     * routes ftpsgate answers HOST: one HOST line, ours. */
+    static const char *const host[] = {"211-Features:", " HOST", " host", " SIZE", "211 End"};
+    merge(host, 5, &own,
+          "211-Features:\r\n HOST\r\n host\r\n SIZE\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n"
+          "211 End\r\n");
+    own.host_answered = 1;
+    merge(host, 5, &own,
+          "211-Features:\r\n SIZE\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n HOST\r\n211 End\r\n");
+    merge(none, 1, &own,
+          "211-Features:\r\n AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n EPSV\r\n HOST\r\n211 End\r\n");
+    own.host_answered = 0;
     /* Too small an output buffer: FG_RANGE, never an overflow. */
     feat_merge_t m;
     char tiny[8];
