@@ -28,6 +28,7 @@ struct admin {
     admin_conn_t *conns;
     unsigned open;
     int stopped;
+    int draining;
 };
 
 struct admin_conn {
@@ -95,7 +96,11 @@ static void conn_handle(admin_conn_t *c)
     const char *end = memchr(path, ' ', c->len - 4);
     size_t plen = end ? (size_t)(end - path) : 0;
     if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
-        conn_respond(c, 200, "OK", "ok\n", 3);
+        /* A balancer's health check takes a draining instance out at once. */
+        if (c->admin->draining)
+            conn_respond(c, 503, "Service Unavailable", "draining\n", 9);
+        else
+            conn_respond(c, 200, "OK", "ok\n", 3);
     } else if (plen == 8 && memcmp(path, "/metrics", 8) == 0) {
         char *body = malloc(ADMIN_BODY_MAX);
         int n = body ? c->admin->render(c->admin->userdata, body, ADMIN_BODY_MAX) : -1;
@@ -223,6 +228,12 @@ int admin_start(uv_loop_t *loop, const config_hostport_t *bind, admin_render_cb 
 static void admin_closed(uv_handle_t *h)
 {
     admin_release(h->data);
+}
+
+void admin_set_draining(admin_t *a)
+{
+    if (a)
+        a->draining = 1;
 }
 
 void admin_stop(admin_t *a)

@@ -16,6 +16,8 @@ typedef int (*admin_render_cb)(void *userdata, char *out, size_t cap);
 
 int admin_start(uv_loop_t *loop, const config_hostport_t *bind, admin_render_cb render,
                 void *userdata, admin_t **out, char *err, size_t errlen);
+/* From now on /healthz answers 503 "draining" (SIGTERM: no new sessions). */
+void admin_set_draining(admin_t *a);
 /* Stops listening; open admin connections finish. The memory is freed once closed. */
 void admin_stop(admin_t *a);
 

@@ -611,6 +611,15 @@ static void backend_on_connect(tstream_t *s, int status)
     dl_backend_up(dl);
 }
 
+/* SECURITY: an upload whose end the backend has not been told of is reset if
+ * ftpsgate dies (kill -9, OOM), so the server records a failure, never a
+ * complete file (tstream_reset_if_killed). */
+static void dl_guard_upload(datalink_t *dl)
+{
+    if (dl->direction == DIR_UPLOAD && dl->backend && !dl->finished)
+        tstream_reset_if_killed(dl->backend);
+}
+
 /* The backend's passive port is dialled only once the real client is here, so
  * a refused or absent client never reaches the backend. */
 static void dl_maybe_connect_backend(datalink_t *dl)
@@ -635,6 +644,8 @@ static void dl_maybe_connect_backend(datalink_t *dl)
     }
     if (tstream_connect(bs, (const struct sockaddr *)&dl->o.backend_addr) != FG_OK)
         dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
+    else
+        dl_guard_upload(dl); /* the socket exists once the connect started */
 }
 
 static void on_backend_accepted(void *owner, tstream_t *st)
@@ -651,6 +662,7 @@ static void on_backend_accepted(void *owner, tstream_t *st)
     pump_set_source(&dl->down, st);
     dl->backend_started = 1;
     dl->handles++;
+    dl_guard_upload(dl);
     dl_backend_up(dl);
 }
 
@@ -781,6 +793,7 @@ void datalink_set_backend_port(datalink_t *dl, uint16_t port)
 void datalink_set_direction(datalink_t *dl, int upload)
 {
     dl->direction = upload ? DIR_UPLOAD : DIR_DOWNLOAD;
+    dl_guard_upload(dl);
     if (dl->failed)
         dl_poke_backend(dl);
     if (dl->finished)

@@ -320,6 +320,7 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
         return;
     }
     d->stopping = 1;
+    admin_set_draining(d->admin);
     LOG_INFO(0, NULL, "signal %d: no new sessions; draining %d live sessions (deadline %u s)", signum,
              sessions_left(d), DRAIN_DEADLINE_MS / 1000u);
     for (int w = 0; w < d->n_workers; w++)

@@ -76,6 +76,7 @@ struct session {
     feat_merge_t feat;
     char *pending;    /* the command waiting for the backend's greeting */
     size_t pending_len;
+    int replaying;    /* handle_command runs `pending` again */
     intake_t intake;  /* which client command is taken when */
     char user[64];    /* escaped, for the log */
     char login[LOGIN_MAX]; /* as sent, for policy "client" */
@@ -207,7 +208,9 @@ static void on_upstream_ready(void *owner)
     s->pending = NULL;
     s->wait = WAIT_NONE;
     if (line) {
+        s->replaying = 1; /* logged when it arrived */
         handle_command(s, line, len);
+        s->replaying = 0;
         free(line);
     }
     process_input(s);
@@ -589,7 +592,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
         client_reply(s->client, 500, "Syntax error, command unrecognized");
         return;
     }
-    if (log_enabled(LOG_LEVEL_DEBUG)) {
+    if (log_enabled(LOG_LEVEL_DEBUG) && !s->replaying) {
         char shown[160];
         ftp_cmd_redact(line, len, shown, sizeof shown); /* SECURITY: never log PASS */
         LOG_DEBUG(s->id, s->peer, "client: %s", shown);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "defer.h"
 #include "fgerr.h"
@@ -46,9 +47,21 @@ struct tstream {
     unsigned connected : 1, reading : 1, paused : 1, ended : 1, read_eof : 1, closing : 1,
         shutdown_wanted : 1, shutdown_started : 1, shutdown_done : 1, close_notify_queued : 1,
         handshake_reported : 1, in_deliver : 1, above_high : 1, read_started : 1, write_failed : 1,
-        tls_stopped_pending : 1, later_fail : 1, later_shutdown : 1, later_deliver : 1;
+        tls_stopped_pending : 1, later_fail : 1, later_shutdown : 1, later_deliver : 1, abortive : 1;
     char desc[96];
 };
+
+/* SO_LINGER {1, 0}: the kernel resets the connection when the socket is
+ * closed, also by the process's death, instead of ending it with a FIN. */
+static void set_abortive(tstream_t *s, int on)
+{
+    uv_os_fd_t fd;
+    if (s->abortive == (unsigned)on || uv_fileno((const uv_handle_t *)&s->tcp, &fd) != 0)
+        return;
+    struct linger l = {.l_onoff = on, .l_linger = 0};
+    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0)
+        s->abortive = on ? 1 : 0;
+}
 
 /* libuv calls read_cb synchronously after alloc_cb and the bytes are consumed
  * before read_cb returns (copied into the sink's queue or the TLS engine), so
@@ -640,6 +653,7 @@ static void stream_try_shutdown(tstream_t *s)
     if (s->queued > 0 || s->closing)
         return; /* resumes from on_write_done */
     s->shutdown_started = 1;
+    set_abortive(s, 0); /* a graceful end from here on */
     int rc = uv_shutdown(&s->shutdown_req, tstream_uv(s), on_shutdown_done);
     if (rc != 0) {
         s->shutdown_done = 1;
@@ -684,11 +698,18 @@ static void on_closed(uv_handle_t *h)
     free(s);
 }
 
+void tstream_reset_if_killed(tstream_t *s)
+{
+    set_abortive(s, 1);
+}
+
 void tstream_close(tstream_t *s, int reset)
 {
     if (s->closing)
         return;
     s->closing = 1;
+    if (!reset)
+        set_abortive(s, 0);
     if (s->reading) {
         uv_read_stop(tstream_uv(s));
         s->reading = 0;

@@ -94,6 +94,12 @@ void tstream_shutdown(tstream_t *s);
 int tstream_shutdown_done(const tstream_t *s);
 int tstream_ended(const tstream_t *s); /* on_end was delivered */
 
+/* Until the stream is shut down or closed normally, its connection is reset
+ * (not ended with a FIN) if it is closed otherwise, even by the kernel when
+ * the process dies: a backend then never takes an upload cut short by a
+ * killed proxy for a complete file. */
+void tstream_reset_if_killed(tstream_t *s);
+
 /* Closes now (reset=1 sends RST: the peer must not take what it got as
  * complete, or it was refused). Idempotent; on_close follows. */
 void tstream_close(tstream_t *s, int reset);

@@ -13,12 +13,13 @@ import hashlib
 import http.client
 import os
 import re
+import signal
 import socket
 import ssl
 import time
 
 import harness as H
-from harness import check, check_eq
+from harness import check, check_code, check_eq
 
 KEEPALIVE = 45  # limits.tcp_keepalive, s (Linux's own default idle time is 7200 s)
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
@@ -250,6 +251,24 @@ def body(s, env):
         check_eq(http_get(port, "/healthz")[0], 200, "admin endpoint still answers")
 
     s.run("garbage (a TLS ClientHello) on the admin port: no TLS, the endpoint goes on", admin_is_http_only)
+
+    def draining_health():
+        # SIGTERM drains: the live session goes on, new ones are refused, and /healthz says 503 so a
+        # balancer's health check takes the instance out at once (not when the process is gone).
+        c = H.Ctl(main, timeout=20).secure_login(ssl.create_default_context(cafile=ca), "P")
+        env.proxy.proc.send_signal(signal.SIGTERM)
+        check(H.wait_until(lambda: http_get(port, "/healthz")[0] == 503, 10), "/healthz is not 503 while draining")
+        check_eq(http_get(port, "/healthz"), (503, "draining\n"), "GET /healthz while draining")
+        check_eq(http_get(port, "/metrics")[0], 200, "GET /metrics while draining")
+        check_code(c.cmd("NOOP"), 200, "the live session goes on while draining")
+        c.cmd("QUIT")
+        c.close()
+        env.proxy.proc.wait(20)
+        check_eq(env.proxy.proc.returncode, 0, "exit status after the drain")
+        env.start(main, noreuse)  # the final checks run on a live proxy
+        check_eq(http_get(env.proxy.admin_port, "/healthz"), (200, "ok\n"), "GET /healthz after a restart")
+
+    s.run("SIGTERM: /healthz 503 draining while a session lives on, exit 0 when it ends", draining_health)
 
 
 if __name__ == "__main__":

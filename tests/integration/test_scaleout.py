@@ -774,11 +774,14 @@ def run_mode(s, mode, env, topo, vs, binary, files):
                                               h.outcome[0] if h.outcome[0] != "error" else
                                               "%s: %s" % (type(h.outcome[1]).__name__, h.outcome[1])), flush=True)
                 if h.upload and h.instance == name:
-                    # What the legacy server made of it (reported, not judged: the kernel ends a
-                    # killed process's connections with a FIN, so vsftpd may log a short upload as OK).
+                    # The legacy server must not take it as complete: the killed process's backend
+                    # data connection is reset by the kernel (SO_LINGER {1, 0} while an upload runs).
                     seen = vs.wait_transfer("/up/" + h.up_name, vs_mark, timeout=5)
                     told = "%s UPLOAD, %d of %d bytes" % ("OK" if seen[0] else "FAIL", seen[3], BIG) if seen else "-"
                     print("       vsftpd's log for it: %s" % told, flush=True)
+                    if seen and seen[0]:
+                        wrong.append("upload %d on the killed %s: vsftpd took it as complete (%s)" % (
+                            h.k, name, told))
             check(not wrong, "; ".join(wrong))
 
         if not s.run("data_peer %s: SIGKILL of an instance mid-transfer: its sessions end with an error or a "
