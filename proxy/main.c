@@ -298,11 +298,16 @@ static void finish_stop(daemon_t *d)
 static void on_drain_poll(uv_timer_t *t)
 {
     daemon_t *d = t->data;
-    int left = sessions_left(d);
-    if (left == 0) {
+    /* Ended, not a session count: a count is a snapshot that misses a
+     * session accepted since the worker's last poll. */
+    int running = 0;
+    for (int w = 0; w < d->n_workers; w++)
+        running += !worker_ended(d->workers[w]);
+    if (running == 0) {
         finish_stop(d);
         return;
     }
+    int left = sessions_left(d);
     if (uv_now(d->loop) >= d->drain_deadline && !d->drain_forced) {
         d->drain_forced = 1;
         LOG_WARN(0, NULL, "drain deadline passed: closing %d live sessions", left);

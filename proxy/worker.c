@@ -219,6 +219,14 @@ unsigned worker_sessions(const worker_t *w)
     return __atomic_load_n(&w->sessions, __ATOMIC_RELAXED);
 }
 
+int worker_ended(worker_t *w)
+{
+    uv_mutex_lock(&w->lock);
+    int ended = w->ended;
+    uv_mutex_unlock(&w->lock);
+    return ended;
+}
+
 const metrics_t *worker_metrics(const worker_t *w)
 {
     return &w->metrics;
