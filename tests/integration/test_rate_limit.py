@@ -30,9 +30,13 @@ What is asserted, and why it can fail:
   than 1.5x the limit: one bucket shared by the listener (or by the process) would cap
   them at exactly 1.0x. A sanity bound with room for a loaded machine: it needs only
   3 MiB/s in total.
+- The audit log (log.transfer_log) agrees: the proxy's own duration_ms of each limited
+  transfer also obeys the lower bound, and lies within the client's measurement (the
+  proxy's clock starts at the transfer command, after the client's started at PASV).
 """
 
 import hashlib
+import json
 import os
 import ssl
 import sys
@@ -73,6 +77,7 @@ class Xfer:
     def __init__(self, tgt, what, rpath, size, prot="P", local=None):
         self.tgt, self.what, self.rpath, self.size, self.prot, self.local = tgt, what, rpath, size, prot, local
         self.moved = 0
+        self.client = None
         self.t0 = self.t1 = None
         self.sha = None
         self.reply = None
@@ -97,6 +102,7 @@ class Xfer:
     def _run(self):
         try:
             f = H.ftplib_connect(self.tgt, prot=self.prot, timeout=120)
+            self.client = "%s:%d" % f.sock.getsockname()[:2]
             try:
                 f.voidcmd("TYPE I")
                 if self.local is None:
@@ -178,6 +184,9 @@ def body(s, env):
     sha_par = vs.add_pub("par10.bin", PAR)
     sha_free = vs.add_pub("free200.bin", FREE)
     sanitized = env.proxy is not None and env.proxy.sanitized
+    audit_path = os.path.join(env.tmp, "transfers.log")
+    if env.proxy is not None:
+        env.proxy.extra_top["log"] = {"level": "debug", "format": "text", "transfer_log": audit_path}
     if sanitized:
         # ASan holds freed memory in a quarantine (256 MiB by default): every chunk of a
         # transfer would show as RSS. Capped, it is a constant, not growth with the file.
@@ -308,6 +317,31 @@ def body(s, env):
                   % (x.what, x.secs, min_duration(PAR)))
         check(total > 1.5 * RATE, "three limited transfers together moved %.2f MiB/s: the limit is shared, not "
               "per transfer (want > 1.5 x 2 MiB/s)" % (total / H.MiB))
+
+    def audit_durations():
+        H.needs_proxy()
+        xs = [(res["down"], "RETR", BIG), (res["up"], "STOR", BIG)]
+
+        def records():
+            with open(audit_path, "rb") as fp:
+                lines = [json.loads(x) for x in fp.read().split(b"\n")[:-1]]
+            return {(r["client"], r["command"]): r for r in lines if "command" in r}
+        H.wait_until(lambda: all((x.client, cmd) in records() for x, cmd, _ in xs), 10)
+        recs = records()
+        for x, cmd, size in xs:
+            r = recs.get((x.client, cmd))
+            check(r is not None, "no audit record of the limited %s from %s" % (cmd, x.client))
+            check_eq((r["bytes"], r["reply"], r["listener"]), (size, 226, "limited"), "audit bytes, reply, listener")
+            secs = r["duration_ms"] / 1000.0
+            print("     audit: %s duration_ms %d (%s); the client measured %.3f s"
+                  % (cmd, r["duration_ms"], accuracy(size, secs), x.secs), flush=True)
+            check(secs >= min_duration(size), "the proxy's own duration of the limited %s, %.3f s, is below what "
+                  "2 MiB/s allows (%.2f s)" % (cmd, secs, min_duration(size)))
+            check(secs <= x.secs + 0.05, "the proxy's duration %.3f s is longer than the client's %.3f s"
+                  % (secs, x.secs))
+
+    s.run("audit log: duration_ms of the limited transfers within the limiter's bound and the client's clock",
+          audit_durations)
 
     s.run("per transfer, each direction: 3 x 10 MiB at once (PROT P down, PROT C down, PROT C up) each "
           "at the limit", per_transfer)
