@@ -238,6 +238,16 @@ def client_of(f):
     return "%s:%d" % (h, p)
 
 
+def get_once(tgt, rpath, cls=RecFTPS):
+    """One ftplib session with one RETR: (client address, bytes, sha256, data TLS)."""
+    f = H.ftplib_connect(tgt, cls=cls)
+    try:
+        n, sha, _ = H.ftplib_get(f, rpath)
+        return client_of(f), n, sha, f.data_tls
+    finally:
+        H.quit_quietly(f)
+
+
 def listing_bytes(f, cmd):
     got = bytearray()
     resp = f.retrbinary(cmd, got.extend)
@@ -408,13 +418,7 @@ def body(s, env):
 
     def not_resumed():
         H.needs_proxy()
-        f = H.ftplib_connect(pyt, cls=NoResumeFTPS)
-        cl = client_of(f)
-        try:
-            n, sha, _ = H.ftplib_get(f, "/pub/p.bin")
-            t = f.data_tls
-        finally:
-            H.quit_quietly(f)
+        cl, n, sha, t = get_once(pyt, "/pub/p.bin", NoResumeFTPS)
         check_eq((n, sha), (A_SIZE, sha_py), "RETR without resumption (size, sha256)")
         check_eq(t[2], False, "the client's data socket: session_reused")
         r = audit.one(lambda r: r["client"] == cl, "RETR without resumption")
@@ -478,8 +482,8 @@ def body(s, env):
 
     # ---- aborted, refused, cut, vanished ---------------------------------------------------
 
-    def aborted():
-        H.needs_proxy()
+    def big_retr_started():
+        """A RETR of the 64 MiB file under PROT P, 1 MiB of it read: (ctl, client, data, bytes got)."""
         c = H.Ctl(main, timeout=30).secure_login(ctx, "P")
         cl = "%s:%d" % c.sock.getsockname()[:2]
         check_code(c.cmd("TYPE I"), 200, "TYPE I")
@@ -492,6 +496,11 @@ def body(s, env):
             b = d.recv(64 * H.KiB)
             check(b, "data ended after %d bytes" % got)
             got += len(b)
+        return c, cl, d, got
+
+    def aborted():
+        H.needs_proxy()
+        c, cl, d, got = big_retr_started()
         c.send(b"ABOR\r\n")
         H.abort_socket(d)
         first = c.reply()
@@ -511,18 +520,7 @@ def body(s, env):
 
     def vanished():
         H.needs_proxy()
-        c = H.Ctl(main, timeout=30).secure_login(ctx, "P")
-        cl = "%s:%d" % c.sock.getsockname()[:2]
-        check_code(c.cmd("TYPE I"), 200, "TYPE I")
-        addr = c.pasv()
-        d = socket.create_connection(addr, timeout=30)
-        check_code(c.cmd("RETR /pub/big.bin"), (150, 125), "RETR big.bin")
-        d = c.wrap_data(d, ctx)
-        got = 0
-        while got < 1 * H.MiB:
-            b = d.recv(64 * H.KiB)
-            check(b, "data ended after %d bytes" % got)
-            got += len(b)
+        c, cl, d, got = big_retr_started()
         c.abort()
         H.abort_socket(d)
         r = audit.one(lambda r: r["client"] == cl, "the RETR of a vanished client")
@@ -680,13 +678,7 @@ def body(s, env):
 
     def routed_login():
         H.needs_proxy()
-        f = H.ftplib_connect(routed, cls=RecFTPS)
-        cl = client_of(f)
-        try:
-            n, sha, _ = H.ftplib_get(f, "/pub/a.bin")
-            t = f.data_tls
-        finally:
-            H.quit_quietly(f)
+        cl, n, sha, t = get_once(routed, "/pub/a.bin")
         check_eq((n, sha), (A_SIZE, sha_a), "RETR through a user route (size, sha256)")
         r = audit.one(lambda r: r["client"] == cl, "the RETR through a user route")
         common(r, "RETR via route", "routed", cl)
@@ -873,12 +865,7 @@ def body(s, env):
                    if p.startswith("transfers.log-")]
         check_eq(len(rotated), 1, "rotated files (dateext): %r" % rotated)
         check(H.wait_until(lambda: "reopened" in env.proxy.log_since(pmark), 10), "no reopen after logrotate")
-        f = H.ftplib_connect(main, cls=RecFTPS)
-        cl = client_of(f)
-        try:
-            H.ftplib_get(f, "/pub/a.bin")
-        finally:
-            H.quit_quietly(f)
+        cl = get_once(main, "/pub/a.bin")[0]
         audit.one(lambda r: r["client"] == cl, "the transfer after logrotate (in the new file)")
         old = os.path.join(os.path.dirname(audit_path), rotated[0])
         check_eq(len([x for x in parse_file(old) if "event" not in x]), before, "records in the rotated file")
