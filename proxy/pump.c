@@ -49,7 +49,12 @@ uint64_t pump_rate_wait_ns(pump_t *p, uint64_t now_ns)
 {
     if (!p->rate_paused)
         return 0;
-    return ratelimit_wait_ns(&p->rate, now_ns, 1);
+    /* Never 0 while paused: only the rate timer resumes a rate-paused source.
+     * The caller's clock is later than pump_charge's, so the bytes earned in
+     * between may already pay the debt; a 0 here meant no timer and a source
+     * paused for good (a limited transfer stalled after a few MiB). */
+    uint64_t ns = ratelimit_wait_ns(&p->rate, now_ns, 1);
+    return ns ? ns : 1;
 }
 
 int pump_rate_tick(pump_t *p, uint64_t now_ns)

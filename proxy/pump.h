@@ -41,7 +41,8 @@ void pump_set_source(pump_t *p, tstream_t *source);
  * when empty (so memory stays flat: nothing more is read, nothing buffered);
  * max_bytes: the most the pump may move (0: no cap). now_ns: monotonic. */
 void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes, uint64_t now_ns);
-/* After pump_push: 0, or how long the source stays paused for the rate. */
+/* After pump_push: 0 when the source is not paused for the rate, else how
+ * long it stays paused (at least 1 ns: a paused source always needs the timer). */
 uint64_t pump_rate_wait_ns(pump_t *p, uint64_t now_ns);
 /* The rate timer fired: resume the source when tokens are there (and the sink
  * is not full). 1 when it still waits. */
