@@ -133,7 +133,7 @@ static void plan_report(dataplan_t *dp, int reply)
     plan_capture(dp);
     dp->xfer.reply = reply;
     dp->xfer.ended_ms = uv_now(dp->env.loop);
-    dp->xfer.path = dp->path ? dp->path : "";
+    dp->xfer.path = dp->path; /* NULL: no argument */
     if (dp->cbs->on_transfer)
         dp->cbs->on_transfer(dp->owner, &dp->xfer);
     dp->xfer.command = NULL;

@@ -643,7 +643,7 @@ int main(int argc, char **argv)
     /* The transfer log opens before privileges go (a root-owned log directory). */
     if (d.cfg->log.transfer_log &&
         auditlog_open(d.cfg->log.transfer_log, 0, &d.audit, err, sizeof err) != FG_OK) {
-        fprintf(stderr, "ftpsgate: log.transfer_log: %s\n", err);
+        fprintf(stderr, "ftpsgate: %s\n", err);
         d.audit = NULL;
         release_all(&d);
         return 1;

@@ -80,6 +80,8 @@ struct session {
     intake_t intake;  /* which client command is taken when */
     char user[64];    /* escaped, for the log */
     char login[LOGIN_MAX]; /* as sent, for policy "client" */
+    char backend_user[LOGIN_MAX]; /* the name the backend got, raw, for the audit log */
+    size_t backend_user_len;
     uv_timer_t timer;
     unsigned children;
     unsigned closing : 1, upstream_paused : 1, registered : 1, ip_counted : 1;
@@ -184,6 +186,7 @@ static void session_reset(session_t *s)
                 netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4));
     s->logged_in = 0;
     s->user[0] = s->login[0] = '\0';
+    s->backend_user_len = 0;
     route_facts_init(&s->route);
     s->backend = NULL;
     if (s->registered) {
@@ -390,14 +393,15 @@ static void on_plan_transfer(void *owner, const dataplan_transfer_t *t)
     char backend[72] = "";
     if (s->up)
         netaddr_format(upstream_peer(s->up), backend, sizeof backend);
+    int have_user = s->logged_in;
     audit_record_t r = {
         .ts_ms = wall_ms(),
         .session = s->id,
         .listener = s->cfg->name,
         .client = s->peer,
-        .user = s->user,
-        .user_len = strlen(s->user),
-        .backend = backend,
+        .user = have_user ? s->backend_user : NULL,
+        .user_len = have_user ? s->backend_user_len : 0,
+        .backend = s->up ? backend : NULL,
         .command = t->command,
         .path = t->path,
         .path_len = t->path_len,
@@ -421,7 +425,7 @@ static void audit_refused(session_t *s, const ftp_cmd_t *cmd, int code)
     uint64_t now = uv_now(s->loop);
     dataplan_transfer_t t = {
         .command = cmd->verb,
-        .path = cmd->arg ? cmd->arg : "",
+        .path = cmd->arg,
         .path_len = cmd->arg ? cmd->arg_len : 0,
         .upload = ftp_cmd_is_upload(cmd->id),
         .listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD,
@@ -546,6 +550,8 @@ static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t
     log_escape(cmd->arg ? cmd->arg : "", n < sizeof s->user - 1 ? n : sizeof s->user - 1, s->user, sizeof s->user);
     n = n < sizeof s->login ? n : 0; /* an over-long name matches nothing */
     memcpy(s->login, cmd->arg ? cmd->arg : "", n);
+    memcpy(s->backend_user, cmd->arg ? cmd->arg : "", n);
+    s->backend_user_len = n;
     s->login[n] = '\0';
     route_facts_user(&s->route, s->login, n);
     if (!s->up) {
@@ -561,6 +567,8 @@ static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t
     }
     if (r.user && r.user_len != n) { /* USER name@alias: the backend gets USER name */
         char rewritten[8 + LOGIN_MAX];
+        memcpy(s->backend_user, r.user, r.user_len < LOGIN_MAX ? r.user_len : 0);
+        s->backend_user_len = r.user_len < LOGIN_MAX ? r.user_len : 0;
         log_escape(r.user, r.user_len < sizeof s->user - 1 ? r.user_len : sizeof s->user - 1, s->user, sizeof s->user);
         memcpy(rewritten, "USER ", 5);
         memcpy(rewritten + 5, r.user, r.user_len);
