@@ -376,6 +376,8 @@ static void read_proxy_header(client_t *c, const char *buf, size_t len)
     unsigned char *header = c->pp;
     size_t total = c->pp_len;
     c->pp = NULL;
+    if (!pp.local)
+        memcpy(&fz_env.real_client, &pp.src, sizeof fz_env.real_client);
     if (c->cbs->on_proxy_header(c->owner, FG_OK, &pp) != 0 || c->closing) {
         free(header);
         return;

@@ -117,6 +117,15 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
         FZ_FAIL("a second data link while link %u is live (the session holds one)", W.live->id);
     if (!opts->metrics || !cb)
         FZ_FAIL("datalink_new with incomplete options");
+    if (opts->client_mode == DL_CLIENT_ACTIVE) {
+        /* SECURITY (checked): RFC 2577 §3, the proxy dials only the client's
+         * own address (FTP bounce), and no low port unless allowed. */
+        if (!netaddr_same_ip((const struct sockaddr *)&opts->client_target,
+                             (const struct sockaddr *)&fz_env.real_client))
+            FZ_FAIL("an active data link to an address that is not the client's (bounce)");
+        if (netaddr_port((const struct sockaddr *)&opts->client_target) < 1024 && !fz_env.cfg->active.allow_low_ports)
+            FZ_FAIL("an active data link to a port below 1024");
+    }
     if (W.fail_next) {
         int rc = W.fail_next;
         W.fail_next = 0;

@@ -43,6 +43,7 @@ typedef struct {
     uv_loop_t *loop;
     const config_listener_t *cfg;
     struct sockaddr_storage client_addr, local_addr; /* the control connection */
+    struct sockaddr_storage real_client;  /* client_addr, or the PROXY header's source */
     struct sockaddr_storage backend_addr, backend_local;
     int addresses_fail; /* client_addresses reports FG_IO */
 } fz_env_t;

@@ -875,6 +875,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         set_addr(&fz_env.client_addr, "192.0.2.10", 40000);
         set_addr(&fz_env.local_addr, "192.0.2.1", 2121);
     }
+    memcpy(&fz_env.real_client, &fz_env.client_addr, sizeof fz_env.real_client);
     if (flags & F_V6BACKEND) {
         set_addr(&fz_env.backend_addr, "2001:db8:1::5", 21);
         set_addr(&fz_env.backend_local, "2001:db8:1::1", 50123);
