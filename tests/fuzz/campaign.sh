@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # A fuzz campaign, on demand (README.md, "Fuzzing"): every libFuzzer target in
-# tests/fuzz/fuzz_*.c, one at a time (-jobs=1: the machine is shared), until it
-# has run RUNS inputs or for SECONDS, whichever comes first. Prints per target
+# tests/fuzz/fuzz_*.c, one at a time in one process (the machine is shared), until it
+# has run RUNS inputs or for SECONDS_PER_TARGET, whichever comes first. Prints per target
 # the executions, the rate, libFuzzer's coverage (cov: edges, ft: features),
 # the corpus and the date, as Markdown rows for the README, and merges what
 # adds coverage into the repository's corpus (-merge=1: only inputs with new
 # features, so the saved corpus stays small). A crash is kept under
-# build-fuzz/artifacts/ and reported; the campaign goes on with the next target.
+# build-fuzz/artifacts/, counted and reported, and the target goes on.
 #
 #   tests/fuzz/campaign.sh [target...]      (default: every target)
 #
@@ -58,38 +58,57 @@ for t in "${targets[@]}"; do
   before="$(ls "$corpus" | wc -l)"
   day="$(date -u +%Y-%m-%d)"
   log "$t: up to $RUNS executions or ${SECONDS_PER_TARGET}s"
-  rc=0
-  # New inputs go to $work (the first directory); the repository's corpus seeds it.
-  timeout --kill-after=30 $((SECONDS_PER_TARGET + 300)) "$BUILD/$t" -runs="$RUNS" \
-    -max_total_time="$SECONDS_PER_TARGET" -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=10 \
-    -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" "$work" "$corpus" \
-    >"$out" 2>&1 || rc=$?
-  execs="$(final_stat "$out" number_of_executed_units)"
-  rate="$(final_stat "$out" average_exec_per_sec)"
-  cov="$(field "$out" cov)"
-  ft="$(field "$out" ft)"
+  # A crash stops libFuzzer: it is kept, counted, and the target goes on from
+  # its working corpus with what is left of its budget (at most 20 crashes).
+  start="$(date +%s)"
+  execs=0
+  crashes=0
+  first_crash=""
+  last=/dev/null
+  seg=0
+  while :; do
+    left_s=$((SECONDS_PER_TARGET - ($(date +%s) - start)))
+    left_runs=$((RUNS - execs))
+    [ "$left_s" -gt 0 ] && [ "$left_runs" -gt 0 ] || break
+    rc=0
+    # New inputs go to $work (the first directory); the repository's corpus seeds it.
+    timeout --kill-after=30 $((left_s + 300)) "$BUILD/$t" -runs="$left_runs" -max_total_time="$left_s" \
+      -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$t-" \
+      "${dict[@]}" "$work" "$corpus" >"$out.$seg" 2>&1 || rc=$?
+    last="$out.$seg"
+    n="$(final_stat "$last" number_of_executed_units)"
+    [ "$n" = "?" ] || execs=$((execs + n))
+    [ "$rc" -eq 0 ] && break
+    crashes=$((crashes + 1))
+    [ -n "$first_crash" ] || first_crash="$(grep -m1 -E 'INVARIANT|ERROR: [A-Za-z]|SUMMARY' "$last" | cut -c1-100) ($last)"
+    [ "$crashes" -lt 20 ] || break
+    seg=$((seg + 1))
+  done
+  elapsed=$(( $(date +%s) - start ))
+  rate=$(( execs / (elapsed > 0 ? elapsed : 1) ))
+  cov="$(field "$last" cov)"
+  ft="$(field "$last" ft)"
   result="ok"
-  if [ "$rc" -ne 0 ]; then
-    result="CRASH or error (exit $rc): $(grep -m1 -E 'INVARIANT|ERROR|SUMMARY' "$out" | cut -c1-120), see $out"
+  if [ "$crashes" -gt 0 ]; then
+    result="$crashes crash(es), first: $first_crash"
     failed=1
-  elif [ "$execs" != "?" ] && [ "$execs" -lt "$RUNS" ]; then
-    result="time limit before $RUNS executions"
   fi
+  [ "$execs" -lt "$RUNS" ] && result="$result; stopped by the ${SECONDS_PER_TARGET}s limit"
   added=0
-  if [ "$MERGE" = 1 ] && [ "$rc" -eq 0 ]; then
+  if [ "$MERGE" = 1 ]; then
     "$BUILD/$t" -merge=1 -rss_limit_mb=2048 -timeout=10 "$corpus" "$work" >"$BUILD/campaign-$name.merge.log" 2>&1 || true
     added=$(( $(ls "$corpus" | wc -l) - before ))
   fi
   files="$(ls "$corpus" | wc -l)"
   kib="$(du -sk "$corpus" | cut -f1)"
   rm -rf "$work"
-  row="| $name | $execs | $rate | $cov | $ft | $files files, ${kib} KiB (+$added) | $day | $result |"
+  row="| $name | $execs | $rate | $cov | $ft | $files files, ${kib} KiB (+$added) | ${elapsed}s | $day | $result |"
   rows+=("$row")
   log "$row"
 done
 
 echo
-echo "| target | executions | exec/s | cov | ft | saved corpus | date (UTC) | result |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| target | executions | exec/s | cov | ft | saved corpus | time | date (UTC) | result |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do echo "$r"; done
 exit "$failed"
