@@ -26,8 +26,9 @@
  * aborts, so libFuzzer keeps the input):
  *   - the backend gets only what policy_decide forwarded, the data commands
  *     the data plan owes, and ABOR only during a transfer; USER/PASS/ACCT only
- *     under TLS when the policy requires it; a transfer command only over a
- *     link of the protection the policy requires; nothing before the greeting;
+ *     if they came inside TLS when the policy requires it; a transfer command
+ *     only over a link of the protection the policy requires; nothing before
+ *     the greeting; an active data link only to the client (anti-bounce);
  *   - nothing the client sent in clear before TLS started is executed after;
  *   - after a transfer's 1xx, its final reply reaches the client only once
  *     the link reported, and never as 2xx when the link failed;
