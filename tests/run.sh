@@ -143,6 +143,8 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
           work="$(mktemp -d "${TMPDIR:-/tmp}/ftpsgate-fuzz-$parser.XXXXXX")"
           seeds=()
           [ -d "$ROOT/tests/fuzz/corpus/$parser" ] && seeds+=("$ROOT/tests/fuzz/corpus/$parser")
+          dict=()
+          [ -f "$ROOT/tests/fuzz/$parser.dict" ] && dict=(-dict="$ROOT/tests/fuzz/$parser.dict")
           log "fuzz $t for ${FUZZ_SECONDS}s"
           rc=0
           # New inputs go to the temp dir (first corpus dir); the repo's corpus is read only.
@@ -150,7 +152,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
             bounded "$(budget $((FUZZ_SECONDS + 60)))" "$BUILD_ROOT/build-fuzz/$t" \
               -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
-              -artifact_prefix="$BUILD_ROOT/build-fuzz/artifacts/$t-" "$work" "${seeds[@]}" \
+              -artifact_prefix="$BUILD_ROOT/build-fuzz/artifacts/$t-" "${dict[@]}" "$work" "${seeds[@]}" \
               > "$BUILD_ROOT/build-fuzz/$t.log" 2>&1 || rc=$?
           tail -3 "$BUILD_ROOT/build-fuzz/$t.log"
           [ "$rc" -ne 0 ] && tail -40 "$BUILD_ROOT/build-fuzz/$t.log"
