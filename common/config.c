@@ -98,9 +98,11 @@ static void path_cat(char *out, const char *a, const char *b, const char *c3)
     out[n] = '\0';
 }
 
+/* key may come from the document (an object's member names): escaped like
+ * every other peer-supplied byte, so an error stays one line. */
 static void subpath(char *out, const char *path, const char *key)
 {
-    path_cat(out, path, path[0] != '\0' ? "." : NULL, key);
+    path_cat(out, path, path[0] != '\0' ? "." : NULL, show(key).s);
 }
 
 static void subindex(char *out, const char *path, size_t i)
@@ -364,7 +366,7 @@ static int check_keys(ctx_t *c, const json_t *obj, const char *path, const keyde
         for (kd = keys; kd->name != NULL; kd++)
             if (strcmp(kd->name, k) == 0)
                 break;
-        subpath(p, path, show(k).s);
+        subpath(p, path, k);
         if (kd->name == NULL)
             return fail(c, p, "unknown key");
         if (kd->unsupported != NULL)

@@ -429,8 +429,10 @@ static int plan_transfer_reply(dataplan_t *dp, const ftp_reply_line_t *r, const 
             dp->prelim_seen = 1;
         return DATAPLAN_BUSY;
     }
-    if (!dp->prelim_seen) {
-        /* No data connection was used (e.g. 550): nothing to wait for. */
+    if (!dp->prelim_seen && r->code >= 300) {
+        /* No data connection was used (e.g. 550): nothing to wait for. A
+         * success without a 1xx (a non-conforming backend) still waits for
+         * the data link below, and is replaced if the link failed. */
         client_line(dp->client, line, len);
         if (!r->last)
             return DATAPLAN_BUSY;

@@ -14,9 +14,11 @@ void intake_init(intake_t *in, client_t *client, size_t held_max, size_t max_lin
     linequeue_init(&in->held, held_max);
 }
 
-void intake_clear(intake_t *in)
+size_t intake_clear(intake_t *in)
 {
+    size_t held = in->held.len;
     linequeue_clear(&in->held);
+    return held;
 }
 
 /* The oldest command held during a transfer, now that the session is ready. */

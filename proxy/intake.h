@@ -41,7 +41,7 @@ void intake_init(intake_t *in, client_t *client, size_t held_max, size_t max_lin
                  void *owner);
 /* Takes and hands out lines for as long as the owner's mode allows. */
 void intake_run(intake_t *in);
-/* Forgets the held commands (REIN, the end). */
-void intake_clear(intake_t *in);
+/* Forgets the held commands (REIN, AUTH, the end); returns their bytes. */
+size_t intake_clear(intake_t *in);
 
 #endif

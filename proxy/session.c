@@ -509,6 +509,9 @@ static void on_auth(session_t *s)
     /* SECURITY: plaintext pipelined after AUTH (command injection,
      * CVE-2011-0411 class) is discarded, never executed. */
     size_t dropped = client_discard_input(s->client);
+    /* Also the lines held behind a transfer (AUTH itself was held there
+     * when it came during one, and what followed it with it). */
+    dropped += intake_clear(&s->intake);
     if (dropped > 0) {
         METRIC_INC(s->env.metrics, pipelined_after_auth);
         LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
@@ -829,7 +832,8 @@ static void on_client_handshake(void *owner)
 {
     session_t *s = owner;
     LOG_INFO(s->id, s->peer, "control TLS established (%s)", client_tls_desc(s->client));
-    const char *name = tls_engine_server_name(client_tls(s->client));
+    tls_engine_t *tls = client_tls(s->client);
+    const char *name = tls ? tls_engine_server_name(tls) : NULL;
     size_t n = name ? strlen(name) : 0;
     if (n >= sizeof s->sni_name)
         n = 0; /* over-long names match no route */

@@ -135,17 +135,6 @@ void fz_fail(const char *file, int line, const char *fmt, ...)
     abort();
 }
 
-/* Checks of findings not fixed yet (README.md, "Fuzzing"): off unless asked. */
-static int strict(void)
-{
-    static int on = -1;
-    if (on < 0) {
-        const char *t = getenv("FUZZ_SESSION_STRICT");
-        on = t && *t && *t != '0';
-    }
-    return on;
-}
-
 /* ---- the session's timer: fired by the script, never by the clock ------------------ */
 
 int __real_uv_timer_start(uv_timer_t *h, uv_timer_cb cb, uint64_t timeout, uint64_t repeat);
@@ -265,10 +254,10 @@ void __wrap_policy_decide(const policy_state_t *st, const ftp_cmd_t *cmd, policy
 {
     __real_policy_decide(st, cmd, out);
     /* SECURITY (checked): plaintext injected before AUTH (CVE-2011-0411 class)
-     * must never run once TLS started, not even after waiting in a queue.
-     * (The queue's case is finding 1 of README.md "Fuzzing": strict only.) */
+     * must never run once TLS started, not even after waiting in a queue
+     * (the queue's case was finding 1 of README.md "Fuzzing"). */
     int deferred = 0;
-    if (fzc_line_stale(cmd->verb, cmd->arg, cmd->arg_len, &deferred) && (!deferred || strict()))
+    if (fzc_line_stale(cmd->verb, cmd->arg, cmd->arg_len, &deferred))
         FZ_FAIL("\"%s\" arrived in clear before TLS started and was executed after it", cmd->verb);
     O.deferring = 0;
     O.have = 1;
@@ -428,10 +417,9 @@ static void output_line(void)
     /* SECURITY (checked), DESIGN.md §2: the final reply waits for the last byte. */
     if (O.xfer_prelim && O.xfer_status == 0)
         FZ_FAIL("final reply %d reached the client before data link %u finished", r.code, O.xfer_link);
-    /* Without a 1xx the backend says no data connection was used; whether a
-     * 2xx may then pass over a failed link is a finding under review
-     * (README.md, "Fuzzing"): checked with FUZZ_SESSION_STRICT=1. */
-    if (r.code / 100 == 2 && O.xfer_status == 2 && (O.xfer_prelim || strict()))
+    /* Never a 2xx over a failed link, with or without a 1xx before it (a 2xx
+     * without one was finding 2 of README.md "Fuzzing"). */
+    if (r.code / 100 == 2 && O.xfer_status == 2)
         FZ_FAIL("%d reached the client for a transfer whose data link %u failed", r.code, O.xfer_link);
     O.xfer = 0;
 }
@@ -624,16 +612,18 @@ static portpool_t *pool;
 static int gone, overlimit;
 static session_t *session;
 
-static unsigned sessions_from(void *ctx, const struct sockaddr *addr)
+/* The per-IP admission of a client behind a PROXY header (session.h). */
+static const char *admit_client(void *ctx, const struct sockaddr *addr)
 {
     (void)ctx;
     (void)addr;
-    return overlimit ? 100000u : 1u;
+    return overlimit ? "too many sessions from this address" : NULL;
 }
 
-static void session_gone(void *ctx, session_t *s)
+static void session_gone(void *ctx, session_t *s, const struct sockaddr *counted_ip)
 {
     (void)ctx;
+    (void)counted_ip;
     if (s != session || gone++)
         FZ_FAIL("session gone twice");
 }
@@ -901,7 +891,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .listener_index = 0,
         .pool = pool,
         .metrics = &metrics,
-        .sessions_from = sessions_from,
+        .admit_client = admit_client,
         .gone = session_gone,
         .ctx = NULL,
     };
