@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <time.h>
-
 #include <openssl/rand.h>
 
 #include "auditlog.h"
@@ -20,6 +18,7 @@
 #include "netaddr.h"
 #include "policy.h"
 #include "route.h"
+#include "routing.h"
 #include "sessreg.h"
 #include "upstream.h"
 
@@ -41,7 +40,6 @@
 
 #define CLOSE_GRACE_MS 3000u
 #define DEFERRED_MAX (16u * 1024u) /* commands that arrived during a transfer */
-#define LOGIN_MAX 256u
 
 typedef enum {
     WAIT_NONE = 0,  /* ready for the next client command */
@@ -66,20 +64,14 @@ struct session {
     int intercepted;
     client_t *client;
     upstream_t *up;   /* NULL until a command needs the backend */
-    const config_backend_t *backend; /* the route chosen for up; NULL before */
-    route_facts_t route;             /* what routing knows (route.h) */
-    char sni_name[256], host_name[256]; /* the facts' strings */
+    routing_t *route; /* which backend, the names the client gave, the command held for the greeting */
     dataplan_t *plan;
     policy_state_t pol;
     wait_t wait;
     int logged_in, last_reply_code;
     feat_merge_t feat;
-    char *pending;    /* the command waiting for the backend's greeting */
-    size_t pending_len;
-    int replaying;    /* handle_command runs `pending` again */
+    int replaying;    /* handle_command runs the held command again */
     intake_t intake;  /* which client command is taken when */
-    char user[64];    /* escaped, for the log */
-    char login[LOGIN_MAX]; /* as sent, for policy "client" */
     uv_timer_t timer;
     unsigned children;
     unsigned closing : 1, upstream_paused : 1, registered : 1, ip_counted : 1;
@@ -103,7 +95,7 @@ static void on_timer_closed(uv_handle_t *h)
         sessreg_drop(s->tls_token);
     s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
     dataplan_free(s->plan);
-    free(s->pending);
+    routing_free(s->route);
     intake_clear(&s->intake);
     generation_unref(s->gen);
     free(s);
@@ -183,15 +175,11 @@ static void session_reset(session_t *s)
     policy_init(&s->pol, s->cfg, (const struct sockaddr *)&s->client_addr,
                 netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4));
     s->logged_in = 0;
-    s->user[0] = s->login[0] = '\0';
-    route_facts_init(&s->route);
-    s->backend = NULL;
+    routing_reset(s->route);
     if (s->registered) {
         sessreg_drop(s->tls_token);
         s->registered = 0;
     }
-    free(s->pending);
-    s->pending = NULL;
     intake_clear(&s->intake);
     client_set_line_cap(s->client, s->limits->max_line_prelogin);
     s->wait = WAIT_NONE;
@@ -203,9 +191,8 @@ static void session_reset(session_t *s)
 static void on_upstream_ready(void *owner)
 {
     session_t *s = owner;
-    char *line = s->pending;
-    size_t len = s->pending_len;
-    s->pending = NULL;
+    size_t len;
+    char *line = routing_take_held(s->route, &len);
     s->wait = WAIT_NONE;
     if (line) {
         s->replaying = 1; /* logged when it arrived */
@@ -233,9 +220,10 @@ static void on_login(session_t *s)
 {
     s->logged_in = 1;
     client_set_line_cap(s->client, s->limits->max_line);
-    LOG_INFO(s->id, s->peer, "login user=\"%s\"", s->user);
-    if (s->cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT && s->login[0] &&
-        sessreg_put(s->tls_token, (const struct sockaddr *)&s->client_addr, s->login) == FG_OK) {
+    LOG_INFO(s->id, s->peer, "login user=\"%s\"", routing_user_shown(s->route));
+    const char *login = routing_login(s->route);
+    if (s->cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT && login[0] &&
+        sessreg_put(s->tls_token, (const struct sockaddr *)&s->client_addr, login) == FG_OK) {
         s->registered = 1;
         client_issue_ticket(s->client); /* the first ticket: held until now (client_hold_tickets) */
     }
@@ -313,40 +301,28 @@ static const upstream_cbs_t upstream_cbs = {
     .on_closed = on_upstream_closed,
 };
 
-/* The backend is dialled when the first command that needs it arrives, not
- * at accept: a connection that never completes TLS or never speaks FTP
- * costs the legacy server nothing (its per-IP and total session limits
- * would otherwise be cheap to exhaust, always from our one address). Which
- * backend: the route (route.h) once what it needs is known. */
+/* A command needs the backend and none is connected: routing says which
+ * one, or what to answer while none can be chosen. */
 static void open_upstream(session_t *s, const char *line, size_t len)
 {
-    route_result_t r;
-    route_decide(s->cfg, &s->route, &r);
-    ftp_cmd_t parsed;
-    int parsed_ok = ftp_cmd_parse(line, len, &parsed) == FG_OK;
-    int is_user = parsed_ok && parsed.id == FTP_CMD_USER;
-    if (r.verdict == ROUTE_NONE && is_user) {
-        /* No backend is contacted: said, logged and counted. Another USER may
-         * still find a route. */
-        METRIC_INC(s->env.metrics, routes_unmatched);
-        LOG_WARN(s->id, s->peer, "no route for this session (user \"%s\"); no server contacted", s->user);
-        client_reply(s->client, 530, "No server for this session");
+    routing_dial_t d;
+    if (routing_dial(s->route, line, len, &d) != FG_OK) {
+        session_close(s, 0, "out of memory");
         return;
     }
-    if (r.verdict == ROUTE_WAIT || r.verdict == ROUTE_NONE) {
-        /* RFC 959 §5.4: PASS before an accepted USER is out of sequence. */
-        if (parsed_ok && parsed.id == FTP_CMD_PASS)
-            client_reply(s->client, 503, "Login with USER first");
-        else if (parsed_ok && parsed.id == FTP_CMD_NOOP)
-            client_reply(s->client, 200, "NOOP ok");
-        else
-            client_reply(s->client, 530, "Please login with USER first");
+    if (!d.backend) {
+        if (d.unmatched) { /* no backend is contacted: said, logged and counted */
+            METRIC_INC(s->env.metrics, routes_unmatched);
+            LOG_WARN(s->id, s->peer, "no route for this session (user \"%s\"); no server contacted",
+                     routing_user_shown(s->route));
+        }
+        client_reply(s->client, d.code, "%s", d.text);
         return;
     }
-    int intercepted = s->intercepted && r.backend == &s->cfg->backend;
+    int intercepted = s->intercepted && d.backend == &s->cfg->backend;
     upstream_opts_t o = {
         .loop = s->loop,
-        .backend = r.backend,
+        .backend = d.backend,
         .limits = s->limits,
         .client = (const struct sockaddr *)&s->client_addr,
         .intercepted = intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
@@ -354,82 +330,38 @@ static void open_upstream(session_t *s, const char *line, size_t len)
         .sid = s->id,
         .peer = s->peer,
     };
-    if (r.verdict == ROUTE_MATCH) {
+    if (d.route) {
         char what[300];
-        LOG_INFO(s->id, s->peer, "route: %s", route_describe(&s->cfg->routes[r.index], what, sizeof what));
+        LOG_INFO(s->id, s->peer, "route: %s", route_describe(d.route, what, sizeof what));
     }
-    /* The command is handled again once the backend greets (on_upstream_ready):
-     * USER name@alias is rewritten then, by on_user. */
     s->last_reply_code = 0;
-    s->pending = malloc(len ? len : 1);
-    s->up = s->pending ? upstream_open(&o, &upstream_cbs, s) : NULL;
+    s->up = upstream_open(&o, &upstream_cbs, s);
     if (!s->up) {
         session_close(s, 0, "out of memory");
         return;
     }
-    s->backend = r.backend;
-    memcpy(s->pending, line, len);
-    s->pending_len = len;
     s->children++;
     s->wait = WAIT_BACKEND;
 }
 
-static int64_t wall_ms(void)
+/* Whose transfers the audit log records. */
+static auditlog_who_t audit_who(const session_t *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (auditlog_who_t){
+        .session = s->id,
+        .listener = s->cfg->name,
+        .client = s->peer,
+        .user = routing_user_shown(s->route),
+        .backend = s->up ? upstream_peer(s->up) : NULL,
+    };
 }
 
 /* A transfer ended (dataplan.h): its record in the audit log. */
 static void on_plan_transfer(void *owner, const dataplan_transfer_t *t)
 {
     session_t *s = owner;
-    if (!s->env.audit)
-        return;
-    char backend[72] = "";
-    if (s->up)
-        netaddr_format(upstream_peer(s->up), backend, sizeof backend);
-    audit_record_t r = {
-        .ts_ms = wall_ms(),
-        .session = s->id,
-        .listener = s->cfg->name,
-        .client = s->peer,
-        .user = s->user,
-        .user_len = strlen(s->user),
-        .backend = backend,
-        .command = t->command,
-        .path = t->path,
-        .path_len = t->path_len,
-        .direction = t->listing ? AUDIT_LISTING : t->upload ? AUDIT_UPLOAD : AUDIT_DOWNLOAD,
-        .bytes = t->bytes,
-        .duration_ms = t->ended_ms - t->started_ms,
-        .reply = t->reply,
-        .tls = t->tls,
-        .tls_version = t->tls_version,
-        .tls_cipher = t->tls_cipher,
-        .tls_resumed = t->tls_resumed,
-    };
-    auditlog_write(s->env.audit, &r);
-}
-
-/* A transfer command the policy refused (521, read-only...): recorded too. */
-static void audit_refused(session_t *s, const ftp_cmd_t *cmd, int code)
-{
-    if (!s->env.audit || !ftp_cmd_is_transfer(cmd->id))
-        return;
-    uint64_t now = uv_now(s->loop);
-    dataplan_transfer_t t = {
-        .command = cmd->verb,
-        .path = cmd->arg ? cmd->arg : "",
-        .path_len = cmd->arg ? cmd->arg_len : 0,
-        .upload = ftp_cmd_is_upload(cmd->id),
-        .listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD,
-        .started_ms = now,
-        .ended_ms = now,
-        .reply = code,
-    };
-    on_plan_transfer(s, &t);
+    auditlog_who_t who = audit_who(s);
+    auditlog_transfer(s->env.audit, &who, t);
 }
 
 /* The data plan released a held transfer reply (from the loop). */
@@ -513,61 +445,28 @@ static void on_auth(session_t *s)
         s->pol.tls_active = 1;
 }
 
-/* Routing is still waiting for a datum (route.h): no backend can be chosen yet. */
-static int routing_pending(session_t *s)
-{
-    route_result_t r;
-    route_decide(s->cfg, &s->route, &r);
-    return r.verdict == ROUTE_WAIT;
-}
-
 static void forward(session_t *s, const char *line, size_t len, wait_t wait);
 
 /* HOST on a listener with routes (RFC 7151): answered here, it may pick the route. */
 static void on_host(session_t *s, const ftp_cmd_t *cmd)
 {
-    int code = route_host_reply(s->cfg, &s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0);
-    if (code == 220 && cmd->arg_len < sizeof s->host_name) {
-        memcpy(s->host_name, cmd->arg, cmd->arg_len);
-        route_facts_host(&s->route, s->host_name, cmd->arg_len);
-        client_reply(s->client, 220, "Host accepted");
-        return;
-    }
-    client_reply(s->client, code == 220 ? 501 : code,
-                 code == 503 ? "HOST must come before USER" : code == 504 ? "No server for this host"
-                                                                         : "Not a valid host name");
+    const char *text;
+    int code = routing_host(s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0, &text);
+    client_reply(s->client, code, "%s", text);
 }
 
 /* USER: its name for the log and policy "client", the last datum routing
  * needs; the backend is dialled now if it is not yet. */
 static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t len)
 {
-    size_t n = cmd->arg ? cmd->arg_len : 0;
-    log_escape(cmd->arg ? cmd->arg : "", n < sizeof s->user - 1 ? n : sizeof s->user - 1, s->user, sizeof s->user);
-    n = n < sizeof s->login ? n : 0; /* an over-long name matches nothing */
-    memcpy(s->login, cmd->arg ? cmd->arg : "", n);
-    s->login[n] = '\0';
-    route_facts_user(&s->route, s->login, n);
-    if (!s->up) {
+    const char *refusal;
+    routing_user(s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0);
+    if (!s->up)
         open_upstream(s, line, len);
-        return;
-    }
-    route_result_t r;
-    route_decide(s->cfg, &s->route, &r);
-    if (s->cfg->n_routes && r.backend != s->backend) {
-        /* The route is chosen once a server is connected; REIN starts over. */
-        client_reply(s->client, 530, "This session's server is already chosen; send REIN to change it");
-        return;
-    }
-    if (r.user && r.user_len != n) { /* USER name@alias: the backend gets USER name */
-        char rewritten[8 + LOGIN_MAX];
-        log_escape(r.user, r.user_len < sizeof s->user - 1 ? r.user_len : sizeof s->user - 1, s->user, sizeof s->user);
-        memcpy(rewritten, "USER ", 5);
-        memcpy(rewritten + 5, r.user, r.user_len);
-        forward(s, rewritten, 5 + r.user_len, WAIT_FORWARD);
-        return;
-    }
-    forward(s, line, len, WAIT_FORWARD);
+    else if (routing_user_line(s->route, &line, &len, &refusal) != FG_OK)
+        client_reply(s->client, 530, "%s", refusal);
+    else
+        forward(s, line, len, WAIT_FORWARD);
 }
 
 /* Sends line to the backend and waits in `wait`; dials first when needed. */
@@ -616,7 +515,8 @@ static void handle_command(session_t *s, const char *line, size_t len)
         if (d.drop_data)
             dataplan_discard(s->plan);
         client_reply(s->client, d.code, "%s", d.text);
-        audit_refused(s, &cmd, d.code);
+        auditlog_who_t who = audit_who(s);
+        auditlog_refused(s->env.audit, &who, &cmd, d.code, uv_now(s->loop));
         return;
     case POLICY_AUTH:
         on_auth(s);
@@ -639,14 +539,14 @@ static void handle_command(session_t *s, const char *line, size_t len)
             open_upstream(s, line, len);
             return;
         }
-        if (dataplan_prepare(s->plan, s->up, s->backend, cmd.id,
+        if (dataplan_prepare(s->plan, s->up, routing_backend(s->route), cmd.id,
                              d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
                              s->pol.prot) == DATAPLAN_BUSY)
             s->wait = WAIT_DATA;
         return;
     case POLICY_FEAT:
         feat_merge_begin(&s->feat);
-        if (!s->up && routing_pending(s)) {
+        if (!s->up && routing_waiting(s->route)) {
             /* No backend before the route is known: our own features alone. */
             feat_reply(s, &(ftp_reply_line_t){.code = 500, .first = 1, .last = 1}, "500", 3);
             return;
@@ -821,12 +721,7 @@ static void on_client_handshake(void *owner)
 {
     session_t *s = owner;
     LOG_INFO(s->id, s->peer, "control TLS established (%s)", client_tls_desc(s->client));
-    const char *name = tls_engine_server_name(client_tls(s->client));
-    size_t n = name ? strlen(name) : 0;
-    if (n >= sizeof s->sni_name)
-        n = 0; /* over-long names match no route */
-    memcpy(s->sni_name, name ? name : "", n);
-    route_facts_sni(&s->route, n ? s->sni_name : NULL, n);
+    routing_tls_done(s->route, tls_engine_server_name(client_tls(s->client)));
 }
 
 static void on_client_drain(void *owner)
@@ -873,7 +768,8 @@ static const client_cbs_t client_cbs = {
 static int same_client(void *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
 {
     session_t *s = ctx;
-    return s->login[0] && sessreg_same_client(token, (const struct sockaddr *)&s->client_addr, s->login);
+    const char *login = routing_login(s->route);
+    return login[0] && sessreg_same_client(token, (const struct sockaddr *)&s->client_addr, login);
 }
 
 /* ---- start ---------------------------------------------------------------------------- */
@@ -950,7 +846,8 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     };
     static const dataplan_cbs_t plan_cbs = {.on_idle = on_plan_idle, .on_transfer = on_plan_transfer};
     s->plan = dataplan_new(&penv, s->client, &plan_cbs, s);
-    if (!s->plan) {
+    s->route = routing_new(cfg);
+    if (!s->plan || !s->route) {
         session_close(s, 0, "out of memory");
         return s;
     }
