@@ -17,15 +17,16 @@
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
-#include "route.h"
+#include "relay.h"
 #include "routing.h"
 #include "sessreg.h"
 #include "upstream.h"
 
 /* Lifetime and completion rules.
  *
- * A session owns its client connection (client.h), the backend control
- * connection (upstream.h; a retired one after REIN until it is closed), its
+ * A session owns its client connection (client.h), the backend half of its
+ * command exchange (relay.h, with the backend control connection: upstream.h;
+ * a retired one after REIN until it is closed), its routing (routing.h), its
  * data plan (dataplan.h, which owns the data links) and a timer. The counter
  * `children` holds one for the client and one for every open upstream; each
  * of their close callbacks takes its own off (asserted). Once it is zero on
@@ -41,16 +42,6 @@
 #define CLOSE_GRACE_MS 3000u
 #define DEFERRED_MAX (16u * 1024u) /* commands that arrived during a transfer */
 
-typedef enum {
-    WAIT_NONE = 0,  /* ready for the next client command */
-    WAIT_BACKEND,   /* the backend is being connected; `pending` goes out when it greets */
-    WAIT_FORWARD,   /* the reply to a forwarded command */
-    WAIT_FEAT,      /* the FEAT reply, merged */
-    WAIT_DATA,      /* the data plan has the backend's replies (set-up, transfer, ABOR) */
-    WAIT_QUIT,      /* QUIT's reply, then close */
-    WAIT_TLS_STOP   /* CCC/REIN: the client's close_notify */
-} wait_t;
-
 struct session {
     session_t *next, *prev;
     session_env_t env;
@@ -61,20 +52,18 @@ struct session {
     unsigned long long id;
     char peer[72];
     struct sockaddr_storage client_addr, local_addr, balancer_addr, orig_dst;
-    int intercepted;
     client_t *client;
-    upstream_t *up;   /* NULL until a command needs the backend */
+    relay_t *relay;   /* what the backend is sent and what it answers (relay_waiting) */
     routing_t *route; /* which backend, the names the client gave, the command held for the greeting */
     dataplan_t *plan;
     policy_state_t pol;
-    wait_t wait;
-    int logged_in, last_reply_code;
-    feat_merge_t feat;
+    int logged_in;
+    int tls_stopping; /* CCC/REIN: the client's close_notify is awaited */
     int replaying;    /* handle_command runs the held command again */
     intake_t intake;  /* which client command is taken when */
     uv_timer_t timer;
     unsigned children;
-    unsigned closing : 1, upstream_paused : 1, registered : 1, ip_counted : 1;
+    unsigned closing : 1, registered : 1, ip_counted : 1;
     SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
     const tls_sni_t *sni;
     unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
@@ -94,6 +83,7 @@ static void on_timer_closed(uv_handle_t *h)
     if (s->registered)
         sessreg_drop(s->tls_token);
     s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
+    relay_free(s->relay);
     dataplan_free(s->plan);
     routing_free(s->route);
     intake_clear(&s->intake);
@@ -116,8 +106,8 @@ static void session_close(session_t *s, int graceful, const char *why)
     LOG_INFO(s->id, s->peer, "session end: %s", why);
     if (s->plan)
         dataplan_discard(s->plan);
-    upstream_close(s->up);
-    s->up = NULL;
+    if (s->relay)
+        relay_close(s->relay);
     if (s->client) {
         if (graceful) {
             /* Flush what we said (e.g. 421), then close_notify and FIN. */
@@ -182,42 +172,28 @@ static void session_reset(session_t *s)
     }
     intake_clear(&s->intake);
     client_set_line_cap(s->client, s->limits->max_line_prelogin);
-    s->wait = WAIT_NONE;
+    s->tls_stopping = 0;
     start_login_timer(s);
 }
 
-/* ---- the backend control connection ------------------------------------------------ */
+/* ---- the backend half (relay.h) ----------------------------------------------------- */
 
-static void on_upstream_ready(void *owner)
+static void on_relay_ready(void *owner, const char *line, size_t len)
 {
     session_t *s = owner;
-    size_t len;
-    char *line = routing_take_held(s->route, &len);
-    s->wait = WAIT_NONE;
     if (line) {
         s->replaying = 1; /* logged when it arrived */
         handle_command(s, line, len);
         s->replaying = 0;
-        free(line);
     }
     process_input(s);
 }
 
-static void feat_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
+static void on_relay_login(void *owner)
 {
-    feat_policy_t own;
-    char out[2 * 8192];
-    int done = 0;
-    policy_features(&s->pol, &own);
-    int n = feat_merge_line(&s->feat, &own, r->code, r->first, r->last, line, len, out, sizeof out, &done);
-    if (n > 0)
-        client_write(s->client, out, (size_t)n);
-    if (done)
-        s->wait = WAIT_NONE;
-}
-
-static void on_login(session_t *s)
-{
+    session_t *s = owner;
+    if (s->logged_in)
+        return;
     s->logged_in = 1;
     client_set_line_cap(s->client, s->limits->max_line);
     LOG_INFO(s->id, s->peer, "login user=\"%s\"", routing_user_shown(s->route));
@@ -230,118 +206,58 @@ static void on_login(session_t *s)
     restart_timer(s);
 }
 
-static void on_upstream_reply(void *owner, const ftp_reply_line_t *r, const char *line, size_t len)
+static void on_relay_replied(void *owner, int data_idle)
 {
     session_t *s = owner;
-    if (r->last)
-        s->last_reply_code = r->code;
-    switch (s->wait) {
-    case WAIT_FEAT:
-        feat_reply(s, r, line, len);
-        break;
-    case WAIT_DATA:
-        if (dataplan_backend_reply(s->plan, s->up, r, line, len) == DATAPLAN_IDLE) {
-            s->wait = WAIT_NONE;
-            restart_timer(s);
-        }
-        break;
-    case WAIT_FORWARD:
-    case WAIT_QUIT:
-        /* Login first: a ticket issued then goes out with the 230 itself. */
-        if (r->last && r->code == 230 && !s->logged_in)
-            on_login(s);
-        client_line(s->client, line, len);
-        if (!r->last || r->code < 200)
-            break;
-        if (s->wait == WAIT_QUIT) {
-            session_close(s, 1, "QUIT");
-            return;
-        }
-        s->wait = WAIT_NONE;
-        break;
-    default:
-        /* Unsolicited (e.g. "421 Timeout"): relayed, and nothing waits on it. */
-        client_line(s->client, line, len);
-        break;
-    }
     if (s->closing)
         return;
-    if (client_queued(s->client) > TSTREAM_HIGH_MARK && s->up) {
-        /* The client does not read our replies: stop reading the backend's. */
-        s->upstream_paused = 1;
-        upstream_pause(s->up);
-    }
-    if (s->wait == WAIT_NONE || s->wait == WAIT_DATA)
+    if (data_idle)
+        restart_timer(s);
+    relay_wait_t w = relay_waiting(s->relay);
+    if (!s->tls_stopping && (w == RELAY_IDLE || w == RELAY_DATA))
         process_input(s);
 }
 
-static void on_upstream_failed(void *owner, upstream_failure_t why, const char *detail)
+static void on_relay_quit(void *owner)
 {
-    static const char *const reasons[] = {"backend unreachable", "backend refused the session",
-                                          "backend protocol error", "backend closed"};
-    session_t *s = owner;
-    (void)detail; /* logged by the upstream */
-    if (s->closing)
-        return;
-    /* A backend that closes after its own 421, or after QUIT, said it all. */
-    if (why != UPSTREAM_CLOSED || (s->wait != WAIT_QUIT && s->last_reply_code != 421))
-        client_reply(s->client, 421, "%s", upstream_failure_reply(why));
-    session_close(s, 1, reasons[why]);
+    session_close(owner, 1, "QUIT");
 }
 
-static void on_upstream_closed(void *owner)
+static void on_relay_failed(void *owner, const char *reason)
+{
+    session_close(owner, 1, reason);
+}
+
+static void on_relay_closed(void *owner)
 {
     session_child_gone(owner);
 }
 
-static const upstream_cbs_t upstream_cbs = {
-    .on_ready = on_upstream_ready,
-    .on_reply = on_upstream_reply,
-    .on_failed = on_upstream_failed,
-    .on_closed = on_upstream_closed,
+static const relay_cbs_t relay_cbs = {
+    .on_ready = on_relay_ready,
+    .on_login = on_relay_login,
+    .on_replied = on_relay_replied,
+    .on_quit = on_relay_quit,
+    .on_failed = on_relay_failed,
+    .on_closed = on_relay_closed,
 };
 
-/* A command needs the backend and none is connected: routing says which
- * one, or what to answer while none can be chosen. */
-static void open_upstream(session_t *s, const char *line, size_t len)
+/* What relay_forward and friends did: a new upstream is one more child. */
+static void relayed(session_t *s, int rc)
 {
-    routing_dial_t d;
-    if (routing_dial(s->route, line, len, &d) != FG_OK) {
+    if (rc == RELAY_DIALLED) {
+        s->children++;
+    } else if (rc == FG_NOMEM) {
         session_close(s, 0, "out of memory");
-        return;
+    } else if (rc < 0) {
+        client_reply(s->client, 421, "Service not available: cannot reach the FTP server");
+        session_close(s, 1, "backend write failed");
     }
-    if (!d.backend) {
-        if (d.unmatched) { /* no backend is contacted: said, logged and counted */
-            METRIC_INC(s->env.metrics, routes_unmatched);
-            LOG_WARN(s->id, s->peer, "no route for this session (user \"%s\"); no server contacted",
-                     routing_user_shown(s->route));
-        }
-        client_reply(s->client, d.code, "%s", d.text);
-        return;
-    }
-    int intercepted = s->intercepted && d.backend == &s->cfg->backend;
-    upstream_opts_t o = {
-        .loop = s->loop,
-        .backend = d.backend,
-        .limits = s->limits,
-        .client = (const struct sockaddr *)&s->client_addr,
-        .intercepted = intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
-        .metrics = s->env.metrics,
-        .sid = s->id,
-        .peer = s->peer,
-    };
-    if (d.route) {
-        char what[300];
-        LOG_INFO(s->id, s->peer, "route: %s", route_describe(d.route, what, sizeof what));
-    }
-    s->last_reply_code = 0;
-    s->up = upstream_open(&o, &upstream_cbs, s);
-    if (!s->up) {
-        session_close(s, 0, "out of memory");
-        return;
-    }
-    s->children++;
-    s->wait = WAIT_BACKEND;
+}
+
+static void forward(session_t *s, const char *line, size_t len, relay_wait_t wait)
+{
+    relayed(s, relay_forward(s->relay, line, len, wait));
 }
 
 /* Whose transfers the audit log records. */
@@ -352,7 +268,7 @@ static auditlog_who_t audit_who(const session_t *s)
         .listener = s->cfg->name,
         .client = s->peer,
         .user = routing_user_shown(s->route),
-        .backend = s->up ? upstream_peer(s->up) : NULL,
+        .backend = relay_upstream(s->relay) ? upstream_peer(relay_upstream(s->relay)) : NULL,
     };
 }
 
@@ -368,9 +284,8 @@ static void on_plan_transfer(void *owner, const dataplan_transfer_t *t)
 static void on_plan_idle(void *owner)
 {
     session_t *s = owner;
-    if (s->wait != WAIT_DATA)
+    if (!relay_data_released(s->relay))
         return;
-    s->wait = WAIT_NONE;
     restart_timer(s);
     process_input(s);
 }
@@ -390,11 +305,8 @@ static void on_client_tls_stopped(void *owner, int restarted)
 {
     session_t *s = owner;
     s->pol.tls_active = restarted; /* CCC, explicit REIN: clear from now on */
-    s->wait = WAIT_NONE;
-    if (s->up && s->upstream_paused && client_queued(s->client) <= TSTREAM_HIGH_MARK) {
-        s->upstream_paused = 0;
-        upstream_resume(s->up);
-    }
+    s->tls_stopping = 0;
+    relay_resume(s->relay);
     process_input(s);
 }
 
@@ -407,11 +319,8 @@ static void stop_client_tls(session_t *s, int restart)
         session_close(s, 0, "cannot end TLS on the control connection");
         return;
     }
-    if (s->up) {
-        s->upstream_paused = 1;
-        upstream_pause(s->up);
-    }
-    s->wait = WAIT_TLS_STOP;
+    relay_pause(s->relay);
+    s->tls_stopping = 1;
 }
 
 /* REIN (RFC 959 §4.1.1, RFC 2228 §5.3.3): the session returns to its state at
@@ -420,9 +329,7 @@ static void stop_client_tls(session_t *s, int restart)
 static void reinitialize(session_t *s)
 {
     dataplan_discard(s->plan);
-    upstream_close(s->up); /* retired: nothing it still sends is read */
-    s->up = NULL;
-    s->upstream_paused = 0;
+    relay_reset(s->relay);
     int tls = s->pol.tls_active;
     session_reset(s);
     LOG_INFO(s->id, s->peer, "REIN: session reinitialized");
@@ -445,8 +352,6 @@ static void on_auth(session_t *s)
         s->pol.tls_active = 1;
 }
 
-static void forward(session_t *s, const char *line, size_t len, wait_t wait);
-
 /* HOST on a listener with routes (RFC 7151): answered here, it may pick the route. */
 static void on_host(session_t *s, const ftp_cmd_t *cmd)
 {
@@ -459,29 +364,8 @@ static void on_host(session_t *s, const ftp_cmd_t *cmd)
  * needs; the backend is dialled now if it is not yet. */
 static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t len)
 {
-    const char *refusal;
     routing_user(s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0);
-    if (!s->up)
-        open_upstream(s, line, len);
-    else if (routing_user_line(s->route, &line, &len, &refusal) != FG_OK)
-        client_reply(s->client, 530, "%s", refusal);
-    else
-        forward(s, line, len, WAIT_FORWARD);
-}
-
-/* Sends line to the backend and waits in `wait`; dials first when needed. */
-static void forward(session_t *s, const char *line, size_t len, wait_t wait)
-{
-    if (!s->up) {
-        open_upstream(s, line, len);
-        return;
-    }
-    if (upstream_send_line(s->up, line, len) != FG_OK) {
-        client_reply(s->client, 421, "Service not available: cannot reach the FTP server");
-        session_close(s, 1, "backend write failed");
-        return;
-    }
-    s->wait = wait;
+    relayed(s, relay_user(s->relay, line, len));
 }
 
 static void handle_command(session_t *s, const char *line, size_t len)
@@ -535,35 +419,29 @@ static void handle_command(session_t *s, const char *line, size_t len)
         return;
     case POLICY_PASSIVE:
     case POLICY_ACTIVE:
-        if (!s->up) {
-            open_upstream(s, line, len);
+        if (!relay_upstream(s->relay)) {
+            forward(s, line, len, RELAY_REPLY); /* dials; the command runs again once it greets */
             return;
         }
-        if (dataplan_prepare(s->plan, s->up, routing_backend(s->route), cmd.id,
+        if (dataplan_prepare(s->plan, relay_upstream(s->relay), routing_backend(s->route), cmd.id,
                              d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
                              s->pol.prot) == DATAPLAN_BUSY)
-            s->wait = WAIT_DATA;
+            relay_await_data(s->relay);
         return;
     case POLICY_FEAT:
-        feat_merge_begin(&s->feat);
-        if (!s->up && routing_waiting(s->route)) {
-            /* No backend before the route is known: our own features alone. */
-            feat_reply(s, &(ftp_reply_line_t){.code = 500, .first = 1, .last = 1}, "500", 3);
-            return;
-        }
-        forward(s, line, len, WAIT_FEAT);
+        relayed(s, relay_feat(s->relay, line, len));
         return;
     case POLICY_TRANSFER:
         if (dataplan_transfer_begins(s->plan, &cmd) == FG_OK)
-            forward(s, line, len, WAIT_DATA);
+            forward(s, line, len, RELAY_DATA);
         return;
     case POLICY_QUIT:
-        if (!s->up) { /* nothing to log out of */
+        if (!relay_upstream(s->relay)) { /* nothing to log out of */
             client_reply(s->client, 221, "Goodbye; no server session was opened.");
             session_close(s, 1, "QUIT");
             return;
         }
-        forward(s, line, len, WAIT_QUIT);
+        forward(s, line, len, RELAY_QUIT);
         return;
     case POLICY_CCC:
         /* RFC 2228 §5.3.3 / RFC 4217 §6: reply under TLS, then close_notify both
@@ -584,7 +462,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
             on_user(s, &cmd, line, len);
             return;
         }
-        forward(s, line, len, WAIT_FORWARD);
+        forward(s, line, len, RELAY_REPLY);
         return;
     }
 }
@@ -598,11 +476,12 @@ static intake_mode_t intake_mode(void *owner)
     /* SECURITY: a client that sends commands but never reads the replies
      * (PBSZ, PROT, NOOP... answered here) would grow our queue without end:
      * stop taking commands until it reads (on_client_drain resumes). */
-    if (client_queued(s->client) > TSTREAM_HIGH_MARK)
+    if (client_queued(s->client) > TSTREAM_HIGH_MARK || s->tls_stopping)
         return INTAKE_NONE;
-    if (s->wait == WAIT_NONE)
+    relay_wait_t w = relay_waiting(s->relay);
+    if (w == RELAY_IDLE)
         return INTAKE_ONE;
-    return s->wait == WAIT_DATA && dataplan_in_transfer(s->plan) ? INTAKE_TRANSFER : INTAKE_NONE;
+    return w == RELAY_DATA && dataplan_in_transfer(s->plan) ? INTAKE_TRANSFER : INTAKE_NONE;
 }
 
 /* During a transfer (RFC 959 §4.1.3; FileZilla and WinSCP send NOOP keep-alives). */
@@ -617,7 +496,7 @@ static int intake_urgent(void *owner, const ftp_cmd_t *cmd)
         dataplan_stat(s->plan);
         return 1;
     case FTP_CMD_ABOR:
-        return dataplan_abort(s->plan, s->up) == FG_OK; /* already aborting: it waits its turn */
+        return dataplan_abort(s->plan, relay_upstream(s->relay)) == FG_OK; /* already aborting: it waits its turn */
     default:
         return 0;
     }
@@ -727,10 +606,8 @@ static void on_client_handshake(void *owner)
 static void on_client_drain(void *owner)
 {
     session_t *s = owner;
-    if (s->upstream_paused && s->up && s->wait != WAIT_TLS_STOP) {
-        s->upstream_paused = 0;
-        upstream_resume(s->up);
-    }
+    if (!s->tls_stopping)
+        relay_resume(s->relay);
     process_input(s); /* commands held while the client did not read */
 }
 
@@ -819,7 +696,6 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
              cfg->mode == LISTEN_IMPLICIT ? "implicit" : "explicit");
     if (origin) {
         char dst[72];
-        s->intercepted = 1;
         memcpy(&s->orig_dst, &origin->dst, sizeof s->orig_dst);
         LOG_INFO(id, s->peer, "intercepted: original destination %s (%s)",
                  netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst),
@@ -847,7 +723,18 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     static const dataplan_cbs_t plan_cbs = {.on_idle = on_plan_idle, .on_transfer = on_plan_transfer};
     s->plan = dataplan_new(&penv, s->client, &plan_cbs, s);
     s->route = routing_new(cfg);
-    if (!s->plan || !s->route) {
+    upstream_opts_t uo = {
+        .loop = s->loop,
+        .limits = s->limits,
+        .client = (const struct sockaddr *)&s->client_addr,
+        .intercepted = origin ? (const struct sockaddr *)&s->orig_dst : NULL,
+        .metrics = env->metrics,
+        .sid = id,
+        .peer = s->peer,
+    };
+    if (s->plan && s->route)
+        s->relay = relay_new(cfg, &uo, s->client, s->plan, s->route, &s->pol, &relay_cbs, s);
+    if (!s->relay) {
         session_close(s, 0, "out of memory");
         return s;
     }
