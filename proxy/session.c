@@ -5,10 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "auditlog.h"
 #include "client.h"
+#include "controltls.h"
 #include "dataplan.h"
 #include "fgerr.h"
 #include "ftp_cmd.h"
@@ -19,7 +18,6 @@
 #include "policy.h"
 #include "relay.h"
 #include "routing.h"
-#include "sessreg.h"
 #include "upstream.h"
 
 /* Lifetime and completion rules.
@@ -63,10 +61,8 @@ struct session {
     intake_t intake;  /* which client command is taken when */
     uv_timer_t timer;
     unsigned children;
-    unsigned closing : 1, registered : 1, ip_counted : 1;
-    SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
-    const tls_sni_t *sni;
-    unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
+    unsigned closing : 1, ip_counted : 1;
+    controltls_t tls; /* the control connection's TLS: identity, token, policy "client" */
 };
 
 static void session_close(session_t *s, int graceful, const char *why);
@@ -80,8 +76,7 @@ static void on_timer(uv_timer_t *t);
 static void on_timer_closed(uv_handle_t *h)
 {
     session_t *s = h->data;
-    if (s->registered)
-        sessreg_drop(s->tls_token);
+    controltls_logout(&s->tls);
     s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
     relay_free(s->relay);
     dataplan_free(s->plan);
@@ -166,10 +161,7 @@ static void session_reset(session_t *s)
                 netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4));
     s->logged_in = 0;
     routing_reset(s->route);
-    if (s->registered) {
-        sessreg_drop(s->tls_token);
-        s->registered = 0;
-    }
+    controltls_logout(&s->tls);
     intake_clear(&s->intake);
     client_set_line_cap(s->client, s->limits->max_line_prelogin);
     s->tls_stopping = 0;
@@ -197,12 +189,7 @@ static void on_relay_login(void *owner)
     s->logged_in = 1;
     client_set_line_cap(s->client, s->limits->max_line);
     LOG_INFO(s->id, s->peer, "login user=\"%s\"", routing_user_shown(s->route));
-    const char *login = routing_login(s->route);
-    if (s->cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT && login[0] &&
-        sessreg_put(s->tls_token, (const struct sockaddr *)&s->client_addr, login) == FG_OK) {
-        s->registered = 1;
-        client_issue_ticket(s->client); /* the first ticket: held until now (client_hold_tickets) */
-    }
+    controltls_login(&s->tls);
     restart_timer(s);
 }
 
@@ -292,13 +279,11 @@ static void on_plan_idle(void *owner)
 
 /* ---- client commands -------------------------------------------------------------- */
 
-static int start_client_tls(session_t *s)
+static int tls_started(session_t *s, int rc)
 {
-    if (client_start_tls(s->client) != FG_OK) {
+    if (rc != FG_OK)
         session_close(s, 0, "cannot start TLS");
-        return FG_TLS;
-    }
-    return FG_OK;
+    return rc;
 }
 
 static void on_client_tls_stopped(void *owner, int restarted)
@@ -340,15 +325,13 @@ static void reinitialize(session_t *s)
 
 static void on_auth(session_t *s)
 {
-    client_reply(s->client, 234, "Proceed with negotiation.");
-    /* SECURITY: plaintext pipelined after AUTH (command injection,
-     * CVE-2011-0411 class) is discarded, never executed. */
-    size_t dropped = client_discard_input(s->client);
-    if (dropped > 0) {
+    size_t dropped;
+    int rc = controltls_auth(&s->tls, &dropped);
+    if (dropped > 0) { /* SECURITY: plaintext pipelined after AUTH, discarded (controltls.h) */
         METRIC_INC(s->env.metrics, pipelined_after_auth);
         LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
     }
-    if (start_client_tls(s) == FG_OK)
+    if (tls_started(s, rc) == FG_OK)
         s->pol.tls_active = 1;
 }
 
@@ -562,7 +545,7 @@ static int over_ip_limit(session_t *s)
  * holds what is written until then). */
 static void greet(session_t *s)
 {
-    if (s->cfg->mode == LISTEN_IMPLICIT && start_client_tls(s) != FG_OK)
+    if (s->cfg->mode == LISTEN_IMPLICIT && tls_started(s, controltls_start(&s->tls)) != FG_OK)
         return;
     client_reply(s->client, 220, "%s", s->cfg->greeting);
 }
@@ -640,15 +623,6 @@ static const client_cbs_t client_cbs = {
     .on_closed = on_client_closed,
 };
 
-/* policy "client" (datalink.h): is the control connection of token this
- * session's client, with the same login? */
-static int same_client(void *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
-{
-    session_t *s = ctx;
-    const char *login = routing_login(s->route);
-    return login[0] && sessreg_same_client(token, (const struct sockaddr *)&s->client_addr, login);
-}
-
 /* ---- start ---------------------------------------------------------------------------- */
 
 session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned long long id,
@@ -657,7 +631,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     const config_t *all = generation_config(env->gen);
     const config_listener_t *cfg = &all->listeners[env->listener_index];
     session_t *s = calloc(1, sizeof *s);
-    if (!s || RAND_bytes(s->tls_token, sizeof s->tls_token) != 1) {
+    if (!s || controltls_init(&s->tls) != FG_OK) {
         free(s);
         tstream_close(stream, 1);
         return NULL;
@@ -670,11 +644,10 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->env = *env;
     s->gen = env->gen;
     generation_ref(s->gen);
-    s->tls_ctx = generation_listener_tls(s->gen, env->listener_index);
-    s->sni = generation_listener_sni(s->gen, env->listener_index);
-    client_set_tls(s->client, s->tls_ctx, s->tls_token, s->sni);
-    if (cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT)
-        client_hold_tickets(s->client);
+    s->route = routing_new(cfg);
+    controltls_attach(&s->tls, s->client, generation_listener_tls(s->gen, env->listener_index),
+                      generation_listener_sni(s->gen, env->listener_index), cfg->policy.require_session_reuse,
+                      (const struct sockaddr *)&s->client_addr, s->route);
     s->cfg = cfg;
     s->limits = &all->limits;
     s->loop = env->loop;
@@ -712,17 +685,16 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
                                                             : (const struct sockaddr *)&s->client_addr,
         .local_addr = (const struct sockaddr *)&s->local_addr,
         .intercepted_dst = origin ? (const struct sockaddr *)&s->orig_dst : NULL,
-        .tls = s->tls_ctx,
-        .sni = s->sni,
-        .tls_token = s->tls_token,
-        .same_client = same_client,
-        .same_client_ctx = s,
+        .tls = s->tls.ctx,
+        .sni = s->tls.sni,
+        .tls_token = s->tls.token,
+        .same_client = controltls_same_client,
+        .same_client_ctx = &s->tls,
         .sid = id,
         .peer = s->peer,
     };
     static const dataplan_cbs_t plan_cbs = {.on_idle = on_plan_idle, .on_transfer = on_plan_transfer};
     s->plan = dataplan_new(&penv, s->client, &plan_cbs, s);
-    s->route = routing_new(cfg);
     upstream_opts_t uo = {
         .loop = s->loop,
         .limits = s->limits,
