@@ -95,7 +95,7 @@ static void on_upstream_reply(void *owner, const ftp_reply_line_t *r, const char
         if (!r->last || r->code < 200)
             break;
         if (x->wait == RELAY_QUIT) {
-            x->cbs->on_quit(x->owner);
+            x->cbs->on_end(x->owner, "QUIT");
             return;
         }
         x->wait = RELAY_IDLE;
@@ -122,7 +122,7 @@ static void on_upstream_failed(void *owner, upstream_failure_t why, const char *
     /* A backend that closes after its own 421, or after QUIT, said it all. */
     if (why != UPSTREAM_CLOSED || (x->wait != RELAY_QUIT && x->last_reply_code != 421))
         client_reply(x->client, 421, "%s", upstream_failure_reply(why));
-    x->cbs->on_failed(x->owner, reasons[why]);
+    x->cbs->on_end(x->owner, reasons[why]);
 }
 
 static void on_upstream_closed(void *owner)
@@ -205,9 +205,26 @@ int relay_feat(relay_t *x, const char *line, size_t len)
     return relay_forward(x, line, len, RELAY_FEAT);
 }
 
-void relay_await_data(relay_t *x)
+int relay_data_setup(relay_t *x, const char *line, size_t len, ftp_cmd_id_t cmd, const struct sockaddr *target,
+                     char prot)
 {
-    x->wait = RELAY_DATA;
+    if (!x->up)
+        return relay_dial(x, line, len); /* the command runs again once the backend greets */
+    if (dataplan_prepare(x->plan, x->up, routing_backend(x->route), cmd, target, prot) == DATAPLAN_BUSY)
+        x->wait = RELAY_DATA;
+    return RELAY_SENT;
+}
+
+int relay_transfer(relay_t *x, const char *line, size_t len, const ftp_cmd_t *cmd)
+{
+    if (dataplan_transfer_begins(x->plan, cmd) != FG_OK)
+        return RELAY_ANSWERED;
+    return relay_forward(x, line, len, RELAY_DATA);
+}
+
+int relay_abort(relay_t *x)
+{
+    return dataplan_abort(x->plan, x->up);
 }
 
 int relay_data_released(relay_t *x)
@@ -223,9 +240,14 @@ relay_wait_t relay_waiting(const relay_t *x)
     return x->wait;
 }
 
-upstream_t *relay_upstream(const relay_t *x)
+int relay_connected(const relay_t *x)
 {
-    return x->up;
+    return x->up != NULL;
+}
+
+const struct sockaddr *relay_peer(const relay_t *x)
+{
+    return x->up ? upstream_peer(x->up) : NULL;
 }
 
 void relay_pause(relay_t *x)

@@ -6,6 +6,7 @@
 #include "client.h"
 #include "config.h"
 #include "dataplan.h"
+#include "ftp_cmd.h"
 #include "policy.h"
 #include "routing.h"
 #include "upstream.h"
@@ -54,11 +55,11 @@ typedef struct {
     /* A reply line was handled; data_idle: the data plan needs no more
      * backend replies. The session may take commands again. */
     void (*on_replied)(void *owner, int data_idle);
-    /* QUIT's reply went out: the session ends. */
-    void (*on_quit)(void *owner);
-    /* The backend connection cannot serve the session any more; the 421 was
-     * sent when there was something to say. reason: for the log. */
-    void (*on_failed)(void *owner, const char *reason);
+    /* The session ends (gracefully: what was said goes out): QUIT's reply
+     * went out (reason "QUIT"), or the backend connection cannot serve the
+     * session any more (the 421 was sent when there was something to say).
+     * reason: for the log. */
+    void (*on_end)(void *owner, const char *reason);
     /* An upstream is closed and freed. */
     void (*on_closed)(void *owner);
 } relay_cbs_t;
@@ -81,15 +82,26 @@ int relay_user(relay_t *x, const char *line, size_t len);
  * else the backend's reply merged with them. */
 int relay_feat(relay_t *x, const char *line, size_t len);
 
-/* The data plan asked the backend for a data channel: its replies go there. */
-void relay_await_data(relay_t *x);
+/* PASV, EPSV, PORT, EPRT (cmd; target: the PORT/EPRT address the policy
+ * validated): the data plan prepares the channel for the protection level
+ * prot and asks the backend for its side, the replies then going there. No
+ * backend yet: as relay_forward. */
+int relay_data_setup(relay_t *x, const char *line, size_t len, ftp_cmd_id_t cmd, const struct sockaddr *target,
+                     char prot);
+/* A transfer command: forwarded, its replies to the data plan, unless the
+ * prepared channel had failed (the client was answered: RELAY_ANSWERED). */
+int relay_transfer(relay_t *x, const char *line, size_t len, const ftp_cmd_t *cmd);
+/* ABOR during a transfer (dataplan_abort). FG_OK, or FG_STATE when none runs. */
+int relay_abort(relay_t *x);
 /* The data plan released a held reply (dataplan on_idle): 1 when the
  * session was waiting for it and may go on. */
 int relay_data_released(relay_t *x);
 
 relay_wait_t relay_waiting(const relay_t *x);
-/* The backend control connection; NULL when none is connected (yet). */
-upstream_t *relay_upstream(const relay_t *x);
+/* 1 when a backend is connected (or being connected). */
+int relay_connected(const relay_t *x);
+/* The backend's address; NULL when none is connected. */
+const struct sockaddr *relay_peer(const relay_t *x);
 
 /* Stop reading the backend (the control TLS is stopping), and read again
  * when the client reads our replies. */

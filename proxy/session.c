@@ -7,6 +7,7 @@
 
 #include "auditlog.h"
 #include "client.h"
+#include "clientaddr.h"
 #include "controltls.h"
 #include "dataplan.h"
 #include "fgerr.h"
@@ -48,8 +49,7 @@ struct session {
     const config_limits_t *limits;
     uv_loop_t *loop;
     unsigned long long id;
-    char peer[72];
-    struct sockaddr_storage client_addr, local_addr, balancer_addr, orig_dst;
+    clientaddr_t who; /* where the client is; who.peer names it in the log */
     client_t *client;
     relay_t *relay;   /* what the backend is sent and what it answers (relay_waiting) */
     routing_t *route; /* which backend, the names the client gave, the command held for the greeting */
@@ -77,7 +77,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     session_t *s = h->data;
     controltls_logout(&s->tls);
-    s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
+    s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->who.client : NULL);
     relay_free(s->relay);
     dataplan_free(s->plan);
     routing_free(s->route);
@@ -98,7 +98,7 @@ static void session_close(session_t *s, int graceful, const char *why)
     if (s->closing)
         return;
     s->closing = 1;
-    LOG_INFO(s->id, s->peer, "session end: %s", why);
+    LOG_INFO(s->id, s->who.peer, "session end: %s", why);
     if (s->plan)
         dataplan_discard(s->plan);
     if (s->relay)
@@ -148,7 +148,7 @@ static void on_timer(uv_timer_t *t)
         restart_timer(s); /* a transfer in progress is not idleness */
         return;
     }
-    LOG_INFO(s->id, s->peer, "%s timeout", s->logged_in ? "idle" : "login");
+    LOG_INFO(s->id, s->who.peer, "%s timeout", s->logged_in ? "idle" : "login");
     client_reply(s->client, 421, "Timeout; closing control connection");
     session_close(s, 1, "timeout");
 }
@@ -157,8 +157,8 @@ static void on_timer(uv_timer_t *t)
 static void session_reset(session_t *s)
 {
     struct in_addr v4;
-    policy_init(&s->pol, s->cfg, (const struct sockaddr *)&s->client_addr,
-                netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4));
+    policy_init(&s->pol, s->cfg, (const struct sockaddr *)&s->who.client,
+                netaddr_ipv4((const struct sockaddr *)&s->who.local, &v4));
     s->logged_in = 0;
     routing_reset(s->route);
     controltls_logout(&s->tls);
@@ -188,7 +188,7 @@ static void on_relay_login(void *owner)
         return;
     s->logged_in = 1;
     client_set_line_cap(s->client, s->limits->max_line);
-    LOG_INFO(s->id, s->peer, "login user=\"%s\"", routing_user_shown(s->route));
+    LOG_INFO(s->id, s->who.peer, "login user=\"%s\"", routing_user_shown(s->route));
     controltls_login(&s->tls);
     restart_timer(s);
 }
@@ -205,12 +205,7 @@ static void on_relay_replied(void *owner, int data_idle)
         process_input(s);
 }
 
-static void on_relay_quit(void *owner)
-{
-    session_close(owner, 1, "QUIT");
-}
-
-static void on_relay_failed(void *owner, const char *reason)
+static void on_relay_end(void *owner, const char *reason)
 {
     session_close(owner, 1, reason);
 }
@@ -224,8 +219,7 @@ static const relay_cbs_t relay_cbs = {
     .on_ready = on_relay_ready,
     .on_login = on_relay_login,
     .on_replied = on_relay_replied,
-    .on_quit = on_relay_quit,
-    .on_failed = on_relay_failed,
+    .on_end = on_relay_end,
     .on_closed = on_relay_closed,
 };
 
@@ -253,9 +247,9 @@ static auditlog_who_t audit_who(const session_t *s)
     return (auditlog_who_t){
         .session = s->id,
         .listener = s->cfg->name,
-        .client = s->peer,
+        .client = s->who.peer,
         .user = routing_user_shown(s->route),
-        .backend = relay_upstream(s->relay) ? upstream_peer(relay_upstream(s->relay)) : NULL,
+        .backend = relay_peer(s->relay),
     };
 }
 
@@ -317,7 +311,7 @@ static void reinitialize(session_t *s)
     relay_reset(s->relay);
     int tls = s->pol.tls_active;
     session_reset(s);
-    LOG_INFO(s->id, s->peer, "REIN: session reinitialized");
+    LOG_INFO(s->id, s->who.peer, "REIN: session reinitialized");
     client_reply(s->client, 220, "%s", s->cfg->greeting);
     if (tls)
         stop_client_tls(s, s->pol.implicit_mode);
@@ -329,7 +323,7 @@ static void on_auth(session_t *s)
     int rc = controltls_auth(&s->tls, &dropped);
     if (dropped > 0) { /* SECURITY: plaintext pipelined after AUTH, discarded (controltls.h) */
         METRIC_INC(s->env.metrics, pipelined_after_auth);
-        LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
+        LOG_WARN(s->id, s->who.peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
     }
     if (tls_started(s, rc) == FG_OK)
         s->pol.tls_active = 1;
@@ -361,7 +355,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
     if (log_enabled(LOG_LEVEL_DEBUG) && !s->replaying) {
         char shown[160];
         ftp_cmd_redact(line, len, shown, sizeof shown); /* SECURITY: never log PASS */
-        LOG_DEBUG(s->id, s->peer, "client: %s", shown);
+        LOG_DEBUG(s->id, s->who.peer, "client: %s", shown);
     }
     /* SECURITY: commands (NOOP...) before login do not extend the login
      * deadline, so nobody idles unauthenticated (start_login_timer). */
@@ -376,7 +370,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
             METRIC_INC(s->env.metrics, policy_refusals);
             if (d.target.ss_family)
                 netaddr_format_ip((const struct sockaddr *)&d.target, ip, sizeof ip);
-            LOG_WARN(s->id, s->peer, "SECURITY: refused %s%s%s (%d %s)", cmd.verb, ip[0] ? " to " : "", ip,
+            LOG_WARN(s->id, s->who.peer, "SECURITY: refused %s%s%s (%d %s)", cmd.verb, ip[0] ? " to " : "", ip,
                      d.code, d.text);
         }
         if (d.drop_data)
@@ -402,24 +396,18 @@ static void handle_command(session_t *s, const char *line, size_t len)
         return;
     case POLICY_PASSIVE:
     case POLICY_ACTIVE:
-        if (!relay_upstream(s->relay)) {
-            forward(s, line, len, RELAY_REPLY); /* dials; the command runs again once it greets */
-            return;
-        }
-        if (dataplan_prepare(s->plan, relay_upstream(s->relay), routing_backend(s->route), cmd.id,
-                             d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
-                             s->pol.prot) == DATAPLAN_BUSY)
-            relay_await_data(s->relay);
+        relayed(s, relay_data_setup(s->relay, line, len, cmd.id,
+                                    d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
+                                    s->pol.prot));
         return;
     case POLICY_FEAT:
         relayed(s, relay_feat(s->relay, line, len));
         return;
     case POLICY_TRANSFER:
-        if (dataplan_transfer_begins(s->plan, &cmd) == FG_OK)
-            forward(s, line, len, RELAY_DATA);
+        relayed(s, relay_transfer(s->relay, line, len, &cmd));
         return;
     case POLICY_QUIT:
-        if (!relay_upstream(s->relay)) { /* nothing to log out of */
+        if (!relay_connected(s->relay)) { /* nothing to log out of */
             client_reply(s->client, 221, "Goodbye; no server session was opened.");
             session_close(s, 1, "QUIT");
             return;
@@ -430,7 +418,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
         /* RFC 2228 §5.3.3 / RFC 4217 §6: reply under TLS, then close_notify both
          * ways; the control connection goes on in clear, data channels keep PROT. */
         client_reply(s->client, 200, "CCC command successful; control connection continues in clear");
-        LOG_INFO(s->id, s->peer, "CCC: control connection returns to clear");
+        LOG_INFO(s->id, s->who.peer, "CCC: control connection returns to clear");
         stop_client_tls(s, 0);
         return;
     case POLICY_REIN:
@@ -479,7 +467,7 @@ static int intake_urgent(void *owner, const ftp_cmd_t *cmd)
         dataplan_stat(s->plan);
         return 1;
     case FTP_CMD_ABOR:
-        return dataplan_abort(s->plan, relay_upstream(s->relay)) == FG_OK; /* already aborting: it waits its turn */
+        return relay_abort(s->relay) == FG_OK; /* already aborting: it waits its turn */
     default:
         return 0;
     }
@@ -489,7 +477,7 @@ static void intake_rejected(void *owner, int rc)
 {
     session_t *s = owner;
     if (rc == FG_TOO_LONG) {
-        LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
+        LOG_INFO(s->id, s->who.peer, "command line over the %u byte cap discarded",
                  s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
         METRIC_INC(s->env.metrics, lines_too_long);
         client_reply(s->client, 500, "Command line too long");
@@ -527,12 +515,12 @@ static void process_input(session_t *s)
  * the real client (the listener checks it at accept otherwise). */
 static int over_ip_limit(session_t *s)
 {
-    const char *why = s->env.admit_client(s->env.ctx, (const struct sockaddr *)&s->client_addr);
+    const char *why = s->env.admit_client(s->env.ctx, (const struct sockaddr *)&s->who.client);
     if (!why) {
         s->ip_counted = 1;
         return 0;
     }
-    LOG_WARN(s->id, s->peer, "connection refused: %s", why);
+    LOG_WARN(s->id, s->who.peer, "connection refused: %s", why);
     METRIC_INC(s->env.metrics, sessions_refused);
     if (s->cfg->mode == LISTEN_EXPLICIT)
         client_reply(s->client, 421, "Service not available: %s", why);
@@ -555,19 +543,12 @@ static int on_client_proxy_header(void *owner, int status, const proxyproto_t *p
     session_t *s = owner;
     if (status != FG_OK) {
         /* SECURITY: a listener that expects PROXY headers takes nothing else. */
-        LOG_WARN(s->id, s->peer, "SECURITY: missing or malformed PROXY protocol header (%s); closed",
+        LOG_WARN(s->id, s->who.peer, "SECURITY: missing or malformed PROXY protocol header (%s); closed",
                  fg_strerror(status));
         session_close(s, 0, "bad PROXY header");
         return -1;
     }
-    char balancer[72];
-    snprintf(balancer, sizeof balancer, "%s", s->peer);
-    if (!pp->local) {
-        memcpy(&s->client_addr, &pp->src, sizeof s->client_addr);
-        netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
-    }
-    LOG_INFO(s->id, s->peer, "PROXY v%d header from %s: client %s", pp->version, balancer,
-             pp->local ? "(local: the balancer itself)" : s->peer);
+    clientaddr_proxy(&s->who, pp, s->id);
     if (over_ip_limit(s))
         return -1;
     greet(s);
@@ -582,7 +563,7 @@ static void on_client_input(void *owner)
 static void on_client_handshake(void *owner)
 {
     session_t *s = owner;
-    LOG_INFO(s->id, s->peer, "control TLS established (%s)", client_tls_desc(s->client));
+    LOG_INFO(s->id, s->who.peer, "control TLS established (%s)", client_tls_desc(s->client));
     routing_tls_done(s->route, tls_engine_server_name(client_tls(s->client)));
 }
 
@@ -599,7 +580,7 @@ static void on_client_end(void *owner, tstream_end_t how, const char *reason)
     session_t *s = owner;
     if (how == TSTREAM_END_TLS_FAILED) {
         METRIC_INC(s->env.metrics, control_tls_failures);
-        LOG_WARN(s->id, s->peer, "control TLS failed: %s", reason);
+        LOG_WARN(s->id, s->who.peer, "control TLS failed: %s", reason);
     }
     session_close(s, 0, how == TSTREAM_END_CLEAN ? "client closed" : reason);
 }
@@ -647,7 +628,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->route = routing_new(cfg);
     controltls_attach(&s->tls, s->client, generation_listener_tls(s->gen, env->listener_index),
                       generation_listener_sni(s->gen, env->listener_index), cfg->policy.require_session_reuse,
-                      (const struct sockaddr *)&s->client_addr, s->route);
+                      (const struct sockaddr *)&s->who.client, s->route);
     s->cfg = cfg;
     s->limits = &all->limits;
     s->loop = env->loop;
@@ -657,52 +638,45 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     intake_init(&s->intake, s->client, DEFERRED_MAX, all->limits.max_line, &intake_cbs, s);
     uv_timer_init(s->loop, &s->timer);
     s->timer.data = s;
-    if (client_addresses(s->client, &s->client_addr, &s->local_addr) != FG_OK) {
+    if (clientaddr_init(&s->who, s->client) != FG_OK) {
         session_close(s, 0, "connection already gone");
         return s;
     }
-    memcpy(&s->balancer_addr, &s->client_addr, sizeof s->balancer_addr);
-    netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
     if (s->limits->tcp_keepalive_s > 0)
         uv_tcp_keepalive(client_tcp(s->client), 1, s->limits->tcp_keepalive_s);
-    LOG_INFO(id, s->peer, "session start listener=%s mode=%s", cfg->name,
+    LOG_INFO(id, s->who.peer, "session start listener=%s mode=%s", cfg->name,
              cfg->mode == LISTEN_IMPLICIT ? "implicit" : "explicit");
-    if (origin) {
-        char dst[72];
-        memcpy(&s->orig_dst, &origin->dst, sizeof s->orig_dst);
-        LOG_INFO(id, s->peer, "intercepted: original destination %s (%s)",
-                 netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst),
-                 origin->redirected ? "REDIRECT/DNAT" : "TPROXY");
-    }
+    if (origin)
+        clientaddr_intercepted(&s->who, (const struct sockaddr *)&origin->dst, origin->redirected, id);
     dataplan_env_t penv = {
         .loop = s->loop,
         .cfg = cfg,
         .limits = s->limits,
         .pool = env->pool,
         .metrics = env->metrics,
-        .client_addr = (const struct sockaddr *)&s->client_addr,
-        .data_peer = cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->balancer_addr
-                                                            : (const struct sockaddr *)&s->client_addr,
-        .local_addr = (const struct sockaddr *)&s->local_addr,
-        .intercepted_dst = origin ? (const struct sockaddr *)&s->orig_dst : NULL,
+        .client_addr = (const struct sockaddr *)&s->who.client,
+        .data_peer = cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->who.balancer
+                                                            : (const struct sockaddr *)&s->who.client,
+        .local_addr = (const struct sockaddr *)&s->who.local,
+        .intercepted_dst = s->who.intercepted ? (const struct sockaddr *)&s->who.orig_dst : NULL,
         .tls = s->tls.ctx,
         .sni = s->tls.sni,
         .tls_token = s->tls.token,
         .same_client = controltls_same_client,
         .same_client_ctx = &s->tls,
         .sid = id,
-        .peer = s->peer,
+        .peer = s->who.peer,
     };
     static const dataplan_cbs_t plan_cbs = {.on_idle = on_plan_idle, .on_transfer = on_plan_transfer};
     s->plan = dataplan_new(&penv, s->client, &plan_cbs, s);
     upstream_opts_t uo = {
         .loop = s->loop,
         .limits = s->limits,
-        .client = (const struct sockaddr *)&s->client_addr,
-        .intercepted = origin ? (const struct sockaddr *)&s->orig_dst : NULL,
+        .client = (const struct sockaddr *)&s->who.client,
+        .intercepted = s->who.intercepted ? (const struct sockaddr *)&s->who.orig_dst : NULL,
         .metrics = env->metrics,
         .sid = id,
-        .peer = s->peer,
+        .peer = s->who.peer,
     };
     if (s->plan && s->route)
         s->relay = relay_new(cfg, &uo, s->client, s->plan, s->route, &s->pol, &relay_cbs, s);
@@ -748,5 +722,5 @@ void session_unlink(session_t *s, session_t **head)
 
 const struct sockaddr *session_client_addr(const session_t *s)
 {
-    return (const struct sockaddr *)&s->client_addr;
+    return (const struct sockaddr *)&s->who.client;
 }
