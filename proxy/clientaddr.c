@@ -26,8 +26,13 @@ void clientaddr_intercepted(clientaddr_t *a, const struct sockaddr *orig_dst, in
              redirected ? "REDIRECT/DNAT" : "TPROXY");
 }
 
-void clientaddr_proxy(clientaddr_t *a, const proxyproto_t *pp, unsigned long long sid)
+int clientaddr_proxy(clientaddr_t *a, int status, const proxyproto_t *pp, unsigned long long sid)
 {
+    if (status != FG_OK) {
+        LOG_WARN(sid, a->peer, "SECURITY: missing or malformed PROXY protocol header (%s); closed",
+                 fg_strerror(status));
+        return status;
+    }
     char balancer[72];
     snprintf(balancer, sizeof balancer, "%s", a->peer);
     if (!pp->local) {
@@ -36,4 +41,5 @@ void clientaddr_proxy(clientaddr_t *a, const proxyproto_t *pp, unsigned long lon
     }
     LOG_INFO(sid, a->peer, "PROXY v%d header from %s: client %s", pp->version, balancer,
              pp->local ? "(local: the balancer itself)" : a->peer);
+    return FG_OK;
 }

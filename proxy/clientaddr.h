@@ -25,8 +25,10 @@ int clientaddr_init(clientaddr_t *a, client_t *c);
  * (redirected: by REDIRECT/DNAT, else TPROXY); logged with sid. */
 void clientaddr_intercepted(clientaddr_t *a, const struct sockaddr *orig_dst, int redirected, unsigned long long sid);
 
-/* A PROXY header named the real client (a LOCAL header: the balancer itself
- * speaks, and its address stays); logged with sid. */
-void clientaddr_proxy(clientaddr_t *a, const proxyproto_t *pp, unsigned long long sid);
+/* The PROXY header was read (client.h's on_proxy_header: status and pp): it
+ * named the real client (a LOCAL header: the balancer itself speaks, and its
+ * address stays). Logged with sid. FG_OK, or status when there was no valid
+ * header (SECURITY: a listener that expects one takes nothing else). */
+int clientaddr_proxy(clientaddr_t *a, int status, const proxyproto_t *pp, unsigned long long sid);
 
 #endif

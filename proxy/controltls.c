@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include "fgerr.h"
+#include "log.h"
 #include "sessreg.h"
 
 int controltls_init(controltls_t *t)
@@ -24,15 +25,26 @@ void controltls_attach(controltls_t *t, client_t *client, SSL_CTX *ctx, const tl
         client_hold_tickets(client);
 }
 
+void controltls_log_to(controltls_t *t, metrics_t *metrics, unsigned long long sid, const char *peer)
+{
+    t->metrics = metrics;
+    t->sid = sid;
+    t->peer = peer;
+}
+
 int controltls_start(controltls_t *t)
 {
     return client_start_tls(t->client);
 }
 
-int controltls_auth(controltls_t *t, size_t *discarded)
+int controltls_auth(controltls_t *t)
 {
     client_reply(t->client, 234, "Proceed with negotiation.");
-    *discarded = client_discard_input(t->client);
+    size_t dropped = client_discard_input(t->client);
+    if (dropped > 0) {
+        METRIC_INC(t->metrics, pipelined_after_auth);
+        LOG_WARN(t->sid, t->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
+    }
     return client_start_tls(t->client);
 }
 

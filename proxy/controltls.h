@@ -6,6 +6,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "metrics.h"
 #include "routing.h"
 #include "tls_engine.h"
 
@@ -29,6 +30,9 @@ typedef struct {
     const struct sockaddr *addr; /* the real client (policy "client") */
     const routing_t *route;      /* its login */
     int registered;
+    metrics_t *metrics;          /* pipelined_after_auth */
+    unsigned long long sid;      /* for the log */
+    const char *peer;
 } controltls_t;
 
 /* A fresh token. FG_OK, or FG_TLS when there is no randomness. */
@@ -37,13 +41,16 @@ int controltls_init(controltls_t *t);
  * data connection asks (controltls_same_client). All borrowed. */
 void controltls_attach(controltls_t *t, client_t *client, SSL_CTX *ctx, const tls_sni_t *sni, session_reuse_t rule,
                        const struct sockaddr *addr, const routing_t *route);
+/* Where AUTH's discarded plaintext is logged and counted (borrowed). */
+void controltls_log_to(controltls_t *t, metrics_t *metrics, unsigned long long sid, const char *peer);
 
 /* TLS from the next byte (an implicit listener's first). FG_OK or client_start_tls's error. */
 int controltls_start(controltls_t *t);
 /* AUTH accepted (RFC 4217 §4): "234", then TLS from the next byte. What the
  * client sent after the AUTH line is discarded, never executed (SECURITY:
- * command injection, CVE-2011-0411 class): *discarded says how much. */
-int controltls_auth(controltls_t *t, size_t *discarded);
+ * command injection, CVE-2011-0411 class), and logged and counted.
+ * FG_OK or client_start_tls's error. */
+int controltls_auth(controltls_t *t);
 
 /* The login succeeded: under policy "client" it is registered and the first
  * ticket goes out (with the 230). */

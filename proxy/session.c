@@ -66,7 +66,7 @@ struct session {
 };
 
 static void session_close(session_t *s, int graceful, const char *why);
-static void process_input(session_t *s);
+static void process_input(void *owner);
 static void handle_command(session_t *s, const char *line, size_t len);
 
 /* ---- lifetime ------------------------------------------------------------------- */
@@ -163,7 +163,7 @@ static void session_reset(session_t *s)
     routing_reset(s->route);
     controltls_logout(&s->tls);
     intake_clear(&s->intake);
-    client_set_line_cap(s->client, s->limits->max_line_prelogin);
+    intake_set_cap(&s->intake, s->limits->max_line_prelogin);
     s->tls_stopping = 0;
     start_login_timer(s);
 }
@@ -187,7 +187,7 @@ static void on_relay_login(void *owner)
     if (s->logged_in)
         return;
     s->logged_in = 1;
-    client_set_line_cap(s->client, s->limits->max_line);
+    intake_set_cap(&s->intake, s->limits->max_line);
     LOG_INFO(s->id, s->who.peer, "login user=\"%s\"", routing_user_shown(s->route));
     controltls_login(&s->tls);
     restart_timer(s);
@@ -317,18 +317,6 @@ static void reinitialize(session_t *s)
         stop_client_tls(s, s->pol.implicit_mode);
 }
 
-static void on_auth(session_t *s)
-{
-    size_t dropped;
-    int rc = controltls_auth(&s->tls, &dropped);
-    if (dropped > 0) { /* SECURITY: plaintext pipelined after AUTH, discarded (controltls.h) */
-        METRIC_INC(s->env.metrics, pipelined_after_auth);
-        LOG_WARN(s->id, s->who.peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
-    }
-    if (tls_started(s, rc) == FG_OK)
-        s->pol.tls_active = 1;
-}
-
 /* HOST on a listener with routes (RFC 7151): answered here, it may pick the route. */
 static void on_host(session_t *s, const ftp_cmd_t *cmd)
 {
@@ -379,8 +367,9 @@ static void handle_command(session_t *s, const char *line, size_t len)
         auditlog_who_t who = audit_who(s);
         auditlog_refused(s->env.audit, &who, &cmd, d.code, uv_now(s->loop));
         return;
-    case POLICY_AUTH:
-        on_auth(s);
+    case POLICY_AUTH: /* SECURITY: what was pipelined after it is discarded (controltls.h) */
+        if (tls_started(s, controltls_auth(&s->tls)) == FG_OK)
+            s->pol.tls_active = 1;
         return;
     case POLICY_PBSZ:
         s->pol.pbsz_done = 1;
@@ -473,19 +462,6 @@ static int intake_urgent(void *owner, const ftp_cmd_t *cmd)
     }
 }
 
-static void intake_rejected(void *owner, int rc)
-{
-    session_t *s = owner;
-    if (rc == FG_TOO_LONG) {
-        LOG_INFO(s->id, s->who.peer, "command line over the %u byte cap discarded",
-                 s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
-        METRIC_INC(s->env.metrics, lines_too_long);
-        client_reply(s->client, 500, "Command line too long");
-    } else {
-        client_reply(s->client, 500, "Invalid character in command line");
-    }
-}
-
 static void intake_command(void *owner, const char *line, size_t len)
 {
     handle_command(owner, line, len);
@@ -500,13 +476,12 @@ static const intake_cbs_t intake_cbs = {
     .mode = intake_mode,
     .command = intake_command,
     .urgent = intake_urgent,
-    .rejected = intake_rejected,
     .failed = intake_failed,
 };
 
-static void process_input(session_t *s)
+static void process_input(void *owner)
 {
-    intake_run(&s->intake);
+    intake_run(&((session_t *)owner)->intake);
 }
 
 /* ---- client connection ------------------------------------------------------------- */
@@ -541,23 +516,14 @@ static void greet(session_t *s)
 static int on_client_proxy_header(void *owner, int status, const proxyproto_t *pp)
 {
     session_t *s = owner;
-    if (status != FG_OK) {
-        /* SECURITY: a listener that expects PROXY headers takes nothing else. */
-        LOG_WARN(s->id, s->who.peer, "SECURITY: missing or malformed PROXY protocol header (%s); closed",
-                 fg_strerror(status));
+    if (clientaddr_proxy(&s->who, status, pp, s->id) != FG_OK) { /* SECURITY: nothing else is taken */
         session_close(s, 0, "bad PROXY header");
         return -1;
     }
-    clientaddr_proxy(&s->who, pp, s->id);
     if (over_ip_limit(s))
         return -1;
     greet(s);
     return s->closing ? -1 : 0;
-}
-
-static void on_client_input(void *owner)
-{
-    process_input(owner);
 }
 
 static void on_client_handshake(void *owner)
@@ -596,7 +562,7 @@ static void on_client_closed(void *owner)
 
 static const client_cbs_t client_cbs = {
     .on_proxy_header = on_client_proxy_header,
-    .on_input = on_client_input,
+    .on_input = process_input,
     .on_handshake = on_client_handshake,
     .on_tls_stopped = on_client_tls_stopped,
     .on_drain = on_client_drain,
@@ -629,6 +595,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     controltls_attach(&s->tls, s->client, generation_listener_tls(s->gen, env->listener_index),
                       generation_listener_sni(s->gen, env->listener_index), cfg->policy.require_session_reuse,
                       (const struct sockaddr *)&s->who.client, s->route);
+    controltls_log_to(&s->tls, env->metrics, id, s->who.peer);
     s->cfg = cfg;
     s->limits = &all->limits;
     s->loop = env->loop;
@@ -636,6 +603,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->children = 1; /* the client */
     s->ip_counted = !cfg->proxy_protocol.enabled; /* else after the PROXY header */
     intake_init(&s->intake, s->client, DEFERRED_MAX, all->limits.max_line, &intake_cbs, s);
+    intake_log_to(&s->intake, env->metrics, id, s->who.peer);
     uv_timer_init(s->loop, &s->timer);
     s->timer.data = s;
     if (clientaddr_init(&s->who, s->client) != FG_OK) {
