@@ -1,9 +1,7 @@
 #include "session.h"
 
 #include <assert.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "auditlog.h"
 #include "client.h"
@@ -12,7 +10,6 @@
 #include "dataplan.h"
 #include "fgerr.h"
 #include "ftp_cmd.h"
-#include "ftp_reply.h"
 #include "intake.h"
 #include "log.h"
 #include "netaddr.h"
