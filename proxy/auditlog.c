@@ -11,6 +11,7 @@
 #include "asyncw.h"
 #include "fgerr.h"
 #include "log.h"
+#include "netaddr.h"
 
 #define AUDITLOG_MODE 0640              /* user names and file paths: not for everyone */
 #define AUDITLOG_ERROR_INTERVAL_S 60    /* a failing disk is logged once a minute, not per record */
@@ -112,6 +113,53 @@ void auditlog_write(auditlog_t *a, const audit_record_t *r)
     int n = auditfmt_line(r, line, sizeof line);
     if (n > 0)
         asyncw_put(a->w, line, (size_t)n); /* a drop is counted there */
+}
+
+void auditlog_transfer(auditlog_t *a, const auditlog_who_t *who, const auditlog_transfer_t *t)
+{
+    if (!a)
+        return;
+    char backend[72] = "";
+    if (who->backend)
+        netaddr_format(who->backend, backend, sizeof backend);
+    audit_record_t r = {
+        .ts_ms = now_ms(),
+        .session = who->session,
+        .listener = who->listener,
+        .client = who->client,
+        .user = who->user,
+        .user_len = who->user ? who->user_len : 0,
+        .backend = who->backend ? backend : NULL,
+        .command = t->command,
+        .path = t->path,
+        .path_len = t->path_len,
+        .direction = t->listing ? AUDIT_LISTING : t->upload ? AUDIT_UPLOAD : AUDIT_DOWNLOAD,
+        .bytes = t->bytes,
+        .duration_ms = t->ended_ms - t->started_ms,
+        .reply = t->reply,
+        .tls = t->tls,
+        .tls_version = t->tls_version,
+        .tls_cipher = t->tls_cipher,
+        .tls_resumed = t->tls_resumed,
+    };
+    auditlog_write(a, &r);
+}
+
+void auditlog_refused(auditlog_t *a, const auditlog_who_t *who, const ftp_cmd_t *cmd, int code, uint64_t loop_ms)
+{
+    if (!a || !ftp_cmd_is_transfer(cmd->id))
+        return;
+    auditlog_transfer_t t = {
+        .command = cmd->verb,
+        .path = cmd->arg, /* NULL: no argument */
+        .path_len = cmd->arg ? cmd->arg_len : 0,
+        .upload = ftp_cmd_is_upload(cmd->id),
+        .listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD,
+        .started_ms = loop_ms,
+        .ended_ms = loop_ms,
+        .reply = code,
+    };
+    auditlog_transfer(a, who, &t);
 }
 
 void auditlog_reopen(auditlog_t *a)

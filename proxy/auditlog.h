@@ -1,8 +1,11 @@
 #ifndef FTPSGATE_AUDITLOG_H
 #define FTPSGATE_AUDITLOG_H
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include "auditfmt.h"
+#include "ftp_cmd.h"
 
 /* The transfer audit log (log.transfer_log): one JSON line per transfer
  * (auditfmt.h), appended to a file by a writer thread of its own through a
@@ -34,6 +37,38 @@ int auditlog_open(const char *path, size_t capacity, auditlog_t **out, char *err
 
 /* Formats r and queues the line; never waits. NULL a is fine (no log). */
 void auditlog_write(auditlog_t *a, const audit_record_t *r);
+
+/* One transfer as it ended (the data plan's report, dataplan.h): the command,
+ * its path, which way the bytes went and how many, when it started, the final
+ * reply code the client got, and the data connection's TLS. */
+typedef struct {
+    const char *command;          /* "RETR", "STOR", "LIST", ... */
+    const char *path;             /* the argument as the client sent it; "" when none */
+    size_t path_len;
+    int upload, listing;
+    uint64_t bytes;
+    uint64_t started_ms, ended_ms; /* loop time (uv_now) */
+    int reply;
+    int tls, tls_resumed;         /* tls 0: clear (or no data connection) */
+    const char *tls_version, *tls_cipher;
+} auditlog_transfer_t;
+
+/* Whose transfer it was: the session's side of the record (borrowed). */
+typedef struct {
+    unsigned long long session;
+    const char *listener, *client; /* the listener's name; "ip:port" of the real client */
+    const char *user;              /* the name the backend received, raw; NULL before login */
+    size_t user_len;
+    const struct sockaddr *backend; /* the backend control peer; NULL when none is connected */
+} auditlog_who_t;
+
+/* The record of transfer t of who, queued as auditlog_write does. NULL a is fine. */
+void auditlog_transfer(auditlog_t *a, const auditlog_who_t *who, const auditlog_transfer_t *t);
+
+/* A transfer command refused before it reached the backend (521, read-only
+ * ...), recorded too: reply code, no bytes. loop_ms: uv_now. Other
+ * commands are not recorded. NULL a is fine. */
+void auditlog_refused(auditlog_t *a, const auditlog_who_t *who, const ftp_cmd_t *cmd, int code, uint64_t loop_ms);
 
 /* SIGUSR1: reopen by path after what is queued now (see above). */
 void auditlog_reopen(auditlog_t *a);

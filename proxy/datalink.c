@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "datasock.h"
+#include "dataopen.h"
 #include "defer.h"
 #include "fgerr.h"
 #include "log.h"
@@ -14,16 +14,16 @@
 #include "policy.h"
 #include "pump.h"
 #include "tls_engine.h"
-#include "transparent.h"
 #include "tstream.h"
 
 #define DATALINK_LINGER_MS 3000
 
 enum { DIR_UNKNOWN = -1, DIR_DOWNLOAD = 0, DIR_UPLOAD = 1 };
 
-/* Lifetime: the link counts its live handles (timer, streams, listening
- * sockets) in `handles`; each close callback takes one off, and the memory
- * goes in the last one, never earlier. The timer is closed last, so the
+/* Lifetime: the link counts its live handles (timers, streams, and its
+ * dataopen while that has handles of its own: listening sockets, dials) in
+ * `handles`; each close callback takes one off, and the memory goes in the
+ * last one, never earlier. The timer is closed last, so the
  * free always happens in a close callback, whatever the owner does in its
  * done callback. */
 struct datalink {
@@ -34,19 +34,15 @@ struct datalink {
     int report_code, report_backend_failed;
     char report_text[128];
     datalink_opts_t o;
-    datasock_t *client_sock, *backend_sock;
-    uint16_t client_port;
-    struct sockaddr_storage backend_listen;
-    int backend_port_known;
+    dataopen_t *open; /* how the two connections come; NULL once closed */
     unsigned stalled_s;
     tstream_t *client, *backend;
     pump_t up, down; /* client -> backend, backend -> client */
     uv_timer_t timer;
-    uv_timer_t rate_timer; /* a pump waits for tokens (policy.rate_limit) */
     int direction;
     unsigned handles;
     unsigned finished : 1, detached : 1, failed : 1, lingering : 1, timer_closing : 1, client_up : 1,
-        backend_up : 1, backend_started : 1, running : 1;
+        backend_up : 1, running : 1;
     uint64_t progress_mark;
     const char *tls_version, *tls_cipher; /* the client side's, after its handshake */
     int tls_resumed;
@@ -54,6 +50,7 @@ struct datalink {
 
 static void on_stall_tick(uv_timer_t *t);
 static void on_connect_timeout(uv_timer_t *t);
+static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend_failed);
 static void dl_maybe_connect_backend(datalink_t *dl);
 
 /* ---- lifetime ---------------------------------------------------------------- */
@@ -65,32 +62,6 @@ static void dl_timer_closed(uv_handle_t *h)
     dl_release_handle(h->data);
 }
 
-static void dl_release_handle(datalink_t *dl)
-{
-    assert(dl->handles > 0);
-    dl->handles--;
-    if (!dl->detached)
-        return;
-    if (dl->handles == 1 && !dl->timer_closing) {
-        dl->timer_closing = 1;
-        uv_close((uv_handle_t *)&dl->timer, dl_timer_closed);
-        return;
-    }
-    if (dl->handles == 0) {
-        defer_cancel(&dl->report);
-        pump_release(&dl->up);
-        pump_release(&dl->down);
-        free(dl);
-    }
-}
-
-/* The rate timer goes as soon as the transfer is over (its handle counts). */
-static void dl_stop_rate_timer(datalink_t *dl)
-{
-    if (!uv_is_closing((uv_handle_t *)&dl->rate_timer))
-        uv_close((uv_handle_t *)&dl->rate_timer, dl_timer_closed);
-}
-
 /* Called where the owner lets go: closes the timer once nothing else is open. */
 static void dl_maybe_free(datalink_t *dl)
 {
@@ -100,21 +71,30 @@ static void dl_maybe_free(datalink_t *dl)
     }
 }
 
-static void dl_sock_closed(void *owner)
+static void dl_release_handle(datalink_t *dl)
+{
+    assert(dl->handles > 0);
+    dl->handles--;
+    if (dl->detached && dl->handles == 0) {
+        defer_cancel(&dl->report);
+        pump_release(&dl->up);
+        pump_release(&dl->down);
+        free(dl);
+        return;
+    }
+    dl_maybe_free(dl);
+}
+
+static void dl_pump_closed(void *owner)
 {
     dl_release_handle(owner);
 }
 
-static void dl_close_socks(datalink_t *dl)
+/* The pumps' rate timers go as soon as the transfer is over (their handles count). */
+static void dl_close_pumps(datalink_t *dl)
 {
-    if (dl->client_sock) {
-        datasock_close(dl->client_sock);
-        dl->client_sock = NULL;
-    }
-    if (dl->backend_sock) {
-        datasock_close(dl->backend_sock);
-        dl->backend_sock = NULL;
-    }
+    pump_close(&dl->up, dl_pump_closed);
+    pump_close(&dl->down, dl_pump_closed);
 }
 
 static void dl_close_streams(datalink_t *dl, int reset)
@@ -144,45 +124,6 @@ static void dl_report(datalink_t *dl, int code, const char *text, int backend_fa
     defer_call(&dl->report, dl_run_report);
 }
 
-static void poke_on_connect(tstream_t *s, int status)
-{
-    (void)status;
-    tstream_close(s, 1);
-}
-
-static void poke_on_close(tstream_t *s)
-{
-    datalink_t *dl = tstream_userdata(s);
-    dl->backend = NULL;
-    pump_stream_gone(&dl->up, s);
-    pump_stream_gone(&dl->down, s);
-    dl_release_handle(dl);
-}
-
-static const tstream_cbs_t poke_cbs = {
-    .on_connect = poke_on_connect,
-    .on_close = poke_on_close,
-};
-
-/* The client never brought a usable data connection, but a passive backend
- * already has the transfer command and waits (for minutes) on its port.
- * Connecting and resetting makes it fail the transfer now, so its final reply
- * comes promptly and the session goes on. */
-static void dl_poke_backend(datalink_t *dl)
-{
-    if (dl->o.backend_mode != DL_BACKEND_CONNECT || dl->backend_started || dl->backend ||
-        !dl->backend_port_known)
-        return;
-    dl->backend_started = 1;
-    tstream_t *bs = tstream_new(dl->loop, &poke_cbs, dl);
-    if (!bs)
-        return;
-    dl->backend = bs;
-    dl->handles++;
-    if (tstream_connect(bs, (const struct sockaddr *)&dl->o.backend_addr) != FG_OK)
-        tstream_close(bs, 1);
-}
-
 static void dl_account(datalink_t *dl, int ok)
 {
     if (ok)
@@ -199,7 +140,7 @@ static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend
         return;
     dl->finished = 1;
     dl->failed = 1;
-    dl_stop_rate_timer(dl);
+    dl_close_pumps(dl);
     dl_account(dl, 0);
     if (code == 522)
         METRIC_INC(dl->o.metrics, data_tls_failures);
@@ -208,11 +149,11 @@ static void dl_fail_side(datalink_t *dl, int code, const char *text, int backend
              "data transfer failed (%d %s); %llu bytes read from the client, %llu from the backend", code, text,
              (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
     uv_timer_stop(&dl->timer);
-    dl_close_socks(dl);
+    dataopen_stop(dl->open);
     /* SECURITY: reset, not FIN, so the backend cannot take a cut upload as complete. */
     dl_close_streams(dl, 1);
     if (dl->direction != DIR_UNKNOWN)
-        dl_poke_backend(dl);
+        dataopen_poke_backend(dl->open);
     dl_report(dl, code, text, backend_failed);
 }
 
@@ -252,7 +193,7 @@ static void dl_evaluate(datalink_t *dl)
         return;
     dl->finished = 1;
     dl->lingering = 1;
-    dl_stop_rate_timer(dl);
+    dl_close_pumps(dl);
     dl_account(dl, 1);
     LOG_DEBUG(dl->o.session_id, dl->o.peer, "data transfer complete: %llu bytes to backend, %llu to client",
               (unsigned long long)dl->up.bytes, (unsigned long long)dl->down.bytes);
@@ -309,34 +250,10 @@ static void client_on_handshake(tstream_t *s)
     }
 }
 
-static void on_rate_timer(uv_timer_t *t);
-
-/* A pump ran out of tokens: its source waits until they are there again. */
-static void dl_rate_wait(datalink_t *dl, pump_t *p)
-{
-    uint64_t ns = pump_rate_wait_ns(p, uv_hrtime());
-    if (!ns || uv_is_active((uv_handle_t *)&dl->rate_timer) || uv_is_closing((uv_handle_t *)&dl->rate_timer))
-        return;
-    uv_timer_start(&dl->rate_timer, on_rate_timer, (ns + 999999) / 1000000, 0);
-}
-
-static void on_rate_timer(uv_timer_t *t)
-{
-    datalink_t *dl = t->data;
-    uint64_t now = uv_hrtime();
-    if (dl->finished)
-        return;
-    int up = pump_rate_tick(&dl->up, now), down = pump_rate_tick(&dl->down, now);
-    if (up)
-        dl_rate_wait(dl, &dl->up);
-    if (down)
-        dl_rate_wait(dl, &dl->down);
-}
-
 static void client_on_data(tstream_t *s, const char *buf, size_t len)
 {
     datalink_t *dl = tstream_userdata(s);
-    int rc = pump_push(&dl->up, buf, len, uv_hrtime());
+    int rc = pump_push(&dl->up, buf, len);
     if (rc == FG_RANGE) {
         /* SECURITY: policy.max_upload_bytes: the backend's data connection is
          * reset (dl_fail), so it cannot keep the cut file as complete. */
@@ -346,11 +263,8 @@ static void client_on_data(tstream_t *s, const char *buf, size_t len)
         dl_fail(dl, 552, "Exceeded storage allocation: upload limit reached; transfer aborted");
         return;
     }
-    if (rc != FG_OK) {
+    if (rc != FG_OK)
         dl_fail_side(dl, 426, "Connection closed; transfer aborted", 1);
-        return;
-    }
-    dl_rate_wait(dl, &dl->up);
 }
 
 static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
@@ -419,10 +333,7 @@ static void client_on_close(tstream_t *s)
     dl_release_handle(dl);
 }
 
-static void client_on_connect(tstream_t *s, int status);
-
 static const tstream_cbs_t client_cbs = {
-    .on_connect = client_on_connect,
     .on_handshake = client_on_handshake,
     .on_data = client_on_data,
     .on_end = client_on_end,
@@ -432,10 +343,17 @@ static const tstream_cbs_t client_cbs = {
     .on_close = client_on_close,
 };
 
-/* The client endpoint is connected (accepted, or our connect to it done). */
-static void dl_client_up(datalink_t *dl)
+/* The client endpoint is connected (accepted, or our dial to it connected). */
+static void dl_client_up(datalink_t *dl, tstream_t *cs)
 {
-    tstream_t *cs = dl->client;
+    tstream_set_userdata(cs, &client_cbs, dl);
+    dl->client = cs;
+    pump_set_source(&dl->up, cs);
+    dl->handles++;
+    if (dl->o.tls.ctx && datatls_start(&dl->o.tls, cs) != FG_OK) {
+        dl_fail(dl, 425, "Cannot start TLS on the data connection");
+        return;
+    }
     dl->client_up = 1;
     uv_tcp_nodelay(tstream_tcp(cs), 1);
     if (tstream_start_read(cs) != FG_OK) {
@@ -450,64 +368,13 @@ static void dl_client_up(datalink_t *dl)
     dl_check_running(dl);
 }
 
-/* Makes cs (new, or just accepted) the link's client endpoint. */
-static int dl_adopt_client_stream(datalink_t *dl, tstream_t *cs)
-{
-    tstream_set_userdata(cs, &client_cbs, dl);
-    dl->client = cs;
-    pump_set_source(&dl->up, cs);
-    dl->handles++;
-    if (dl->o.tls.ctx && datatls_start(&dl->o.tls, cs) != FG_OK) {
-        dl_fail(dl, 425, "Cannot start TLS on the data connection");
-        return -1;
-    }
-    return 0;
-}
-
-static void client_on_connect(tstream_t *s, int status)
-{
-    datalink_t *dl = tstream_userdata(s);
-    if (status < 0) {
-        LOG_INFO(dl->o.session_id, dl->o.peer, "cannot connect to the client's data port: %s", uv_strerror(status));
-        dl_fail(dl, 425, "Cannot open data connection");
-        return;
-    }
-    dl_client_up(dl);
-}
-
 /* Active client (PORT/EPRT): RFC 959 §3.2 — the server side dials the
  * client's port once the transfer command is in. */
 static void dl_dial_client(datalink_t *dl)
 {
-    if (dl->client || dl->finished)
-        return;
-    tstream_t *cs = tstream_new(dl->loop, &client_cbs, dl);
-    if (!cs) {
-        dl_fail(dl, 425, "Cannot open data connection (out of memory)");
-        return;
-    }
-    if (dl_adopt_client_stream(dl, cs) != 0)
-        return;
-    if (dl->o.has_active_source &&
-        transparent_bind(tstream_tcp(cs), (const struct sockaddr *)&dl->o.active_source, dl->o.transparent) != 0) {
-        dl_fail(dl, 425, "Cannot open data connection (source address)");
-        return;
-    }
-    if (tstream_connect(cs, (const struct sockaddr *)&dl->o.client_target) != FG_OK)
-        dl_fail(dl, 425, "Cannot open data connection");
-}
-
-static void on_client_accepted(void *owner, tstream_t *st)
-{
-    datalink_t *dl = owner;
-    if (dl->finished || dl->client) {
-        tstream_close(st, 1);
-        return;
-    }
-    datasock_close(dl->client_sock);
-    dl->client_sock = NULL;
-    if (dl_adopt_client_stream(dl, st) == 0)
-        dl_client_up(dl);
+    dataopen_failure_t f;
+    if (!dl->finished && dataopen_dial(dl->open, DATAOPEN_CLIENT, &f) != FG_OK)
+        dl_fail_side(dl, f.code, f.text, f.backend_failed);
 }
 
 /* ---- backend side --------------------------------------------------------------- */
@@ -515,11 +382,8 @@ static void on_client_accepted(void *owner, tstream_t *st)
 static void backend_on_data(tstream_t *s, const char *buf, size_t len)
 {
     datalink_t *dl = tstream_userdata(s);
-    if (pump_push(&dl->down, buf, len, uv_hrtime()) != FG_OK) {
+    if (pump_push(&dl->down, buf, len) != FG_OK)
         dl_fail(dl, 426, "Connection closed; transfer aborted");
-        return;
-    }
-    dl_rate_wait(dl, &dl->down);
 }
 
 static void backend_on_end(tstream_t *s, tstream_end_t how, const char *reason)
@@ -572,10 +436,7 @@ static void backend_on_close(tstream_t *s)
     dl_release_handle(dl);
 }
 
-static void backend_on_connect(tstream_t *s, int status);
-
 static const tstream_cbs_t backend_cbs = {
-    .on_connect = backend_on_connect,
     .on_data = backend_on_data,
     .on_end = backend_on_end,
     .on_write_failed = backend_on_write_failed,
@@ -584,9 +445,16 @@ static const tstream_cbs_t backend_cbs = {
     .on_close = backend_on_close,
 };
 
-static void dl_backend_up(datalink_t *dl)
+static void dl_guard_upload(datalink_t *dl);
+
+/* The backend endpoint is connected (our dial, or accepted after PORT/EPRT). */
+static void dl_backend_up(datalink_t *dl, tstream_t *bs)
 {
-    tstream_t *bs = dl->backend;
+    tstream_set_userdata(bs, &backend_cbs, dl);
+    dl->backend = bs;
+    pump_set_source(&dl->down, bs);
+    dl->handles++;
+    dl_guard_upload(dl);
     dl->backend_up = 1;
     uv_tcp_nodelay(tstream_tcp(bs), 1);
     if (tstream_start_read(bs) != FG_OK) {
@@ -600,70 +468,51 @@ static void dl_backend_up(datalink_t *dl)
     dl_check_running(dl);
 }
 
-static void backend_on_connect(tstream_t *s, int status)
-{
-    datalink_t *dl = tstream_userdata(s);
-    if (status < 0) {
-        LOG_WARN(dl->o.session_id, dl->o.peer, "cannot connect to backend data port: %s", uv_strerror(status));
-        dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
-        return;
-    }
-    dl_backend_up(dl);
-}
-
 /* SECURITY: an upload whose end the backend has not been told of is reset if
  * ftpsgate dies (kill -9, OOM), so the server records a failure, never a
  * complete file (tstream_reset_if_killed). */
 static void dl_guard_upload(datalink_t *dl)
 {
-    if (dl->direction == DIR_UPLOAD && dl->backend && !dl->finished)
+    if (dl->direction != DIR_UPLOAD || dl->finished)
+        return;
+    if (dl->backend)
         tstream_reset_if_killed(dl->backend);
+    dataopen_guard_upload(dl->open); /* a dial still connecting */
 }
 
 /* The backend's passive port is dialled only once the real client is here, so
  * a refused or absent client never reaches the backend. */
 static void dl_maybe_connect_backend(datalink_t *dl)
 {
-    if (dl->o.backend_mode != DL_BACKEND_CONNECT || dl->backend_started || !dl->client_up ||
-        !dl->backend_port_known || dl->finished)
-        return;
-    tstream_t *bs = tstream_new(dl->loop, &backend_cbs, dl);
-    if (!bs) {
-        dl_fail(dl, 425, "Cannot open data connection (out of memory)");
-        return;
-    }
-    dl->backend = bs;
-    pump_set_source(&dl->down, bs);
-    dl->backend_started = 1;
-    dl->handles++;
-    /* Source-IP transparency: the backend sees the client's address (README). */
-    if (dl->o.has_backend_source && dl->o.backend_source.ss_family == dl->o.backend_addr.ss_family &&
-        transparent_bind(tstream_tcp(bs), (const struct sockaddr *)&dl->o.backend_source, 1) != 0) {
-        dl_fail(dl, 425, "Cannot open data connection from the client's address");
-        return;
-    }
-    if (tstream_connect(bs, (const struct sockaddr *)&dl->o.backend_addr) != FG_OK)
-        dl_fail_side(dl, 425, "Cannot open data connection to the server", 1);
-    else
-        dl_guard_upload(dl); /* the socket exists once the connect started */
+    dataopen_failure_t f;
+    if (dl->client_up && !dl->finished && dataopen_dial(dl->open, DATAOPEN_BACKEND, &f) != FG_OK)
+        dl_fail_side(dl, f.code, f.text, f.backend_failed);
 }
 
-static void on_backend_accepted(void *owner, tstream_t *st)
+/* A connection is here (dataopen.h). */
+static void on_open_connected(void *owner, dataopen_side_t side, tstream_t *st)
 {
     datalink_t *dl = owner;
-    if (dl->finished || dl->backend) {
+    if (dl->finished || (side == DATAOPEN_CLIENT ? dl->client : dl->backend)) {
         tstream_close(st, 1);
         return;
     }
-    datasock_close(dl->backend_sock);
-    dl->backend_sock = NULL;
-    tstream_set_userdata(st, &backend_cbs, dl);
-    dl->backend = st;
-    pump_set_source(&dl->down, st);
-    dl->backend_started = 1;
-    dl->handles++;
-    dl_guard_upload(dl);
-    dl_backend_up(dl);
+    if (side == DATAOPEN_CLIENT)
+        dl_client_up(dl, st);
+    else
+        dl_backend_up(dl, st);
+}
+
+static void on_open_failed(void *owner, const dataopen_failure_t *f)
+{
+    dl_fail_side(owner, f->code, f->text, f->backend_failed);
+}
+
+static void on_open_closed(void *owner)
+{
+    datalink_t *dl = owner;
+    dl->open = NULL;
+    dl_release_handle(dl);
 }
 
 /* ---- timers -------------------------------------------------------------------------- */
@@ -698,40 +547,47 @@ static void on_connect_timeout(uv_timer_t *t)
 
 /* ---- public ------------------------------------------------------------------------------ */
 
-static int dl_open_socks(datalink_t *dl)
+/* The two ends as the modes say, for dataopen.h. */
+static int dl_open(datalink_t *dl)
 {
-    datasock_opts_t so = {
-        .loop = dl->loop,
-        .owner = dl,
-        .on_closed = dl_sock_closed,
-        .metrics = dl->o.metrics,
-        .sid = dl->o.session_id,
-        .peer = dl->o.peer,
+    static const dataopen_cbs_t open_cbs = {
+        .on_connected = on_open_connected,
+        .on_failed = on_open_failed,
+        .on_closed = on_open_closed,
     };
-    int rc = FG_OK;
-    if (dl->o.client_mode == DL_CLIENT_PASSIVE) {
+    const datalink_opts_t *o = &dl->o;
+    dataopen_end_t client = {.transparent = o->transparent}, backend = {0};
+    if (o->client_mode == DL_CLIENT_PASSIVE) {
         /* TPROXY: the passive port listens on the server's address, not ours. */
-        so.addr = (const struct sockaddr *)&dl->o.listen_addr;
-        so.transparent = dl->o.transparent;
-        so.expect = dl->o.check_peer_ip ? (const struct sockaddr *)&dl->o.client_addr : NULL;
-        so.what = "client";
-        so.on_accept = on_client_accepted;
-        rc = datasock_listen_pool(&so, dl->o.pool, &dl->client_sock, &dl->client_port);
-        if (rc == FG_OK)
-            dl->handles++;
+        client.addr = o->listen_addr;
+        client.pool = o->pool;
+        client.has_expect = o->check_peer_ip;
+        client.expect = o->client_addr;
+    } else {
+        client.dial = 1;
+        client.addr = o->client_target;
+        client.has_source = o->has_active_source;
+        client.source = o->active_source;
     }
-    if (rc == FG_OK && dl->o.backend_mode == DL_BACKEND_LISTEN) {
+    if (o->backend_mode == DL_BACKEND_LISTEN) {
         /* SECURITY: only the backend itself may connect to the PORT we give it.
          * With source-IP transparency the port is on the client's address. */
-        so.addr = (const struct sockaddr *)&dl->o.backend_local;
-        so.transparent = dl->o.has_backend_source;
-        so.expect = (const struct sockaddr *)&dl->o.backend_addr;
-        so.what = "backend";
-        so.on_accept = on_backend_accepted;
-        rc = datasock_listen_any(&so, &dl->backend_sock, &dl->backend_listen);
-        if (rc == FG_OK)
-            dl->handles++;
+        backend.addr = o->backend_local;
+        backend.has_expect = 1;
+        backend.expect = o->backend_addr;
+        backend.transparent = o->has_backend_source;
+    } else {
+        backend.dial = 1;
+        backend.addr = o->backend_addr;
+        /* Source-IP transparency: the backend sees the client's address (README). */
+        backend.has_source = o->has_backend_source && o->backend_source.ss_family == o->backend_addr.ss_family;
+        backend.source = o->backend_source;
+        netaddr_set_port((struct sockaddr *)&backend.source, 0);
+        backend.transparent = 1;
     }
+    int rc = dataopen_new(dl->loop, &client, &backend, o->metrics, o->session_id, o->peer, &open_cbs, dl, &dl->open);
+    if (rc == FG_OK)
+        dl->handles++;
     return rc;
 }
 
@@ -745,24 +601,19 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
     dl->cb = cb;
     dl->owner = owner;
     dl->o = *opts;
-    netaddr_set_port((struct sockaddr *)&dl->o.backend_source, 0);
     dl->direction = DIR_UNKNOWN;
-    pump_init(&dl->up, NULL, NULL);
-    pump_init(&dl->down, NULL, NULL);
+    pump_init(&dl->up, loop, dl);
+    pump_init(&dl->down, loop, dl);
     uv_timer_init(loop, &dl->timer);
     dl->timer.data = dl;
-    uv_timer_init(loop, &dl->rate_timer);
-    dl->rate_timer.data = dl;
-    dl->handles = 2;
-    uint64_t now = uv_hrtime();
-    pump_set_limits(&dl->up, dl->o.rate_limit, dl->o.max_upload_bytes, now);
-    pump_set_limits(&dl->down, dl->o.rate_limit, 0, now);
-    int rc = dl_open_socks(dl);
+    dl->handles = 3; /* the timer and the pumps' */
+    pump_set_limits(&dl->up, dl->o.rate_limit, dl->o.max_upload_bytes);
+    pump_set_limits(&dl->down, dl->o.rate_limit, 0);
+    int rc = dl_open(dl);
     if (rc != FG_OK) {
         dl->detached = 1;
         dl->finished = 1;
-        dl_stop_rate_timer(dl);
-        dl_close_socks(dl);
+        dl_close_pumps(dl);
         dl_maybe_free(dl);
         return rc;
     }
@@ -775,18 +626,17 @@ int datalink_new(uv_loop_t *loop, const datalink_opts_t *opts, datalink_done_cb 
 
 uint16_t datalink_client_port(const datalink_t *dl)
 {
-    return dl->client_port;
+    return dataopen_client_port(dl->open);
 }
 
 const struct sockaddr *datalink_backend_listen_addr(const datalink_t *dl)
 {
-    return (const struct sockaddr *)&dl->backend_listen;
+    return dataopen_backend_listen_addr(dl->open);
 }
 
 void datalink_set_backend_port(datalink_t *dl, uint16_t port)
 {
-    netaddr_set_port((struct sockaddr *)&dl->o.backend_addr, port);
-    dl->backend_port_known = 1;
+    dataopen_set_port(dl->open, port);
     dl_maybe_connect_backend(dl);
 }
 
@@ -795,7 +645,7 @@ void datalink_set_direction(datalink_t *dl, int upload)
     dl->direction = upload ? DIR_UPLOAD : DIR_DOWNLOAD;
     dl_guard_upload(dl);
     if (dl->failed)
-        dl_poke_backend(dl);
+        dataopen_poke_backend(dl->open);
     if (dl->finished)
         return;
     /* A client that connected and then failed before the command: report now. */
@@ -836,11 +686,11 @@ void datalink_detach(datalink_t *dl)
     defer_cancel(&dl->report);
     if (!dl->finished) {
         dl->finished = 1;
-        dl_stop_rate_timer(dl);
+        dl_close_pumps(dl);
         if (dl->direction != DIR_UNKNOWN) /* ABOR, or the session ended mid-transfer */
             dl_account(dl, 0);
-        dl_close_socks(dl);
         dl_close_streams(dl, 1);
     }
+    dataopen_close(dl->open);
     dl_maybe_free(dl);
 }

@@ -6,6 +6,7 @@
 #include <uv.h>
 #include <openssl/ssl.h>
 
+#include "auditlog.h"
 #include "client.h"
 #include "config.h"
 #include "datalink.h"
@@ -51,20 +52,10 @@ typedef struct {
     const char *peer;
 } dataplan_env_t;
 
-/* One transfer as it ended, for the audit log: the command, its path, which
- * way the bytes went and how many, when it started, the final reply code the
- * client got, and the data connection's TLS. */
-typedef struct {
-    const char *command;          /* "RETR", "STOR", "LIST", ... */
-    const char *path;             /* the argument as the client sent it; "" when none */
-    size_t path_len;
-    int upload, listing;
-    uint64_t bytes;
-    uint64_t started_ms, ended_ms; /* loop time (uv_now) */
-    int reply;
-    int tls, tls_resumed;         /* tls 0: clear (or no data connection) */
-    const char *tls_version, *tls_cipher;
-} dataplan_transfer_t;
+/* One transfer as it ended, for the audit log (auditlog.h): the command, its
+ * path, which way the bytes went and how many, when it started, the final
+ * reply code the client got, and the data connection's TLS. */
+typedef auditlog_transfer_t dataplan_transfer_t;
 
 typedef struct {
     void (*on_idle)(void *owner);  /* from the loop: the session may take commands again */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "fgerr.h"
+#include "log.h"
 
 void intake_init(intake_t *in, client_t *client, size_t held_max, size_t max_line, const intake_cbs_t *cbs,
                  void *owner)
@@ -12,6 +13,19 @@ void intake_init(intake_t *in, client_t *client, size_t held_max, size_t max_lin
     in->owner = owner;
     in->max_line = max_line;
     linequeue_init(&in->held, held_max);
+}
+
+void intake_log_to(intake_t *in, metrics_t *metrics, unsigned long long sid, const char *peer)
+{
+    in->metrics = metrics;
+    in->sid = sid;
+    in->peer = peer;
+}
+
+void intake_set_cap(intake_t *in, size_t cap)
+{
+    in->cap = cap;
+    client_set_line_cap(in->client, cap);
 }
 
 size_t intake_clear(intake_t *in)
@@ -34,6 +48,18 @@ static int run_held(intake_t *in)
     in->cbs->command(in->owner, line, len);
     free(line);
     return 0;
+}
+
+/* A line the reader discarded: answered, and the session goes on. */
+static void rejected(intake_t *in, int rc)
+{
+    if (rc == FG_TOO_LONG) {
+        LOG_INFO(in->sid, in->peer, "command line over the %zu byte cap discarded", in->cap);
+        METRIC_INC(in->metrics, lines_too_long);
+        client_reply(in->client, 500, "Command line too long");
+    } else {
+        client_reply(in->client, 500, "Invalid character in command line");
+    }
 }
 
 /* A line during a transfer: urgent ones now, the others held in order. */
@@ -66,7 +92,7 @@ void intake_run(intake_t *in)
         if (rc == FG_NEED_MORE)
             break;
         if (rc != FG_OK) {
-            in->cbs->rejected(in->owner, rc);
+            rejected(in, rc);
             continue;
         }
         if (mode == INTAKE_TRANSFER) {

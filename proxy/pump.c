@@ -5,11 +5,28 @@
 
 #include "fgerr.h"
 
-void pump_init(pump_t *p, tstream_t *source, tstream_t *sink)
+static void on_rate_timer(uv_timer_t *t);
+
+void pump_init(pump_t *p, uv_loop_t *loop, void *owner)
 {
     memset(p, 0, sizeof *p);
-    p->source = source;
-    p->sink = sink;
+    p->owner = owner;
+    uv_timer_init(loop, &p->rate_timer);
+    p->rate_timer.data = p;
+}
+
+static void on_rate_timer_closed(uv_handle_t *h)
+{
+    pump_t *p = h->data;
+    p->closed(p->owner);
+}
+
+void pump_close(pump_t *p, void (*closed)(void *owner))
+{
+    if (uv_is_closing((uv_handle_t *)&p->rate_timer))
+        return;
+    p->closed = closed;
+    uv_close((uv_handle_t *)&p->rate_timer, on_rate_timer_closed);
 }
 
 void pump_release(pump_t *p)
@@ -38,35 +55,38 @@ static void pump_pause_if_full(pump_t *p)
         tstream_pause(p->source);
 }
 
-void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes, uint64_t now_ns)
+void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes)
 {
-    ratelimit_init(&p->rate, rate, now_ns);
+    ratelimit_init(&p->rate, rate, uv_hrtime());
     p->rate_bps = rate;
     p->max_bytes = max_bytes;
 }
 
-uint64_t pump_rate_wait_ns(pump_t *p, uint64_t now_ns)
+/* The source is paused for the rate: the timer runs until tokens are there. */
+static void pump_rate_wait(pump_t *p, uint64_t now_ns)
 {
-    if (!p->rate_paused)
-        return 0;
-    /* Never 0 while paused: only the rate timer resumes a rate-paused source.
-     * The caller's clock is later than pump_charge's, so the bytes earned in
-     * between may already pay the debt; a 0 here meant no timer and a source
-     * paused for good (a limited transfer stalled after a few MiB). */
+    uv_handle_t *h = (uv_handle_t *)&p->rate_timer;
+    if (!p->rate_paused || uv_is_active(h) || uv_is_closing(h))
+        return;
+    /* Always a timer while paused: only it resumes a rate-paused source. The
+     * tokens earned since the pause may already pay the debt (ns 0); without
+     * a timer then, the source stayed paused for good (a limited transfer
+     * stalled after a few MiB: test_rate_limit). */
     uint64_t ns = ratelimit_wait_ns(&p->rate, now_ns, 1);
-    return ns ? ns : 1;
+    uv_timer_start(&p->rate_timer, on_rate_timer, (ns + 999999) / 1000000, 0);
 }
 
-int pump_rate_tick(pump_t *p, uint64_t now_ns)
+static void on_rate_timer(uv_timer_t *t)
 {
-    if (!p->rate_paused)
-        return 0;
-    if (ratelimit_available(&p->rate, now_ns) == 0)
-        return 1;
+    pump_t *p = t->data;
+    uint64_t now = uv_hrtime();
+    if (ratelimit_available(&p->rate, now) == 0) {
+        pump_rate_wait(p, now);
+        return;
+    }
     p->rate_paused = 0;
     if (p->source && !p->ended && (!p->sink || tstream_queued(p->sink) <= TSTREAM_HIGH_MARK))
         tstream_resume(p->source);
-    return 0;
 }
 
 /* The bucket is empty (or in debt after a read larger than the tokens):
@@ -82,13 +102,13 @@ static void pump_charge(pump_t *p, size_t len, uint64_t now_ns)
     }
 }
 
-int pump_push(pump_t *p, const char *buf, size_t len, uint64_t now_ns)
+int pump_push(pump_t *p, const char *buf, size_t len)
 {
     /* SECURITY: policy.max_upload_bytes: not a byte past the cap reaches the sink. */
     if (p->max_bytes && p->bytes + len > p->max_bytes)
         return FG_RANGE;
     p->bytes += len;
-    pump_charge(p, len, now_ns);
+    pump_charge(p, len, uv_hrtime());
     if (!p->sink) {
         /* One read's worth at most: the source pauses until the sink comes. */
         char *grown = realloc(p->kept, p->kept_len + len);
@@ -99,12 +119,14 @@ int pump_push(pump_t *p, const char *buf, size_t len, uint64_t now_ns)
         p->kept_len += len;
         if (p->source)
             tstream_pause(p->source);
+        pump_rate_wait(p, uv_hrtime());
         return FG_OK;
     }
     int rc = tstream_write(p->sink, buf, len);
     if (rc != FG_OK)
         return rc;
     pump_pause_if_full(p);
+    pump_rate_wait(p, uv_hrtime());
     return FG_OK;
 }
 

@@ -2,6 +2,7 @@
 #define FTPSGATE_PUMP_H
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "ratelimit.h"
 #include "tstream.h"
@@ -16,10 +17,15 @@
  * the last byte.
  *
  * The pump owns neither stream: the data link owns both and routes their
- * callbacks here. No callbacks: each call says what happened. */
+ * callbacks here; each call says what happened. It owns one handle, the
+ * timer that resumes a source paused for the rate: pump_close closes it, and
+ * its `closed` callback is the pump's only one. */
 
 typedef struct {
     tstream_t *source, *sink; /* borrowed; sink NULL until it exists */
+    uv_timer_t rate_timer;    /* the source waits for tokens */
+    void *owner;
+    void (*closed)(void *owner);
     ratelimit_t rate;         /* policy.rate_limit, a token bucket */
     uint64_t rate_bps;        /* 0: unlimited */
     uint64_t max_bytes;       /* policy.max_upload_bytes on the upload pump; 0: none */
@@ -32,29 +38,28 @@ typedef struct {
         rate_paused : 1;      /* the source waits for tokens (pump_rate_wait_ns) */
 } pump_t;
 
-void pump_init(pump_t *p, tstream_t *source, tstream_t *sink);
-void pump_release(pump_t *p); /* frees what was kept */
+/* owner: passed to pump_close's callback. */
+void pump_init(pump_t *p, uv_loop_t *loop, void *owner);
+/* The transfer is over: the rate timer closes, then closed(owner) runs (from
+ * the loop). Idempotent. */
+void pump_close(pump_t *p, void (*closed)(void *owner));
+void pump_release(pump_t *p); /* after closed: frees what was kept */
 
 void pump_set_source(pump_t *p, tstream_t *source);
 
 /* rate: bytes per second (0: unlimited), a token bucket that pauses the source
- * when empty (so memory stays flat: nothing more is read, nothing buffered);
- * max_bytes: the most the pump may move (0: no cap). now_ns: monotonic. */
-void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes, uint64_t now_ns);
-/* After pump_push: 0 when the source is not paused for the rate, else how
- * long it stays paused (at least 1 ns: a paused source always needs the timer). */
-uint64_t pump_rate_wait_ns(pump_t *p, uint64_t now_ns);
-/* The rate timer fired: resume the source when tokens are there (and the sink
- * is not full). 1 when it still waits. */
-int pump_rate_tick(pump_t *p, uint64_t now_ns);
+ * when empty (so memory stays flat: nothing more is read, nothing buffered)
+ * and resumes it from the timer once tokens are there again (and the sink is
+ * not full); max_bytes: the most the pump may move (0: no cap). */
+void pump_set_limits(pump_t *p, uint64_t rate, uint64_t max_bytes);
 /* A stream is closed: the pump forgets it as its source or sink. */
 void pump_stream_gone(pump_t *p, const tstream_t *s);
 
 /* Bytes from the source. FG_OK; FG_RANGE when they would take the pump past
  * max_bytes (nothing of them is written: the transfer must be cut); or an
  * error when they cannot reach the sink (its write failed) or be kept
- * (FG_NOMEM). now_ns: monotonic, for the rate. */
-int pump_push(pump_t *p, const char *buf, size_t len, uint64_t now_ns);
+ * (FG_NOMEM). */
+int pump_push(pump_t *p, const char *buf, size_t len);
 
 /* The sink exists now (connected, TLS handshake pending or done): kept bytes
  * go first, then the source reads again; an ended clean source is passed on

@@ -1,32 +1,28 @@
 #include "session.h"
 
 #include <assert.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include <time.h>
-
-#include <openssl/rand.h>
 
 #include "auditlog.h"
 #include "client.h"
+#include "clientaddr.h"
+#include "controltls.h"
 #include "dataplan.h"
 #include "fgerr.h"
 #include "ftp_cmd.h"
-#include "ftp_reply.h"
 #include "intake.h"
 #include "log.h"
 #include "netaddr.h"
 #include "policy.h"
-#include "route.h"
-#include "sessreg.h"
+#include "relay.h"
+#include "routing.h"
 #include "upstream.h"
 
 /* Lifetime and completion rules.
  *
- * A session owns its client connection (client.h), the backend control
- * connection (upstream.h; a retired one after REIN until it is closed), its
+ * A session owns its client connection (client.h), the backend half of its
+ * command exchange (relay.h, with the backend control connection: upstream.h;
+ * a retired one after REIN until it is closed), its routing (routing.h), its
  * data plan (dataplan.h, which owns the data links) and a timer. The counter
  * `children` holds one for the client and one for every open upstream; each
  * of their close callbacks takes its own off (asserted). Once it is zero on
@@ -41,17 +37,6 @@
 
 #define CLOSE_GRACE_MS 3000u
 #define DEFERRED_MAX (16u * 1024u) /* commands that arrived during a transfer */
-#define LOGIN_MAX 256u
-
-typedef enum {
-    WAIT_NONE = 0,  /* ready for the next client command */
-    WAIT_BACKEND,   /* the backend is being connected; `pending` goes out when it greets */
-    WAIT_FORWARD,   /* the reply to a forwarded command */
-    WAIT_FEAT,      /* the FEAT reply, merged */
-    WAIT_DATA,      /* the data plan has the backend's replies (set-up, transfer, ABOR) */
-    WAIT_QUIT,      /* QUIT's reply, then close */
-    WAIT_TLS_STOP   /* CCC/REIN: the client's close_notify */
-} wait_t;
 
 struct session {
     session_t *next, *prev;
@@ -61,37 +46,24 @@ struct session {
     const config_limits_t *limits;
     uv_loop_t *loop;
     unsigned long long id;
-    char peer[72];
-    struct sockaddr_storage client_addr, local_addr, balancer_addr, orig_dst;
-    int intercepted;
+    clientaddr_t who; /* where the client is; who.peer names it in the log */
     client_t *client;
-    upstream_t *up;   /* NULL until a command needs the backend */
-    const config_backend_t *backend; /* the route chosen for up; NULL before */
-    route_facts_t route;             /* what routing knows (route.h) */
-    char sni_name[256], host_name[256]; /* the facts' strings */
+    relay_t *relay;   /* what the backend is sent and what it answers (relay_waiting) */
+    routing_t *route; /* which backend, the names the client gave, the command held for the greeting */
     dataplan_t *plan;
     policy_state_t pol;
-    wait_t wait;
-    int logged_in, last_reply_code;
-    feat_merge_t feat;
-    char *pending;    /* the command waiting for the backend's greeting */
-    size_t pending_len;
-    int replaying;    /* handle_command runs `pending` again */
+    int logged_in;
+    int tls_stopping; /* CCC/REIN: the client's close_notify is awaited */
+    int replaying;    /* handle_command runs the held command again */
     intake_t intake;  /* which client command is taken when */
-    char user[64];    /* escaped, for the log */
-    char login[LOGIN_MAX]; /* as sent, for policy "client" */
-    char backend_user[LOGIN_MAX]; /* the name the backend got, raw, for the audit log */
-    size_t backend_user_len;
     uv_timer_t timer;
     unsigned children;
-    unsigned closing : 1, upstream_paused : 1, registered : 1, ip_counted : 1;
-    SSL_CTX *tls_ctx;          /* its listener's default identity in that configuration */
-    const tls_sni_t *sni;
-    unsigned char tls_token[TLS_ENGINE_TOKEN_LEN]; /* ties data TLS sessions to this control connection */
+    unsigned closing : 1, ip_counted : 1;
+    controltls_t tls; /* the control connection's TLS: identity, token, policy "client" */
 };
 
 static void session_close(session_t *s, int graceful, const char *why);
-static void process_input(session_t *s);
+static void process_input(void *owner);
 static void handle_command(session_t *s, const char *line, size_t len);
 
 /* ---- lifetime ------------------------------------------------------------------- */
@@ -101,11 +73,11 @@ static void on_timer(uv_timer_t *t);
 static void on_timer_closed(uv_handle_t *h)
 {
     session_t *s = h->data;
-    if (s->registered)
-        sessreg_drop(s->tls_token);
-    s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->client_addr : NULL);
+    controltls_logout(&s->tls);
+    s->env.gone(s->env.ctx, s, s->ip_counted ? (const struct sockaddr *)&s->who.client : NULL);
+    relay_free(s->relay);
     dataplan_free(s->plan);
-    free(s->pending);
+    routing_free(s->route);
     intake_clear(&s->intake);
     generation_unref(s->gen);
     free(s);
@@ -123,11 +95,11 @@ static void session_close(session_t *s, int graceful, const char *why)
     if (s->closing)
         return;
     s->closing = 1;
-    LOG_INFO(s->id, s->peer, "session end: %s", why);
+    LOG_INFO(s->id, s->who.peer, "session end: %s", why);
     if (s->plan)
         dataplan_discard(s->plan);
-    upstream_close(s->up);
-    s->up = NULL;
+    if (s->relay)
+        relay_close(s->relay);
     if (s->client) {
         if (graceful) {
             /* Flush what we said (e.g. 421), then close_notify and FIN. */
@@ -173,7 +145,7 @@ static void on_timer(uv_timer_t *t)
         restart_timer(s); /* a transfer in progress is not idleness */
         return;
     }
-    LOG_INFO(s->id, s->peer, "%s timeout", s->logged_in ? "idle" : "login");
+    LOG_INFO(s->id, s->who.peer, "%s timeout", s->logged_in ? "idle" : "login");
     client_reply(s->client, 421, "Timeout; closing control connection");
     session_close(s, 1, "timeout");
 }
@@ -182,291 +154,138 @@ static void on_timer(uv_timer_t *t)
 static void session_reset(session_t *s)
 {
     struct in_addr v4;
-    policy_init(&s->pol, s->cfg, (const struct sockaddr *)&s->client_addr,
-                netaddr_ipv4((const struct sockaddr *)&s->local_addr, &v4));
+    policy_init(&s->pol, s->cfg, (const struct sockaddr *)&s->who.client,
+                netaddr_ipv4((const struct sockaddr *)&s->who.local, &v4));
     s->logged_in = 0;
-    s->user[0] = s->login[0] = '\0';
-    s->backend_user_len = 0;
-    route_facts_init(&s->route);
-    s->backend = NULL;
-    if (s->registered) {
-        sessreg_drop(s->tls_token);
-        s->registered = 0;
-    }
-    free(s->pending);
-    s->pending = NULL;
+    routing_reset(s->route);
+    controltls_logout(&s->tls);
     intake_clear(&s->intake);
-    client_set_line_cap(s->client, s->limits->max_line_prelogin);
-    s->wait = WAIT_NONE;
+    intake_set_cap(&s->intake, s->limits->max_line_prelogin);
+    s->tls_stopping = 0;
     start_login_timer(s);
 }
 
-/* ---- the backend control connection ------------------------------------------------ */
+/* ---- the backend half (relay.h) ----------------------------------------------------- */
 
-static void on_upstream_ready(void *owner)
+static void on_relay_ready(void *owner, const char *line, size_t len)
 {
     session_t *s = owner;
-    char *line = s->pending;
-    size_t len = s->pending_len;
-    s->pending = NULL;
-    s->wait = WAIT_NONE;
     if (line) {
         s->replaying = 1; /* logged when it arrived */
         handle_command(s, line, len);
         s->replaying = 0;
-        free(line);
     }
     process_input(s);
 }
 
-static void feat_reply(session_t *s, const ftp_reply_line_t *r, const char *line, size_t len)
+static void on_relay_login(void *owner)
 {
-    feat_policy_t own;
-    char out[2 * 8192];
-    int done = 0;
-    policy_features(&s->pol, &own);
-    int n = feat_merge_line(&s->feat, &own, r->code, r->first, r->last, line, len, out, sizeof out, &done);
-    if (n > 0)
-        client_write(s->client, out, (size_t)n);
-    if (done)
-        s->wait = WAIT_NONE;
-}
-
-static void on_login(session_t *s)
-{
+    session_t *s = owner;
+    if (s->logged_in)
+        return;
     s->logged_in = 1;
-    client_set_line_cap(s->client, s->limits->max_line);
-    LOG_INFO(s->id, s->peer, "login user=\"%s\"", s->user);
-    if (s->cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT && s->login[0] &&
-        sessreg_put(s->tls_token, (const struct sockaddr *)&s->client_addr, s->login) == FG_OK) {
-        s->registered = 1;
-        client_issue_ticket(s->client); /* the first ticket: held until now (client_hold_tickets) */
-    }
+    intake_set_cap(&s->intake, s->limits->max_line);
+    LOG_INFO(s->id, s->who.peer, "login user=\"%s\"", routing_user_shown(s->route));
+    controltls_login(&s->tls);
     restart_timer(s);
 }
 
-static void on_upstream_reply(void *owner, const ftp_reply_line_t *r, const char *line, size_t len)
+static void on_relay_replied(void *owner, int data_idle)
 {
     session_t *s = owner;
-    if (r->last)
-        s->last_reply_code = r->code;
-    switch (s->wait) {
-    case WAIT_FEAT:
-        feat_reply(s, r, line, len);
-        break;
-    case WAIT_DATA:
-        if (dataplan_backend_reply(s->plan, s->up, r, line, len) == DATAPLAN_IDLE) {
-            s->wait = WAIT_NONE;
-            restart_timer(s);
-        }
-        break;
-    case WAIT_FORWARD:
-    case WAIT_QUIT:
-        /* Login first: a ticket issued then goes out with the 230 itself. */
-        if (r->last && r->code == 230 && !s->logged_in)
-            on_login(s);
-        client_line(s->client, line, len);
-        if (!r->last || r->code < 200)
-            break;
-        if (s->wait == WAIT_QUIT) {
-            session_close(s, 1, "QUIT");
-            return;
-        }
-        s->wait = WAIT_NONE;
-        break;
-    default:
-        /* Unsolicited (e.g. "421 Timeout"): relayed, and nothing waits on it. */
-        client_line(s->client, line, len);
-        break;
-    }
     if (s->closing)
         return;
-    if (client_queued(s->client) > TSTREAM_HIGH_MARK && s->up) {
-        /* The client does not read our replies: stop reading the backend's. */
-        s->upstream_paused = 1;
-        upstream_pause(s->up);
-    }
-    if (s->wait == WAIT_NONE || s->wait == WAIT_DATA)
+    if (data_idle)
+        restart_timer(s);
+    relay_wait_t w = relay_waiting(s->relay);
+    if (!s->tls_stopping && (w == RELAY_IDLE || w == RELAY_DATA))
         process_input(s);
 }
 
-static void on_upstream_failed(void *owner, upstream_failure_t why, const char *detail)
+static void on_relay_end(void *owner, const char *reason)
 {
-    static const char *const reasons[] = {"backend unreachable", "backend refused the session",
-                                          "backend protocol error", "backend closed"};
-    session_t *s = owner;
-    (void)detail; /* logged by the upstream */
-    if (s->closing)
-        return;
-    /* A backend that closes after its own 421, or after QUIT, said it all. */
-    if (why != UPSTREAM_CLOSED || (s->wait != WAIT_QUIT && s->last_reply_code != 421))
-        client_reply(s->client, 421, "%s", upstream_failure_reply(why));
-    session_close(s, 1, reasons[why]);
+    session_close(owner, 1, reason);
 }
 
-static void on_upstream_closed(void *owner)
+static void on_relay_closed(void *owner)
 {
     session_child_gone(owner);
 }
 
-static const upstream_cbs_t upstream_cbs = {
-    .on_ready = on_upstream_ready,
-    .on_reply = on_upstream_reply,
-    .on_failed = on_upstream_failed,
-    .on_closed = on_upstream_closed,
+static const relay_cbs_t relay_cbs = {
+    .on_ready = on_relay_ready,
+    .on_login = on_relay_login,
+    .on_replied = on_relay_replied,
+    .on_end = on_relay_end,
+    .on_closed = on_relay_closed,
 };
 
-/* The backend is dialled when the first command that needs it arrives, not
- * at accept: a connection that never completes TLS or never speaks FTP
- * costs the legacy server nothing (its per-IP and total session limits
- * would otherwise be cheap to exhaust, always from our one address). Which
- * backend: the route (route.h) once what it needs is known. */
-static void open_upstream(session_t *s, const char *line, size_t len)
+/* What relay_forward and friends did: a new upstream is one more child. */
+static void relayed(session_t *s, int rc)
 {
-    route_result_t r;
-    route_decide(s->cfg, &s->route, &r);
-    ftp_cmd_t parsed;
-    int parsed_ok = ftp_cmd_parse(line, len, &parsed) == FG_OK;
-    int is_user = parsed_ok && parsed.id == FTP_CMD_USER;
-    if (r.verdict == ROUTE_NONE && is_user) {
-        /* No backend is contacted: said, logged and counted. Another USER may
-         * still find a route. */
-        METRIC_INC(s->env.metrics, routes_unmatched);
-        LOG_WARN(s->id, s->peer, "no route for this session (user \"%s\"); no server contacted", s->user);
-        client_reply(s->client, 530, "No server for this session");
-        return;
-    }
-    if (r.verdict == ROUTE_WAIT || r.verdict == ROUTE_NONE) {
-        /* RFC 959 §5.4: PASS before an accepted USER is out of sequence. */
-        if (parsed_ok && parsed.id == FTP_CMD_PASS)
-            client_reply(s->client, 503, "Login with USER first");
-        else if (parsed_ok && parsed.id == FTP_CMD_NOOP)
-            client_reply(s->client, 200, "NOOP ok");
-        else
-            client_reply(s->client, 530, "Please login with USER first");
-        return;
-    }
-    int intercepted = s->intercepted && r.backend == &s->cfg->backend;
-    upstream_opts_t o = {
-        .loop = s->loop,
-        .backend = r.backend,
-        .limits = s->limits,
-        .client = (const struct sockaddr *)&s->client_addr,
-        .intercepted = intercepted ? (const struct sockaddr *)&s->orig_dst : NULL,
-        .metrics = s->env.metrics,
-        .sid = s->id,
-        .peer = s->peer,
-    };
-    if (r.verdict == ROUTE_MATCH) {
-        char what[300];
-        LOG_INFO(s->id, s->peer, "route: %s", route_describe(&s->cfg->routes[r.index], what, sizeof what));
-    }
-    /* The command is handled again once the backend greets (on_upstream_ready):
-     * USER name@alias is rewritten then, by on_user. */
-    s->last_reply_code = 0;
-    s->pending = malloc(len ? len : 1);
-    s->up = s->pending ? upstream_open(&o, &upstream_cbs, s) : NULL;
-    if (!s->up) {
+    if (rc == RELAY_DIALLED) {
+        s->children++;
+    } else if (rc == FG_NOMEM) {
         session_close(s, 0, "out of memory");
-        return;
+    } else if (rc < 0) {
+        client_reply(s->client, 421, "Service not available: cannot reach the FTP server");
+        session_close(s, 1, "backend write failed");
     }
-    s->backend = r.backend;
-    memcpy(s->pending, line, len);
-    s->pending_len = len;
-    s->children++;
-    s->wait = WAIT_BACKEND;
 }
 
-static int64_t wall_ms(void)
+static void forward(session_t *s, const char *line, size_t len, relay_wait_t wait)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    relayed(s, relay_forward(s->relay, line, len, wait));
+}
+
+/* Whose transfers the audit log records. */
+static auditlog_who_t audit_who(const session_t *s)
+{
+    size_t user_len = 0;
+    const char *user = routing_sent_user(s->route, &user_len);
+    return (auditlog_who_t){
+        .session = s->id,
+        .listener = s->cfg->name,
+        .client = s->who.peer,
+        .user = s->logged_in ? user : NULL,
+        .user_len = user_len,
+        .backend = relay_peer(s->relay),
+    };
 }
 
 /* A transfer ended (dataplan.h): its record in the audit log. */
 static void on_plan_transfer(void *owner, const dataplan_transfer_t *t)
 {
     session_t *s = owner;
-    if (!s->env.audit)
-        return;
-    char backend[72] = "";
-    if (s->up)
-        netaddr_format(upstream_peer(s->up), backend, sizeof backend);
-    int have_user = s->logged_in;
-    audit_record_t r = {
-        .ts_ms = wall_ms(),
-        .session = s->id,
-        .listener = s->cfg->name,
-        .client = s->peer,
-        .user = have_user ? s->backend_user : NULL,
-        .user_len = have_user ? s->backend_user_len : 0,
-        .backend = s->up ? backend : NULL,
-        .command = t->command,
-        .path = t->path,
-        .path_len = t->path_len,
-        .direction = t->listing ? AUDIT_LISTING : t->upload ? AUDIT_UPLOAD : AUDIT_DOWNLOAD,
-        .bytes = t->bytes,
-        .duration_ms = t->ended_ms - t->started_ms,
-        .reply = t->reply,
-        .tls = t->tls,
-        .tls_version = t->tls_version,
-        .tls_cipher = t->tls_cipher,
-        .tls_resumed = t->tls_resumed,
-    };
-    auditlog_write(s->env.audit, &r);
-}
-
-/* A transfer command the policy refused (521, read-only...): recorded too. */
-static void audit_refused(session_t *s, const ftp_cmd_t *cmd, int code)
-{
-    if (!s->env.audit || !ftp_cmd_is_transfer(cmd->id))
-        return;
-    uint64_t now = uv_now(s->loop);
-    dataplan_transfer_t t = {
-        .command = cmd->verb,
-        .path = cmd->arg,
-        .path_len = cmd->arg ? cmd->arg_len : 0,
-        .upload = ftp_cmd_is_upload(cmd->id),
-        .listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD,
-        .started_ms = now,
-        .ended_ms = now,
-        .reply = code,
-    };
-    on_plan_transfer(s, &t);
+    auditlog_who_t who = audit_who(s);
+    auditlog_transfer(s->env.audit, &who, t);
 }
 
 /* The data plan released a held transfer reply (from the loop). */
 static void on_plan_idle(void *owner)
 {
     session_t *s = owner;
-    if (s->wait != WAIT_DATA)
+    if (!relay_data_released(s->relay))
         return;
-    s->wait = WAIT_NONE;
     restart_timer(s);
     process_input(s);
 }
 
 /* ---- client commands -------------------------------------------------------------- */
 
-static int start_client_tls(session_t *s)
+static int tls_started(session_t *s, int rc)
 {
-    if (client_start_tls(s->client) != FG_OK) {
+    if (rc != FG_OK)
         session_close(s, 0, "cannot start TLS");
-        return FG_TLS;
-    }
-    return FG_OK;
+    return rc;
 }
 
 static void on_client_tls_stopped(void *owner, int restarted)
 {
     session_t *s = owner;
     s->pol.tls_active = restarted; /* CCC, explicit REIN: clear from now on */
-    s->wait = WAIT_NONE;
-    if (s->up && s->upstream_paused && client_queued(s->client) <= TSTREAM_HIGH_MARK) {
-        s->upstream_paused = 0;
-        upstream_resume(s->up);
-    }
+    s->tls_stopping = 0;
+    relay_resume(s->relay);
     process_input(s);
 }
 
@@ -479,11 +298,8 @@ static void stop_client_tls(session_t *s, int restart)
         session_close(s, 0, "cannot end TLS on the control connection");
         return;
     }
-    if (s->up) {
-        s->upstream_paused = 1;
-        upstream_pause(s->up);
-    }
-    s->wait = WAIT_TLS_STOP;
+    relay_pause(s->relay);
+    s->tls_stopping = 1;
 }
 
 /* REIN (RFC 959 §4.1.1, RFC 2228 §5.3.3): the session returns to its state at
@@ -492,108 +308,29 @@ static void stop_client_tls(session_t *s, int restart)
 static void reinitialize(session_t *s)
 {
     dataplan_discard(s->plan);
-    upstream_close(s->up); /* retired: nothing it still sends is read */
-    s->up = NULL;
-    s->upstream_paused = 0;
+    relay_reset(s->relay);
     int tls = s->pol.tls_active;
     session_reset(s);
-    LOG_INFO(s->id, s->peer, "REIN: session reinitialized");
+    LOG_INFO(s->id, s->who.peer, "REIN: session reinitialized");
     client_reply(s->client, 220, "%s", s->cfg->greeting);
     if (tls)
         stop_client_tls(s, s->pol.implicit_mode);
 }
 
-static void on_auth(session_t *s)
-{
-    client_reply(s->client, 234, "Proceed with negotiation.");
-    /* SECURITY: plaintext pipelined after AUTH (command injection,
-     * CVE-2011-0411 class) is discarded, never executed. */
-    size_t dropped = client_discard_input(s->client);
-    /* Also the lines held behind a transfer (AUTH itself was held there
-     * when it came during one, and what followed it with it). */
-    dropped += intake_clear(&s->intake);
-    if (dropped > 0) {
-        METRIC_INC(s->env.metrics, pipelined_after_auth);
-        LOG_WARN(s->id, s->peer, "SECURITY: discarded %zu plaintext bytes sent after AUTH", dropped);
-    }
-    if (start_client_tls(s) == FG_OK)
-        s->pol.tls_active = 1;
-}
-
-/* Routing is still waiting for a datum (route.h): no backend can be chosen yet. */
-static int routing_pending(session_t *s)
-{
-    route_result_t r;
-    route_decide(s->cfg, &s->route, &r);
-    return r.verdict == ROUTE_WAIT;
-}
-
-static void forward(session_t *s, const char *line, size_t len, wait_t wait);
-
 /* HOST on a listener with routes (RFC 7151): answered here, it may pick the route. */
 static void on_host(session_t *s, const ftp_cmd_t *cmd)
 {
-    int code = route_host_reply(s->cfg, &s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0);
-    if (code == 220 && cmd->arg_len < sizeof s->host_name) {
-        memcpy(s->host_name, cmd->arg, cmd->arg_len);
-        route_facts_host(&s->route, s->host_name, cmd->arg_len);
-        client_reply(s->client, 220, "Host accepted");
-        return;
-    }
-    client_reply(s->client, code == 220 ? 501 : code,
-                 code == 503 ? "HOST must come before USER" : code == 504 ? "No server for this host"
-                                                                         : "Not a valid host name");
+    const char *text;
+    int code = routing_host(s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0, &text);
+    client_reply(s->client, code, "%s", text);
 }
 
 /* USER: its name for the log and policy "client", the last datum routing
  * needs; the backend is dialled now if it is not yet. */
 static void on_user(session_t *s, const ftp_cmd_t *cmd, const char *line, size_t len)
 {
-    size_t n = cmd->arg ? cmd->arg_len : 0;
-    log_escape(cmd->arg ? cmd->arg : "", n < sizeof s->user - 1 ? n : sizeof s->user - 1, s->user, sizeof s->user);
-    n = n < sizeof s->login ? n : 0; /* an over-long name matches nothing */
-    memcpy(s->login, cmd->arg ? cmd->arg : "", n);
-    memcpy(s->backend_user, cmd->arg ? cmd->arg : "", n);
-    s->backend_user_len = n;
-    s->login[n] = '\0';
-    route_facts_user(&s->route, s->login, n);
-    if (!s->up) {
-        open_upstream(s, line, len);
-        return;
-    }
-    route_result_t r;
-    route_decide(s->cfg, &s->route, &r);
-    if (s->cfg->n_routes && r.backend != s->backend) {
-        /* The route is chosen once a server is connected; REIN starts over. */
-        client_reply(s->client, 530, "This session's server is already chosen; send REIN to change it");
-        return;
-    }
-    if (r.user && r.user_len != n) { /* USER name@alias: the backend gets USER name */
-        char rewritten[8 + LOGIN_MAX];
-        memcpy(s->backend_user, r.user, r.user_len < LOGIN_MAX ? r.user_len : 0);
-        s->backend_user_len = r.user_len < LOGIN_MAX ? r.user_len : 0;
-        log_escape(r.user, r.user_len < sizeof s->user - 1 ? r.user_len : sizeof s->user - 1, s->user, sizeof s->user);
-        memcpy(rewritten, "USER ", 5);
-        memcpy(rewritten + 5, r.user, r.user_len);
-        forward(s, rewritten, 5 + r.user_len, WAIT_FORWARD);
-        return;
-    }
-    forward(s, line, len, WAIT_FORWARD);
-}
-
-/* Sends line to the backend and waits in `wait`; dials first when needed. */
-static void forward(session_t *s, const char *line, size_t len, wait_t wait)
-{
-    if (!s->up) {
-        open_upstream(s, line, len);
-        return;
-    }
-    if (upstream_send_line(s->up, line, len) != FG_OK) {
-        client_reply(s->client, 421, "Service not available: cannot reach the FTP server");
-        session_close(s, 1, "backend write failed");
-        return;
-    }
-    s->wait = wait;
+    routing_user(s->route, cmd->arg, cmd->arg ? cmd->arg_len : 0);
+    relayed(s, relay_user(s->relay, line, len));
 }
 
 static void handle_command(session_t *s, const char *line, size_t len)
@@ -606,7 +343,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
     if (log_enabled(LOG_LEVEL_DEBUG) && !s->replaying) {
         char shown[160];
         ftp_cmd_redact(line, len, shown, sizeof shown); /* SECURITY: never log PASS */
-        LOG_DEBUG(s->id, s->peer, "client: %s", shown);
+        LOG_DEBUG(s->id, s->who.peer, "client: %s", shown);
     }
     /* SECURITY: commands (NOOP...) before login do not extend the login
      * deadline, so nobody idles unauthenticated (start_login_timer). */
@@ -621,16 +358,20 @@ static void handle_command(session_t *s, const char *line, size_t len)
             METRIC_INC(s->env.metrics, policy_refusals);
             if (d.target.ss_family)
                 netaddr_format_ip((const struct sockaddr *)&d.target, ip, sizeof ip);
-            LOG_WARN(s->id, s->peer, "SECURITY: refused %s%s%s (%d %s)", cmd.verb, ip[0] ? " to " : "", ip,
+            LOG_WARN(s->id, s->who.peer, "SECURITY: refused %s%s%s (%d %s)", cmd.verb, ip[0] ? " to " : "", ip,
                      d.code, d.text);
         }
         if (d.drop_data)
             dataplan_discard(s->plan);
         client_reply(s->client, d.code, "%s", d.text);
-        audit_refused(s, &cmd, d.code);
+        auditlog_who_t who = audit_who(s);
+        auditlog_refused(s->env.audit, &who, &cmd, d.code, uv_now(s->loop));
         return;
     case POLICY_AUTH:
-        on_auth(s);
+        /* SECURITY: what was pipelined after it is discarded (controltls.h),
+         * also the commands held behind a transfer that came with it. */
+        if (tls_started(s, controltls_auth(&s->tls, intake_clear(&s->intake))) == FG_OK)
+            s->pol.tls_active = 1;
         return;
     case POLICY_PBSZ:
         s->pol.pbsz_done = 1;
@@ -646,41 +387,29 @@ static void handle_command(session_t *s, const char *line, size_t len)
         return;
     case POLICY_PASSIVE:
     case POLICY_ACTIVE:
-        if (!s->up) {
-            open_upstream(s, line, len);
-            return;
-        }
-        if (dataplan_prepare(s->plan, s->up, s->backend, cmd.id,
-                             d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
-                             s->pol.prot) == DATAPLAN_BUSY)
-            s->wait = WAIT_DATA;
+        relayed(s, relay_data_setup(s->relay, line, len, cmd.id,
+                                    d.action == POLICY_ACTIVE ? (const struct sockaddr *)&d.target : NULL,
+                                    s->pol.prot));
         return;
     case POLICY_FEAT:
-        feat_merge_begin(&s->feat);
-        if (!s->up && routing_pending(s)) {
-            /* No backend before the route is known: our own features alone. */
-            feat_reply(s, &(ftp_reply_line_t){.code = 500, .first = 1, .last = 1}, "500", 3);
-            return;
-        }
-        forward(s, line, len, WAIT_FEAT);
+        relayed(s, relay_feat(s->relay, line, len));
         return;
     case POLICY_TRANSFER:
-        if (dataplan_transfer_begins(s->plan, &cmd) == FG_OK)
-            forward(s, line, len, WAIT_DATA);
+        relayed(s, relay_transfer(s->relay, line, len, &cmd));
         return;
     case POLICY_QUIT:
-        if (!s->up) { /* nothing to log out of */
+        if (!relay_connected(s->relay)) { /* nothing to log out of */
             client_reply(s->client, 221, "Goodbye; no server session was opened.");
             session_close(s, 1, "QUIT");
             return;
         }
-        forward(s, line, len, WAIT_QUIT);
+        forward(s, line, len, RELAY_QUIT);
         return;
     case POLICY_CCC:
         /* RFC 2228 §5.3.3 / RFC 4217 §6: reply under TLS, then close_notify both
          * ways; the control connection goes on in clear, data channels keep PROT. */
         client_reply(s->client, 200, "CCC command successful; control connection continues in clear");
-        LOG_INFO(s->id, s->peer, "CCC: control connection returns to clear");
+        LOG_INFO(s->id, s->who.peer, "CCC: control connection returns to clear");
         stop_client_tls(s, 0);
         return;
     case POLICY_REIN:
@@ -695,7 +424,7 @@ static void handle_command(session_t *s, const char *line, size_t len)
             on_user(s, &cmd, line, len);
             return;
         }
-        forward(s, line, len, WAIT_FORWARD);
+        forward(s, line, len, RELAY_REPLY);
         return;
     }
 }
@@ -709,11 +438,12 @@ static intake_mode_t intake_mode(void *owner)
     /* SECURITY: a client that sends commands but never reads the replies
      * (PBSZ, PROT, NOOP... answered here) would grow our queue without end:
      * stop taking commands until it reads (on_client_drain resumes). */
-    if (client_queued(s->client) > TSTREAM_HIGH_MARK)
+    if (client_queued(s->client) > TSTREAM_HIGH_MARK || s->tls_stopping)
         return INTAKE_NONE;
-    if (s->wait == WAIT_NONE)
+    relay_wait_t w = relay_waiting(s->relay);
+    if (w == RELAY_IDLE)
         return INTAKE_ONE;
-    return s->wait == WAIT_DATA && dataplan_in_transfer(s->plan) ? INTAKE_TRANSFER : INTAKE_NONE;
+    return w == RELAY_DATA && dataplan_in_transfer(s->plan) ? INTAKE_TRANSFER : INTAKE_NONE;
 }
 
 /* During a transfer (RFC 959 §4.1.3; FileZilla and WinSCP send NOOP keep-alives). */
@@ -728,22 +458,9 @@ static int intake_urgent(void *owner, const ftp_cmd_t *cmd)
         dataplan_stat(s->plan);
         return 1;
     case FTP_CMD_ABOR:
-        return dataplan_abort(s->plan, s->up) == FG_OK; /* already aborting: it waits its turn */
+        return relay_abort(s->relay) == FG_OK; /* already aborting: it waits its turn */
     default:
         return 0;
-    }
-}
-
-static void intake_rejected(void *owner, int rc)
-{
-    session_t *s = owner;
-    if (rc == FG_TOO_LONG) {
-        LOG_INFO(s->id, s->peer, "command line over the %u byte cap discarded",
-                 s->logged_in ? s->limits->max_line : s->limits->max_line_prelogin);
-        METRIC_INC(s->env.metrics, lines_too_long);
-        client_reply(s->client, 500, "Command line too long");
-    } else {
-        client_reply(s->client, 500, "Invalid character in command line");
     }
 }
 
@@ -761,13 +478,12 @@ static const intake_cbs_t intake_cbs = {
     .mode = intake_mode,
     .command = intake_command,
     .urgent = intake_urgent,
-    .rejected = intake_rejected,
     .failed = intake_failed,
 };
 
-static void process_input(session_t *s)
+static void process_input(void *owner)
 {
-    intake_run(&s->intake);
+    intake_run(&((session_t *)owner)->intake);
 }
 
 /* ---- client connection ------------------------------------------------------------- */
@@ -776,12 +492,12 @@ static void process_input(session_t *s)
  * the real client (the listener checks it at accept otherwise). */
 static int over_ip_limit(session_t *s)
 {
-    const char *why = s->env.admit_client(s->env.ctx, (const struct sockaddr *)&s->client_addr);
+    const char *why = s->env.admit_client(s->env.ctx, (const struct sockaddr *)&s->who.client);
     if (!why) {
         s->ip_counted = 1;
         return 0;
     }
-    LOG_WARN(s->id, s->peer, "connection refused: %s", why);
+    LOG_WARN(s->id, s->who.peer, "connection refused: %s", why);
     METRIC_INC(s->env.metrics, sessions_refused);
     if (s->cfg->mode == LISTEN_EXPLICIT)
         client_reply(s->client, 421, "Service not available: %s", why);
@@ -794,7 +510,7 @@ static int over_ip_limit(session_t *s)
  * holds what is written until then). */
 static void greet(session_t *s)
 {
-    if (s->cfg->mode == LISTEN_IMPLICIT && start_client_tls(s) != FG_OK)
+    if (s->cfg->mode == LISTEN_IMPLICIT && tls_started(s, controltls_start(&s->tls)) != FG_OK)
         return;
     client_reply(s->client, 220, "%s", s->cfg->greeting);
 }
@@ -802,52 +518,29 @@ static void greet(session_t *s)
 static int on_client_proxy_header(void *owner, int status, const proxyproto_t *pp)
 {
     session_t *s = owner;
-    if (status != FG_OK) {
-        /* SECURITY: a listener that expects PROXY headers takes nothing else. */
-        LOG_WARN(s->id, s->peer, "SECURITY: missing or malformed PROXY protocol header (%s); closed",
-                 fg_strerror(status));
+    if (clientaddr_proxy(&s->who, status, pp, s->id) != FG_OK) { /* SECURITY: nothing else is taken */
         session_close(s, 0, "bad PROXY header");
         return -1;
     }
-    char balancer[72];
-    snprintf(balancer, sizeof balancer, "%s", s->peer);
-    if (!pp->local) {
-        memcpy(&s->client_addr, &pp->src, sizeof s->client_addr);
-        netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
-    }
-    LOG_INFO(s->id, s->peer, "PROXY v%d header from %s: client %s", pp->version, balancer,
-             pp->local ? "(local: the balancer itself)" : s->peer);
     if (over_ip_limit(s))
         return -1;
     greet(s);
     return s->closing ? -1 : 0;
 }
 
-static void on_client_input(void *owner)
-{
-    process_input(owner);
-}
-
 static void on_client_handshake(void *owner)
 {
     session_t *s = owner;
-    LOG_INFO(s->id, s->peer, "control TLS established (%s)", client_tls_desc(s->client));
-    tls_engine_t *tls = client_tls(s->client);
-    const char *name = tls ? tls_engine_server_name(tls) : NULL;
-    size_t n = name ? strlen(name) : 0;
-    if (n >= sizeof s->sni_name)
-        n = 0; /* over-long names match no route */
-    memcpy(s->sni_name, name ? name : "", n);
-    route_facts_sni(&s->route, n ? s->sni_name : NULL, n);
+    LOG_INFO(s->id, s->who.peer, "control TLS established (%s)", client_tls_desc(s->client));
+    tls_engine_t *tls = client_tls(s->client); /* NULL only under the session fuzzer's fake */
+    routing_tls_done(s->route, tls ? tls_engine_server_name(tls) : NULL);
 }
 
 static void on_client_drain(void *owner)
 {
     session_t *s = owner;
-    if (s->upstream_paused && s->up && s->wait != WAIT_TLS_STOP) {
-        s->upstream_paused = 0;
-        upstream_resume(s->up);
-    }
+    if (!s->tls_stopping)
+        relay_resume(s->relay);
     process_input(s); /* commands held while the client did not read */
 }
 
@@ -856,7 +549,7 @@ static void on_client_end(void *owner, tstream_end_t how, const char *reason)
     session_t *s = owner;
     if (how == TSTREAM_END_TLS_FAILED) {
         METRIC_INC(s->env.metrics, control_tls_failures);
-        LOG_WARN(s->id, s->peer, "control TLS failed: %s", reason);
+        LOG_WARN(s->id, s->who.peer, "control TLS failed: %s", reason);
     }
     session_close(s, 0, how == TSTREAM_END_CLEAN ? "client closed" : reason);
 }
@@ -872,21 +565,13 @@ static void on_client_closed(void *owner)
 
 static const client_cbs_t client_cbs = {
     .on_proxy_header = on_client_proxy_header,
-    .on_input = on_client_input,
+    .on_input = process_input,
     .on_handshake = on_client_handshake,
     .on_tls_stopped = on_client_tls_stopped,
     .on_drain = on_client_drain,
     .on_end = on_client_end,
     .on_closed = on_client_closed,
 };
-
-/* policy "client" (datalink.h): is the control connection of token this
- * session's client, with the same login? */
-static int same_client(void *ctx, const unsigned char token[TLS_ENGINE_TOKEN_LEN])
-{
-    session_t *s = ctx;
-    return s->login[0] && sessreg_same_client(token, (const struct sockaddr *)&s->client_addr, s->login);
-}
 
 /* ---- start ---------------------------------------------------------------------------- */
 
@@ -896,7 +581,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     const config_t *all = generation_config(env->gen);
     const config_listener_t *cfg = &all->listeners[env->listener_index];
     session_t *s = calloc(1, sizeof *s);
-    if (!s || RAND_bytes(s->tls_token, sizeof s->tls_token) != 1) {
+    if (!s || controltls_init(&s->tls) != FG_OK) {
         free(s);
         tstream_close(stream, 1);
         return NULL;
@@ -909,11 +594,11 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->env = *env;
     s->gen = env->gen;
     generation_ref(s->gen);
-    s->tls_ctx = generation_listener_tls(s->gen, env->listener_index);
-    s->sni = generation_listener_sni(s->gen, env->listener_index);
-    client_set_tls(s->client, s->tls_ctx, s->tls_token, s->sni);
-    if (cfg->policy.require_session_reuse == SESSION_REUSE_CLIENT)
-        client_hold_tickets(s->client);
+    s->route = routing_new(cfg);
+    controltls_attach(&s->tls, s->client, generation_listener_tls(s->gen, env->listener_index),
+                      generation_listener_sni(s->gen, env->listener_index), cfg->policy.require_session_reuse,
+                      (const struct sockaddr *)&s->who.client, s->route);
+    controltls_log_to(&s->tls, env->metrics, id, s->who.peer);
     s->cfg = cfg;
     s->limits = &all->limits;
     s->loop = env->loop;
@@ -921,48 +606,52 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->children = 1; /* the client */
     s->ip_counted = !cfg->proxy_protocol.enabled; /* else after the PROXY header */
     intake_init(&s->intake, s->client, DEFERRED_MAX, all->limits.max_line, &intake_cbs, s);
+    intake_log_to(&s->intake, env->metrics, id, s->who.peer);
     uv_timer_init(s->loop, &s->timer);
     s->timer.data = s;
-    if (client_addresses(s->client, &s->client_addr, &s->local_addr) != FG_OK) {
+    if (clientaddr_init(&s->who, s->client) != FG_OK) {
         session_close(s, 0, "connection already gone");
         return s;
     }
-    memcpy(&s->balancer_addr, &s->client_addr, sizeof s->balancer_addr);
-    netaddr_format((const struct sockaddr *)&s->client_addr, s->peer, sizeof s->peer);
     if (s->limits->tcp_keepalive_s > 0)
         uv_tcp_keepalive(client_tcp(s->client), 1, s->limits->tcp_keepalive_s);
-    LOG_INFO(id, s->peer, "session start listener=%s mode=%s", cfg->name,
+    LOG_INFO(id, s->who.peer, "session start listener=%s mode=%s", cfg->name,
              cfg->mode == LISTEN_IMPLICIT ? "implicit" : "explicit");
-    if (origin) {
-        char dst[72];
-        s->intercepted = 1;
-        memcpy(&s->orig_dst, &origin->dst, sizeof s->orig_dst);
-        LOG_INFO(id, s->peer, "intercepted: original destination %s (%s)",
-                 netaddr_format((const struct sockaddr *)&s->orig_dst, dst, sizeof dst),
-                 origin->redirected ? "REDIRECT/DNAT" : "TPROXY");
-    }
+    if (origin)
+        clientaddr_intercepted(&s->who, (const struct sockaddr *)&origin->dst, origin->redirected, id);
     dataplan_env_t penv = {
         .loop = s->loop,
         .cfg = cfg,
         .limits = s->limits,
         .pool = env->pool,
         .metrics = env->metrics,
-        .client_addr = (const struct sockaddr *)&s->client_addr,
-        .data_peer = cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->balancer_addr
-                                                            : (const struct sockaddr *)&s->client_addr,
-        .local_addr = (const struct sockaddr *)&s->local_addr,
-        .intercepted_dst = origin ? (const struct sockaddr *)&s->orig_dst : NULL,
-        .tls = s->tls_ctx,
-        .sni = s->sni,
-        .tls_token = s->tls_token,
-        .same_client = same_client,
-        .same_client_ctx = s,
+        .client_addr = (const struct sockaddr *)&s->who.client,
+        .data_peer = cfg->proxy_protocol.data_peer_balancer ? (const struct sockaddr *)&s->who.balancer
+                                                            : (const struct sockaddr *)&s->who.client,
+        .local_addr = (const struct sockaddr *)&s->who.local,
+        .intercepted_dst = s->who.intercepted ? (const struct sockaddr *)&s->who.orig_dst : NULL,
+        .tls = s->tls.ctx,
+        .sni = s->tls.sni,
+        .tls_token = s->tls.token,
+        .same_client = controltls_same_client,
+        .same_client_ctx = &s->tls,
         .sid = id,
-        .peer = s->peer,
+        .peer = s->who.peer,
     };
     static const dataplan_cbs_t plan_cbs = {.on_idle = on_plan_idle, .on_transfer = on_plan_transfer};
     s->plan = dataplan_new(&penv, s->client, &plan_cbs, s);
-    if (!s->plan) {
+    upstream_opts_t uo = {
+        .loop = s->loop,
+        .limits = s->limits,
+        .client = (const struct sockaddr *)&s->who.client,
+        .intercepted = s->who.intercepted ? (const struct sockaddr *)&s->who.orig_dst : NULL,
+        .metrics = env->metrics,
+        .sid = id,
+        .peer = s->who.peer,
+    };
+    if (s->plan && s->route)
+        s->relay = relay_new(cfg, &uo, s->client, s->plan, s->route, &s->pol, &relay_cbs, s);
+    if (!s->relay) {
         session_close(s, 0, "out of memory");
         return s;
     }
@@ -1004,5 +693,5 @@ void session_unlink(session_t *s, session_t **head)
 
 const struct sockaddr *session_client_addr(const session_t *s)
 {
-    return (const struct sockaddr *)&s->client_addr;
+    return (const struct sockaddr *)&s->who.client;
 }

@@ -11,10 +11,11 @@
 #include "tstream.h"
 
 /* One client control connection and its backend control connection: reads
- * client commands through a bounded line reader, decides through the policy
- * (policy.h) whether to answer, rewrite or forward, relays backend replies,
- * and owns the data link of the current transfer. Frees itself when both
- * connections are closed, then tells its listener. */
+ * client commands through a bounded line reader (intake.h), decides through
+ * the policy (policy.h) whether to answer, rewrite or forward, and hands the
+ * backend's side to its relay (relay.h) and the data channels to its data
+ * plan (dataplan.h). Frees itself when both connections are closed, then
+ * tells its listener. */
 
 /* Where an intercepted client meant to go (backend "original-destination"),
  * checked by the listener before the session starts. */

@@ -9,18 +9,13 @@
 
 #include "defer.h"
 #include "fgerr.h"
+#include "heldq.h"
 #include "tls_engine.h"
 
 #define TSTREAM_READ_CHUNK (64u * 1024u)
 #define TSTREAM_PLAIN_CHUNK (16u * 1024u) /* one TLS record at most */
 #define TSTREAM_CIPHER_CHUNK (64u * 1024u)
 #define TSTREAM_LEFTOVER_MAX (16u * 1024u) /* clear bytes right after a close_notify (CCC, REIN) */
-
-typedef struct held_write {
-    struct held_write *next;
-    size_t len;
-    char data[];
-} held_write_t;
 
 typedef struct {
     uv_write_t req;
@@ -37,7 +32,7 @@ struct tstream {
     const tstream_cbs_t *cbs;
     void *userdata;
     tls_engine_t *tls;
-    held_write_t *held_head, *held_tail;
+    heldq_t held;   /* writes made before the stream can carry them */
     void (*on_tls_stopped)(tstream_t *s);
     char *leftover; /* bytes after the peer's close_notify, kept until on_tls_stopped ran */
     size_t leftover_len;
@@ -140,13 +135,8 @@ static void stream_end(tstream_t *s, tstream_end_t how, const char *reason)
 
 static void drop_held(tstream_t *s)
 {
-    while (s->held_head) {
-        held_write_t *next = s->held_head->next;
-        s->queued -= s->held_head->len;
-        free(s->held_head);
-        s->held_head = next;
-    }
-    s->held_tail = NULL;
+    s->queued -= s->held.bytes;
+    heldq_clear(&s->held);
 }
 
 /* A write (or the TLS output behind it) failed: nothing more reaches the
@@ -256,11 +246,8 @@ static int stream_send_now(tstream_t *s, const void *data, size_t len)
 
 static void stream_flush_held(tstream_t *s)
 {
-    while (s->held_head && stream_ready(s) && !s->closing && !s->write_failed) {
-        held_write_t *h = s->held_head;
-        s->held_head = h->next;
-        if (!s->held_head)
-            s->held_tail = NULL;
+    while (!heldq_empty(&s->held) && stream_ready(s) && !s->closing && !s->write_failed) {
+        heldq_chunk_t *h = heldq_take(&s->held);
         s->queued -= h->len;
         int rc = stream_send_now(s, h->data, h->len);
         free(h);
@@ -281,18 +268,9 @@ int tstream_write(tstream_t *s, const void *data, size_t len)
     if (len == 0)
         return FG_OK;
     int rc;
-    if (!stream_ready(s) || s->held_head) {
-        held_write_t *h = malloc(sizeof *h + len);
-        if (!h)
+    if (!stream_ready(s) || !heldq_empty(&s->held)) {
+        if (heldq_push(&s->held, data, len) != FG_OK)
             return FG_NOMEM;
-        memcpy(h->data, data, len);
-        h->len = len;
-        h->next = NULL;
-        if (s->held_tail)
-            s->held_tail->next = h;
-        else
-            s->held_head = h;
-        s->held_tail = h;
         s->queued += len;
         rc = FG_OK;
     } else {
@@ -565,10 +543,8 @@ static void on_connected(uv_connect_t *req, int status)
     tstream_t *s = req->handle->data;
     if (s->closing)
         return;
-    if (status == 0) {
-        s->connected = 1;
-        stream_flush_held(s);
-    }
+    if (status == 0)
+        tstream_set_connected(s);
     if (s->cbs->on_connect)
         s->cbs->on_connect(s, status);
 }
@@ -641,7 +617,7 @@ static void stream_try_shutdown(tstream_t *s)
 {
     if (!s->shutdown_wanted || s->shutdown_started || s->closing || s->write_failed)
         return;
-    if (!stream_ready(s) || s->held_head)
+    if (!stream_ready(s) || !heldq_empty(&s->held))
         return; /* resumes from stream_flush_held */
     if (s->tls && !s->close_notify_queued) {
         s->close_notify_queued = 1;
@@ -710,10 +686,7 @@ void tstream_close(tstream_t *s, int reset)
     s->closing = 1;
     if (!reset)
         set_abortive(s, 0);
-    if (s->reading) {
-        uv_read_stop(tstream_uv(s));
-        s->reading = 0;
-    }
+    stream_update_reading(s); /* stops: closing */
     /* SECURITY: a reset tells the peer the stream did not end normally, so a
      * backend cannot store a truncated upload as a complete file, and a
      * refused data connection (another host's) is not mistaken for a
