@@ -199,6 +199,7 @@ class ConnRecord:
         self.kind = kind          # "main" or "range"
         self.port = port          # the relay port that was dialled
         self.peer = peer          # (ip, port) of the connecting peer
+        self.local = None         # (ip, port) the relay connected to the target from
         self.opened = time.monotonic()
         self.closed = None        # time.monotonic() when both sockets were closed
         self.bytes = {UP: 0, DOWN: 0}   # delivered to each direction's receiver
@@ -208,6 +209,7 @@ class ConnRecord:
 
     def as_dict(self):
         return {"id": self.id, "kind": self.kind, "port": self.port, "peer": "%s:%d" % self.peer,
+                "local": "%s:%d" % self.local[:2] if self.local else None,
                 "bytes": dict(self.bytes), "ended": dict(self.ended), "armed": list(self.armed),
                 "fired": list(self.fired), "seconds": round((self.closed or time.monotonic()) - self.opened, 3)}
 
@@ -300,14 +302,19 @@ def _fin_close(s):
 
 class FaultRelay:
     def __init__(self, listen, target, time_limit=600.0, max_conns=100000, preserve_source=False, seed=None,
-                 connect_timeout=10.0, log=None):
-        """listen: (host, port; 0 = any free port); target: (host, port)."""
+                 connect_timeout=10.0, log=None, sockbuf=128 * 1024):
+        """listen: (host, port; 0 = any free port); target: (host, port). sockbuf: the
+        kernel receive and send buffer of each relay socket (None: the kernel's
+        autotuning, up to tens of MiB on loopback), so that the bytes in flight inside
+        the relay stay bounded like a network path's and a fault at a byte offset
+        reaches a sender that is still sending."""
         self.listen_addr = listen
         self.target = target
         self.time_limit = time_limit
         self.max_conns = max_conns
         self.preserve_source = preserve_source
         self.connect_timeout = connect_timeout
+        self.sockbuf = sockbuf
         self.rng = random.Random(seed)
         self.log = log                    # callable(dict) when a connection ends, or None
         self.rules = []
@@ -381,6 +388,7 @@ class FaultRelay:
     def _listen_socket(self, host, port):
         s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._bufs(s)  # before listen(): accepted sockets inherit them (the window scale is set at SYN)
         try:
             s.bind((host, port))
         except OSError:
@@ -389,6 +397,11 @@ class FaultRelay:
         s.listen(128)
         s.setblocking(False)
         return s
+
+    def _bufs(self, s):
+        if self.sockbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.sockbuf)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sockbuf)
 
     def _bind_front(self, listen_host, first, last, target_host):
         for p in range(first, last + 1):
@@ -442,6 +455,23 @@ class FaultRelay:
 
     def half_close_now(self, direction, **match):
         self._call(lambda: self._for_live(match, lambda c: self._half_close(c.pipes[direction], "now")))
+
+    def inject(self, direction, kind, arg=None, after=0, **match):
+        """Arms a fault on the matching live connections, after more bytes in direction
+        (0: at the next byte, or at the end of the stream): kind "cut" (arg "fin"/"rst"),
+        "half" (half-close), "stall" (arg seconds, None = until release()), "trickle"
+        (arg (count, gap))."""
+        if kind not in ("cut", "half", "stall", "trickle"):
+            raise ValueError("inject: kind %r" % (kind,))
+
+        def arm(c):
+            p = c.pipes[direction]
+            p.triggers.append(_Trigger(p.pos + after, kind, arg))
+            p.triggers.sort(key=lambda t: t.offset)
+            c.rec.armed.append("%s: %s%s after %d more bytes" % (direction, kind, "" if arg is None else " %s" % (arg,),
+                                                                  after))
+            self.faults_armed += 1
+        self._call(lambda: self._for_live(match, arm))
 
     def reset(self, timeout=10.0):
         """Resets every live connection and drops the rules (between test cases)."""
@@ -660,6 +690,7 @@ class FaultRelay:
         u.setblocking(False)
         try:
             u.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._bufs(u)
             if self.preserve_source:
                 u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 u.bind((c.rec.peer[0], 0))
@@ -680,6 +711,10 @@ class FaultRelay:
             self._close(c, "connect-error:%s" % errno.errorcode.get(err, err), rst=True)
             return
         c.connecting = False
+        try:
+            c.rec.local = c.up.getsockname()[:2]
+        except OSError:
+            pass
         up, down = c.pipes[UP], c.pipes[DOWN]
         up.src, up.dst = c.down, c.up
         down.src, down.dst = c.up, c.down
@@ -928,6 +963,8 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=600.0, help="stop after this many seconds (600)")
     ap.add_argument("--max-conns", type=int, default=100000, help="accept at most this many connections")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--sockbuf", type=int, default=128 * 1024,
+                    help="kernel buffer size of each relay socket, bytes (0: the kernel's autotuning)")
     ap.add_argument("-v", "--verbose", action="store_true", help="one JSON line per connection when it ends")
     a = ap.parse_args(argv)
 
@@ -935,7 +972,8 @@ def main(argv=None):
         print(json.dumps(d), flush=True)
 
     r = FaultRelay(a.listen, a.target, time_limit=a.time_limit, max_conns=a.max_conns,
-                   preserve_source=a.preserve_source, seed=a.seed, log=log if a.verbose else None)
+                   preserve_source=a.preserve_source, seed=a.seed, log=log if a.verbose else None,
+                   sockbuf=a.sockbuf or None)
     for f in a.front:
         r.add_front(*f)
     for rule in a.fault:
