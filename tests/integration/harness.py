@@ -641,7 +641,8 @@ class Vsftpd(FtpServer):
 
     kind = "vsftpd"
 
-    def __init__(self, env, name, tls=False):
+    def __init__(self, env, name, tls=False, extra_conf=None):
+        """extra_conf: {key: value} added to (or replacing keys of) the configuration."""
         import pwd
         try:
             pwd.getpwnam(TEST_USER)
@@ -663,6 +664,7 @@ class Vsftpd(FtpServer):
         self.log = os.path.join(d, "vsftpd.log")
         self.out = os.path.join(d, "vsftpd.out")
         self.conf = os.path.join(d, "vsftpd.conf")
+        self.extra_conf = dict(extra_conf or {})
         self.port = None
         self.proc = None
 
@@ -687,6 +689,8 @@ class Vsftpd(FtpServer):
                 "ssl_request_cert=NO", "require_ssl_reuse=NO", "ssl_ciphers=HIGH:!aNULL:!MD5",
                 "rsa_cert_file=%s" % self.env.certs.cert, "rsa_private_key_file=%s" % self.env.certs.key,
             ]
+        lines = [ln for ln in lines if ln.split("=", 1)[0] not in self.extra_conf]
+        lines += ["%s=%s" % kv for kv in self.extra_conf.items()]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -697,6 +701,16 @@ class Vsftpd(FtpServer):
             self._write_conf()
             return [VSFTPD_BIN, self.conf]
         return self._start_with_retries(argv)
+
+    def restart(self, wait=15):
+        """Stops this vsftpd (and its session processes) and starts it again on the same
+        port, with the same configuration and log: a backend restart."""
+        self.stop()
+        self.proc = spawn([VSFTPD_BIN, self.conf], self.out)
+        if not wait_port(self.host, self.port, wait, self.proc):
+            raise RuntimeError("vsftpd %s did not come back on port %d: %s" % (self.name, self.port,
+                                                                              tail_file(self.out, 10)))
+        return self
 
     # -- log
     def commands_since(self, mark=0):

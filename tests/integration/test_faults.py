@@ -48,11 +48,8 @@ listed in PENDING and runs here only under the other PROT level; pending_faults.
 (not registered with ctest) runs the failing form until the proxy is fixed.
 """
 
-import ftplib
-import hashlib
 import os
 import re
-import ssl
 import sys
 import threading
 import time
@@ -63,6 +60,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import harness as H  # noqa: E402
 import backends as B  # noqa: E402
 import faultrelay as FR  # noqa: E402
+import ftpxfer as X  # noqa: E402
 from harness import check, check_eq  # noqa: E402
 
 RELAY_IP = "127.0.0.3"
@@ -85,173 +83,12 @@ PENDING = {
 
 
 # --------------------------------------------------------------------------
-# The backend
-
-
-class RangeVsftpd(H.Vsftpd):
-    """The harness's vsftpd with its passive ports in a reserved range (the backend
-    relay fronts them) and a data timeout of VS_DATA_TIMEOUT s (a transfer a fault
-    left hanging ends in bounded time)."""
-
-    def __init__(self, env, name, pasv_range):
-        super().__init__(env, name)
-        self.pasv_range = pasv_range
-
-    def _write_conf(self):
-        super()._write_conf()
-        with open(self.conf) as f:
-            lines = [ln for ln in f.read().splitlines() if not ln.startswith("data_connection_timeout=")]
-        lines += ["pasv_min_port=%d" % self.pasv_range[0], "pasv_max_port=%d" % self.pasv_range[1],
-                  "data_connection_timeout=%d" % VS_DATA_TIMEOUT]
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
-
-# --------------------------------------------------------------------------
-# Clients: each returns an Outcome of one transfer
-
-
-class Outcome:
-    def __init__(self, client):
-        self.client = client
-        self.reply = None          # code of the transfer's final reply, None when none came
-        self.text = ""
-        self.control_lost = False  # the control connection ended before a final reply (or the client left)
-        self.retry226 = False      # lftp reconnected and a later attempt ended in 226
-        self.data_err = None       # what the client saw on the data connection, if it failed
-        self.setup_err = None      # login or data-channel setup failed before the transfer
-        self.sha = None            # download: sha256 of what the client received
-        self.nbytes = None
-        self.after = None          # the reply to NOOP after the final reply (ftplib)
-
-    @property
-    def saw226(self):
-        return self.reply in (226, 250)
-
-    def summary(self):
-        if self.setup_err:
-            return "setup failed: %s" % self.setup_err[:60]
-        if self.saw226:
-            return "226"
-        retry = ", retry 226" if self.retry226 else ""
-        if self.reply is not None:
-            return str(self.reply) + retry
-        return ("no reply" if self.client == "ftplib" else "no reply read") + retry
-
-
-class FaultFTPS(B.TopoFTPS):
-    """ftplib with PASV/EPSV/PORT/EPRT; data TLS resumes the control session and
-    reports a missing close_notify (suppress_ragged_eofs off) instead of hiding it."""
-
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = H.ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            sess = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
-            try:
-                conn = self.context.wrap_socket(conn, server_hostname=self.host, session=sess,
-                                                suppress_ragged_eofs=False)
-            except Exception:
-                conn.close()
-                raise
-        return conn, size
-
-
-class FaultImplicitFTPS(H.ImplicitFTPS, FaultFTPS):
-    pass
-
-
-def _err(e):
-    return ("%s: %s" % (type(e).__name__, e))[:120]
-
-
-def _read_final(f, o, timeout=CLIENT_TIMEOUT):
-    try:
-        f.sock.settimeout(timeout)
-        resp = f.getmultiline()
-        o.reply, o.text = int(resp[:3]), resp
-    except (EOFError, OSError, ValueError) as e:
-        o.control_lost = True
-        o.text = _err(e)
-        return
-    try:
-        o.after = f.sendcmd("NOOP")[:3]
-    except ftplib.Error as e:
-        o.after = str(e)[:3]
-    except (EOFError, OSError) as e:
-        o.after = "lost (%s)" % type(e).__name__
+# Clients: each returns an ftpxfer.Outcome of one transfer
 
 
 def run_ftplib(t, c, rpath, local):
-    o = Outcome("ftplib")
-    ctx = ssl.create_default_context(cafile=t.ca)
-    # A TCP end without close_notify is an error here, not an end of file (Python ignores it by default).
-    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    f = (FaultImplicitFTPS if t.implicit else FaultFTPS)(context=ctx, timeout=CLIENT_TIMEOUT)
-    f.set_data_mode(c.cmode)
-    try:
-        try:
-            f.connect(t.host, t.port)
-            if not t.implicit:
-                f.auth()
-            f.login(H.FTP_USER, H.PASSWORD)
-            if c.prot == "P":
-                f.prot_p()
-            else:
-                f.voidcmd("PBSZ 0")
-                f.prot_c()
-            f.voidcmd("TYPE I")
-        except (ftplib.Error, OSError, EOFError) as e:
-            o.setup_err = _err(e)
-            return o
-        try:
-            conn = f.transfercmd(("RETR " if c.xfer == "down" else "STOR ") + rpath)
-        except ftplib.Error as e:
-            # A refusal of the transfer command itself (or its data channel) is its final reply.
-            o.reply, o.text = int(str(e)[:3]), str(e)
-            return o
-        except (OSError, EOFError) as e:
-            # The data channel failed (TLS handshake, connect): the proxy owes a final reply.
-            o.data_err = _err(e)
-            _read_final(f, o)
-            return o
-        try:
-            if c.xfer == "down":
-                h, n = hashlib.sha256(), 0
-                while True:
-                    b = conn.recv(256 * H.KiB)
-                    if not b:
-                        break
-                    h.update(b)
-                    n += len(b)
-                o.sha, o.nbytes = h.hexdigest(), n
-                if isinstance(conn, ssl.SSLSocket):
-                    conn.unwrap()
-            else:
-                with open(local, "rb") as fp:
-                    while True:
-                        b = fp.read(256 * H.KiB)
-                        if not b:
-                            break
-                        conn.sendall(b)
-                if isinstance(conn, ssl.SSLSocket):
-                    conn.unwrap()
-        except (OSError, EOFError) as e:
-            o.data_err = _err(e)
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-        _read_final(f, o)
-        return o
-    finally:
-        if o.after == "200":
-            H.quit_quietly(f)  # a clean end: the session's last log lines are its own
-        else:
-            try:
-                f.close()
-            except OSError:
-                pass
+    return X.transfer(t.host, t.port, t.ca, t.implicit, c.xfer, c.cmode, c.prot, rpath, local,
+                      timeout=CLIENT_TIMEOUT)
 
 
 _REPLY = re.compile(r"^(?:\S+ \S+ )?(?:<--- |< )(\d{3})[ -]", re.M)
@@ -287,7 +124,7 @@ def _final_from_trace(trace, o):
 
 
 def run_curl(t, c, rpath, local):
-    o = Outcome("curl")
+    o = X.Outcome("curl")
     argv = ["curl", "-sS", "-v", "--connect-timeout", "10", "--max-time", str(CLIENT_TIMEOUT),
             "--user", "%s:%s" % (H.FTP_USER, H.PASSWORD), "--cacert", t.ca, "--ftp-pasv"]
     if c.cmode == "PASV":
@@ -308,7 +145,7 @@ def run_curl(t, c, rpath, local):
 
 
 def run_lftp(t, c, rpath, local, workdir):
-    o = Outcome("lftp")
+    o = X.Outcome("lftp")
     cmd = "get %s -o %s" % (rpath, local) if c.xfer == "down" else "put %s -o %s" % (local, rpath)
     r, trace = B.lftp_run(t.host, t.port, t.ca, H.FTP_USER, H.PASSWORD, [cmd], workdir,
                           passive=c.cmode in ("PASV", "EPSV"), epsv=c.cmode == "EPSV", prot=c.prot,
@@ -424,7 +261,12 @@ def all_cases():
 class Rig:
     def __init__(self, env):
         self.env = env
-        self.vs = RangeVsftpd(env, "vs1", H.free_port_block(16))
+        pasv = H.free_port_block(16)
+        # Passive ports in a known range (the backend relay fronts them); a transfer a
+        # fault left hanging ends within VS_DATA_TIMEOUT.
+        self.vs = H.Vsftpd(env, "vs1", extra_conf={"pasv_min_port": pasv[0], "pasv_max_port": pasv[1],
+                                                    "data_connection_timeout": VS_DATA_TIMEOUT})
+        self.vs.pasv_range = pasv
         env.backends.append(self.vs)
         self.vs.start()
         self.sha = self.vs.add_pub("f.bin", SIZE)
