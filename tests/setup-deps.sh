@@ -31,9 +31,10 @@ fi
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-dev clang libclang-rt-14-dev"
 # Test clients and tools; libwrap0 .. libpam-modules are vsftpd's run-time libraries;
-# systemd for `systemd-analyze verify` of the unit, util-linux for unshare.
+# systemd for `systemd-analyze verify` of the unit, util-linux for unshare; gdb for
+# the soak's RSS check (malloc_trim(0) in the proxy before its memory is compared).
 TEST_PKGS="curl lftp openssl python3 procps iproute2 ca-certificates
-           libwrap0 libcap2 libpam0g libpam-modules libssl3 systemd util-linux"
+           libwrap0 libcap2 libpam0g libpam-modules libssl3 systemd util-linux gdb"
 # Topology tests (issue 5): pyftpdlib backend, NAT test tools, and the run-time
 # libraries of the privately unpacked pure-ftpd and proftpd.
 TOPO_PKGS="python3-pyftpdlib nftables

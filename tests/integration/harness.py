@@ -215,17 +215,21 @@ def human(n):
 # Processes: every child is recorded; only those (and their descendants) are killed.
 
 _children = []  # Popen objects we started
-_libc = None
+# prctl is looked up here, in the parent: the child between fork and exec must not
+# dlopen or dlsym (they take the loader's lock, which another thread of a threaded
+# test may hold at fork time: the child would hang and Popen with it).
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
 
 
 def _pdeathsig():
     # If this test process dies (ctest timeout sends SIGKILL), the child gets
     # SIGKILL too, so no server outlives the test.
-    global _libc
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if _prctl is not None:
+            _prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
     except Exception:  # noqa: BLE001
         pass
 
@@ -704,7 +708,9 @@ class Vsftpd(FtpServer):
 
     def restart(self, wait=15):
         """Stops this vsftpd (and its session processes) and starts it again on the same
-        port, with the same configuration and log: a backend restart."""
+        port, with the same configuration and log: a backend restart. Call it from a thread
+        that lives as long as the backend should: the child's PR_SET_PDEATHSIG fires when
+        the thread that forked it ends, not the process."""
         self.stop()
         self.proc = spawn([VSFTPD_BIN, self.conf], self.out)
         if not wait_port(self.host, self.port, wait, self.proc):

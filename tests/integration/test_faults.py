@@ -91,38 +91,6 @@ def run_ftplib(t, c, rpath, local):
                       timeout=CLIENT_TIMEOUT)
 
 
-_REPLY = re.compile(r"^(?:\S+ \S+ )?(?:<--- |< )(\d{3})[ -]", re.M)
-_XFER_CMD = re.compile(r"^(?:\S+ \S+ )?(?:---> |> )(?:RETR|STOR) ", re.M)
-_LFTP_CONNECT = re.compile(r"^(?:\S+ \S+ )?---- Connecting to ", re.M)
-
-
-def _final_from_trace(trace, o):
-    """The transfer's final reply (the first non-1xx one after RETR/STOR) in a curl or
-    lftp trace. lftp may reconnect and try again: each control connection is one
-    attempt; the first decides the outcome, a later 226 is noted (retry226)."""
-    starts = [m.start() for m in _LFTP_CONNECT.finditer(trace)] or [0]
-    attempts = []
-    for a, b in zip(starts, starts[1:] + [len(trace)]):
-        part = trace[a:b]
-        cmd = _XFER_CMD.search(part)
-        if not cmd:
-            continue
-        final = None
-        for m in _REPLY.finditer(part, cmd.end()):
-            if int(m.group(1)) >= 200:
-                final = (int(m.group(1)), part[m.start():m.start() + 100].strip())
-                break
-        attempts.append(final)
-    if not attempts:
-        o.setup_err = "no RETR/STOR in the trace"
-        return
-    if attempts[0] is None:
-        o.control_lost = True
-    else:
-        o.reply, o.text = attempts[0]
-    o.retry226 = any(x is not None and x[0] in (226, 250) for x in attempts[1:])
-
-
 def run_curl(t, c, rpath, local):
     o = X.Outcome("curl")
     argv = ["curl", "-sS", "-v", "--connect-timeout", "10", "--max-time", str(CLIENT_TIMEOUT),
@@ -134,7 +102,7 @@ def run_curl(t, c, rpath, local):
     url = t.url(rpath)
     argv += ["-o", local, url] if c.xfer == "down" else ["-T", local, url]
     r = H.run_cmd(argv, timeout=CLIENT_TIMEOUT + 20)
-    _final_from_trace(r.stderr, o)
+    X.final_from_trace(r.stderr, o)
     if r.returncode != 0:
         o.data_err = "curl exit %d: %s" % (r.returncode, B.tail(r.stderr, 1)[:80])
     if c.xfer == "down" and os.path.exists(local):
@@ -150,7 +118,7 @@ def run_lftp(t, c, rpath, local, workdir):
     r, trace = B.lftp_run(t.host, t.port, t.ca, H.FTP_USER, H.PASSWORD, [cmd], workdir,
                           passive=c.cmode in ("PASV", "EPSV"), epsv=c.cmode == "EPSV", prot=c.prot,
                           timeout=CLIENT_TIMEOUT + 20)
-    _final_from_trace(trace, o)
+    X.final_from_trace(trace, o)
     if r.returncode != 0:
         o.data_err = "lftp exit %d: %s" % (r.returncode, B.tail(r.stderr + r.stdout, 1)[:80])
     if c.xfer == "down" and os.path.exists(local):

@@ -19,6 +19,7 @@ import ftplib
 import hashlib
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -199,6 +200,38 @@ def transfer(host, port, ca, implicit, direction, mode, prot, rpath, local=None,
                 f.close()
             except OSError:
                 pass
+
+
+_REPLY = re.compile(r"^(?:\S+ \S+ )?(?:<--- |< )(\d{3})[ -]", re.M)
+_XFER_CMD = re.compile(r"^(?:\S+ \S+ )?(?:---> |> )(?:RETR|STOR) ", re.M)
+_LFTP_CONNECT = re.compile(r"^(?:\S+ \S+ )?---- Connecting to ", re.M)
+
+
+def final_from_trace(trace, o):
+    """The transfer's final reply (the first non-1xx one after RETR/STOR) in a curl or
+    lftp trace. lftp may reconnect and try again: each control connection is one
+    attempt; the first decides the outcome, a later 226 is noted (retry226)."""
+    starts = [m.start() for m in _LFTP_CONNECT.finditer(trace)] or [0]
+    attempts = []
+    for a, b in zip(starts, starts[1:] + [len(trace)]):
+        part = trace[a:b]
+        cmd = _XFER_CMD.search(part)
+        if not cmd:
+            continue
+        final = None
+        for m in _REPLY.finditer(part, cmd.end()):
+            if int(m.group(1)) >= 200:
+                final = (int(m.group(1)), part[m.start():m.start() + 100].strip())
+                break
+        attempts.append(final)
+    if not attempts:
+        o.setup_err = "no RETR/STOR in the trace"
+        return
+    if attempts[0] is None:
+        o.control_lost = True
+    else:
+        o.reply, o.text = attempts[0]
+    o.retry226 = any(x is not None and x[0] in (226, 250) for x in attempts[1:])
 
 
 def main(argv=None):
