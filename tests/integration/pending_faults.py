@@ -77,7 +77,8 @@ def body(s, env):
     rig = F.Rig(env)
     big = 2 * H.MiB + 3
     small = 256 * H.KiB + 3
-    sha = {"big.bin": rig.vs.add_pub("big.bin", big), "small.bin": rig.vs.add_pub("small.bin", small)}
+    rig.vs.add_pub("big.bin", big)
+    rig.vs.add_pub("small.bin", small)
 
     def download(mode, prot, name, cut_at):
         t, relay = rig.targets[mode], rig.relays[mode]

@@ -72,7 +72,6 @@ import argparse
 import collections
 import errno
 import json
-import os
 import random
 import selectors
 import signal
