@@ -117,7 +117,7 @@ class Spec:
             kw = {"cut-rst": dict(cut_at=rng.randint(100, 6000), cut="rst"),
                   "cut-fin": dict(cut_at=rng.randint(100, 6000), cut="fin"),
                   "stall": dict(stall_at=rng.randint(0, 3000), stall_for=rng.uniform(0.5, 3.0)),
-                  "trickle": dict(trickle_at=0, trickle_bytes=rng.randint(500, 2500), trickle_gap=0.0005),
+                  "trickle": dict(trickle_at=0, trickle_bytes=rng.randint(100, 600), trickle_gap=0.0005),
                   "latency": dict(latency=rng.uniform(0.005, 0.05))}[kind]
             return ("control", d, kind, kw)
         kinds = ["stall", "stall-long", "trickle", "latency+rate"]
@@ -134,7 +134,7 @@ class Spec:
               "half-close": dict(half_close_at=at),
               "stall": dict(stall_at=rng.randint(0, max(0, self.size)), stall_for=rng.uniform(0.5, 3.0)),
               "stall-long": dict(stall_at=rng.randint(0, max(0, self.size)), stall_for=STALL_TIMEOUT + 5.0),
-              "trickle": dict(trickle_at=rng.randint(0, min(self.size, MiB)), trickle_bytes=rng.randint(500, 3000),
+              "trickle": dict(trickle_at=rng.randint(0, min(self.size, MiB)), trickle_bytes=rng.randint(100, 600),
                               trickle_gap=0.0005),
               "latency+rate": dict(latency=rng.uniform(0.0, 0.05), rate=max(8 * MiB, self.size // 8))}[kind]
         return ("data", d, kind, kw)
@@ -331,7 +331,8 @@ class Soak:
         rconns0 = len(relay.conns) if relay is not None else 0
         with self.lock:
             epoch0 = self.epoch
-        timeout = 1500 if spec.big else 45 if spec.fault else self.prof["client_timeout"]
+        # A second per MiB on top: under full load a relayed transfer may move at a few MiB/s.
+        timeout = 1500 if spec.big else (45 if spec.fault else self.prof["client_timeout"]) + spec.size // MiB
         t0 = time.monotonic()
         o, killed, hung, trace = self.client(spec, ip, host, port, implicit, rpath, src, timeout)
         dt = time.monotonic() - t0

@@ -8,6 +8,7 @@ held for S seconds cannot arrive sooner than S seconds after it was sent); upper
 bounds are timeouts against a hang, never a measure of speed.
 """
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -109,6 +110,25 @@ def server_socket(host=LO):
     return socket.create_server((host, 0))
 
 
+@contextlib.contextmanager
+def through_relay(*rules):
+    """A relay (with these rules) in front of a server socket of the test's own:
+    yields (relay, client end, server end); closes everything after."""
+    srv = server_socket()
+    r = FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60).start()
+    for rule in rules:
+        r.add_rule(rule)
+    c = s2 = None
+    try:
+        c, s2 = pair(r, srv)
+        yield r, c, s2
+    finally:
+        for x in (c, s2, srv):
+            if x is not None:
+                x.close()
+        r.stop()
+
+
 def body(s):
     echo = Echo()
 
@@ -147,10 +167,7 @@ def body(s):
     def rate():
         n, bps = 512 * H.KiB, 256 * H.KiB
         data = os.urandom(n)
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            r.add_rule(FR.Rule(dir="up", rate=bps))
-            c, s2 = pair(r, srv)
+        with through_relay(FR.Rule(dir="up", rate=bps)) as (r, c, s2):
             t0 = time.monotonic()
             c.sendall(data)
             c.shutdown(socket.SHUT_WR)
@@ -158,7 +175,6 @@ def body(s):
             dt = time.monotonic() - t0
             c.close()
             s2.close()
-        srv.close()
         burst = bps * 0.05
         floor = (n - burst) / bps
         print("     %d KiB at %d KiB/s: %.2f s (floor %.2f s)" % (n // 1024, bps // 1024, dt, floor))
@@ -167,10 +183,7 @@ def body(s):
 
     def stall_timed():
         data = os.urandom(5000)
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            r.add_rule(FR.Rule(dir="down", stall_at=1000, stall_for=1.0))
-            c, s2 = pair(r, srv)
+        with through_relay(FR.Rule(dir="down", stall_at=1000, stall_for=1.0)) as (r, c, s2):
             t0 = time.monotonic()
             s2.sendall(data)
             s2.shutdown(socket.SHUT_WR)
@@ -178,7 +191,6 @@ def body(s):
             c.close()
             s2.close()
             fired = r.conns[-1].fired
-        srv.close()
         check_eq((how, got), ("eof", data), "the stalled stream, whole")
         # When did byte 1001 arrive? Not before the stall's second was over.
         acc, t1001 = 0, None
@@ -200,10 +212,7 @@ def body(s):
 
     def stall_until_released():
         data = os.urandom(3000)
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            r.add_rule(FR.Rule(dir="up", stall_at=1000, stall_for=None))
-            c, s2 = pair(r, srv)
+        with through_relay(FR.Rule(dir="up", stall_at=1000, stall_for=None)) as (r, c, s2):
             c.sendall(data)
             c.shutdown(socket.SHUT_WR)
             got, how, _, _ = recv_all(s2, 1.5)
@@ -213,14 +222,10 @@ def body(s):
             check_eq((how, got + rest), ("eof", data), "the rest after release()")
             c.close()
             s2.close()
-        srv.close()
 
     def cut(how, direction):
         data = os.urandom(200000)
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            r.add_rule(FR.Rule(dir=direction, cut_at=65537, cut=how))
-            c, s2 = pair(r, srv)
+        with through_relay(FR.Rule(dir=direction, cut_at=65537, cut=how)) as (r, c, s2):
             sender, receiver = (c, s2) if direction == "up" else (s2, c)
             send_err = []
 
@@ -243,7 +248,6 @@ def body(s):
             c.close()
             s2.close()
             rec = r.conns[-1]
-        srv.close()
         if how == "fin":
             check_eq(len(got), 65537, "bytes before the FIN")
             check_eq(got, data[:65537], "the bytes before the cut")
@@ -258,10 +262,7 @@ def body(s):
         check_eq(rec.fired, ["cut-%s %s@65537" % (how, direction)], "faults fired")
 
     def half_close():
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            r.add_rule(FR.Rule(dir="up", half_close_at=10))
-            c, s2 = pair(r, srv)
+        with through_relay(FR.Rule(dir="up", half_close_at=10)) as (r, c, s2):
             c.sendall(b"0123456789 and more that never arrives")
             got, end, _, _ = recv_all(s2, 10)
             check_eq((got, end), (b"0123456789", "eof"), "the server's view: 10 bytes then FIN")
@@ -275,21 +276,16 @@ def body(s):
             c.close()
             check(r.wait_idle(10), "the relay still holds the half-closed connection")
             check_eq(r.conns[-1].ended, {"up": "half-close", "down": "eof"}, "how each direction ended")
-        srv.close()
 
     def trickle():
         data = os.urandom(64) + os.urandom(10000)
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            r.add_rule(FR.Rule(dir="down", trickle_at=0, trickle_bytes=64, trickle_gap=0.01))
-            c, s2 = pair(r, srv)
+        with through_relay(FR.Rule(dir="down", trickle_at=0, trickle_bytes=64, trickle_gap=0.01)) as (r, c, s2):
             t0 = time.monotonic()
             s2.sendall(data)
             s2.shutdown(socket.SHUT_WR)
             got, how, sizes, times = recv_all(c, 20)
             c.close()
             s2.close()
-        srv.close()
         check_eq((how, got), ("eof", data), "the trickled stream, whole")
         acc, pieces = 0, 0
         for n in sizes:
@@ -361,9 +357,7 @@ def body(s):
                 srv.close()
 
     def reset_propagates():
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            c, s2 = pair(r, srv)
+        with through_relay() as (r, c, s2):
             s2.sendall(b"before reset")
             got, _, _, _ = recv_all(c, 5, want=12)
             H.abort_socket(s2)
@@ -372,12 +366,9 @@ def body(s):
             c.close()
             check(r.wait_idle(5), "the relay still holds the reset connection")
             check_eq(r.conns[-1].ended["down"], "rst", "recorded end")
-        srv.close()
 
     def cut_now_and_stall_now():
-        srv = server_socket()
-        with FR.FaultRelay((LO, 0), (LO, srv.getsockname()[1]), time_limit=60) as r:
-            c, s2 = pair(r, srv)
+        with through_relay() as (r, c, s2):
             r.stall_now(None, on="main")
             time.sleep(0.2)
             s2.sendall(b"held")
@@ -391,7 +382,20 @@ def body(s):
             check_eq((got, end), (b"", "eof"), "client's end after cut_now('fin')")
             c.close()
             s2.close()
-        srv.close()
+
+    def inject_at_next_byte():
+        with through_relay() as (r, c, s2):
+            s2.sendall(b"first")
+            got, _, _, _ = recv_all(c, 5, want=5)
+            check_eq(got, b"first", "before inject")
+            r.inject("down", "cut", "fin", on="main")
+            time.sleep(0.2)  # inject is applied by the relay's loop
+            s2.sendall(b"second")
+            got, end, _, _ = recv_all(c, 5)
+            check_eq((got, end), (b"", "eof"), "the next byte going down met the cut")
+            check_eq(r.conns[-1].fired, ["cut-fin down@5"], "faults fired")
+            c.close()
+            s2.close()
 
     def command_line():
         r = subprocess.run([sys.executable, os.path.join(HERE, "faultrelay.py"), "--help"], capture_output=True,
@@ -435,6 +439,7 @@ def body(s):
     s.run("range front, preserve_source, rules by peer and by index", range_front_and_rules)
     s.run("a reset from the target reaches the client as a reset", reset_propagates)
     s.run("stall_now until release(), then cut_now('fin')", cut_now_and_stall_now)
+    s.run("inject: a cut armed on a live connection fires at the next byte", inject_at_next_byte)
     s.run("command line: --fault rule, -v JSON lines, exits 0 at --time-limit", command_line)
     echo.close()
 
