@@ -512,8 +512,11 @@ class Soak:
                 # (curl and lftp leave without reading the reply after a data error of their own.)
                 p.append("no final reply (%s), no data error and no failure in the proxy's log"
                          % (o.text or "control lost")[:80])
-        # (A backend restart may end the session right after the transfer: 421 then.)
-        if o.after not in (None, "200") and not str(o.after).startswith("lost") and not r["restarted"]:
+        # (A backend restart, or a cut of either control connection, may end the session
+        # right after the transfer: 421 then.)
+        any_control_fault = spec.fault is not None and spec.fault[0] == "control"
+        if o.after not in (None, "200") and not str(o.after).startswith("lost") and not (
+                r["restarted"] or any_control_fault):
             p.append("NOOP after the final reply got %r" % o.after)
         v = r["verdict"]
         if spec.dir == "up" and v is not None and v[0]:
