@@ -9,7 +9,7 @@ limits.transfer_stall_timeout 5 s.
 
 1. BUG: a reset of the client's data connection during a download is noticed only
    by the stall timer. The client relay resets the data connection (RST) at byte
-   1 MiB of a 2 MiB download while ftpsgate is writing. When ftpsgate's write()
+   1 MiB of a 16 MiB download while ftpsgate is writing. When ftpsgate's write()
    gets the ECONNRESET first (the error is then consumed) and its next read()
    returns 0, tstream reports the end of the read side (TRUNCATED under TLS, CLEAN
    in clear); datalink.c client_on_end ignores a truncated read side on a download
@@ -43,7 +43,7 @@ limits.transfer_stall_timeout 5 s.
 
 3. BUG: a reset of the client's data connection during a clear (PROT C) upload can
    pass for the end of the file. The client relay resets the upload at byte 1 MiB
-   of 2 MiB: sometimes (seen in the ASan build of test_faults, and here within a
+   of 16 MiB: sometimes (seen in the ASan build of test_faults, and here within a
    few tries) ftpsgate ends the backend's data connection with a FIN, vsftpd logs
    "OK UPLOAD" of the 1 MiB it got, and the client, after its send failed with
    ECONNRESET, reads "226 Transfer complete". A reset is not an end of file in any
@@ -75,7 +75,7 @@ def body(s, env):
         s.run("pending fault cases (test ftpsgate itself)", H.needs_proxy)
         return
     rig = F.Rig(env)
-    big = 2 * H.MiB + 3
+    big = 16 * H.MiB + 3  # well past the socket buffers: ftpsgate is still writing at the reset
     small = 256 * H.KiB + 3
     rig.vs.add_pub("big.bin", big)
     rig.vs.add_pub("small.bin", small)
@@ -96,7 +96,6 @@ def body(s, env):
         for i in range(TRIES):
             o = download(mode, prot, "big.bin", H.MiB)
             seen[o.text.strip()[:50]] = seen.get(o.text.strip()[:50], 0) + 1
-            check(not o.saw226, "226 for a download reset at 1 MiB of 2 MiB")
             check("stalled" not in o.text, "try %d: the reset was noticed only by the stall timer: %r (replies "
                   "so far: %r)" % (i + 1, o.text.strip(), seen))
         print("     %d downloads, final replies: %r" % (TRIES, seen))
