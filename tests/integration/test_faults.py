@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Network faults on either side of the proxy (issue 13), injected by the fault
 relay (tests/tools/faultrelay.py) while real clients (ftplib, curl, lftp) move a
-4 MiB file through ftpsgate to a real vsftpd.
+16 MiB file through ftpsgate to a real vsftpd.
 
     client --> [client relay 127.0.0.3] --> ftpsgate --> [backend relay 127.0.0.3] --> vsftpd
        passive data ports fronted too        |              vsftpd's passive range fronted too
@@ -21,13 +21,15 @@ going down (RETR) or up (STOR); explicit and implicit, PROT P and C, clients and
 data modes rotating over the cases. Data faults fire at byte 1 MiB of the file's
 direction, or at the first byte against it (the other side's TLS handshake, or the
 end of the stream in clear); control faults fire mid-transfer ("now", the data
-slowed to 2 MiB/s so that there is a middle), at the next reply byte (the final
+slowed to 16 MiB/s so that there is a middle), at the next reply byte (the final
 reply is lost), or from the first byte (trickle, latency).
 
 Invariants, every case:
   - a transfer the client saw end in 226 has the right sha256 on both ends;
-  - any other transfer got a failure reply (4xx/5xx), never a 226; only a fault on
-    the client's own control connection may leave it with no reply at all;
+  - any other transfer got a failure reply (4xx/5xx), never a 226; a client may have
+    no reply to read only when the fault cut its own control connection, or when it
+    left by itself after a data error (curl, lftp) and the proxy's log of its session
+    shows the failure the proxy decided (the table's "proxy failed with" column);
   - after the final reply, NOOP gets 200 (no stray second reply);
   - an upload under PROT P that the backend logged OK is the whole file (vsftpd logs
     FAIL for a data connection that was reset, OK for one that ended in a FIN);
