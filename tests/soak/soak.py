@@ -169,6 +169,7 @@ class Soak:
         self.go.set()
         self.bg_pause = threading.Event()
         self.active = 0
+        self.big_active = 0       # 2 GiB transfers running: no backend restart meanwhile
         self.n = 0
         self.ips = queue.Queue()
         for ip in CLIENT_IPS:
@@ -486,10 +487,11 @@ class Soak:
                         os.path.getsize(stored) if os.path.exists(stored) else "none"))
             if not p:
                 r["bytes"] = spec.size
-        elif got226:
+        elif o.saw226:
             # The final reply said 226 while the client's own side failed: bytes the proxy had
             # sent were still in the network when it broke (a relay stall or cut on the client's
-            # side, a kill), which the client sees itself (pending_faults.py, case 2).
+            # side, a kill), which the client sees itself (pending_faults.py, case 2). (A 226 of
+            # a later lftp attempt, after the first failed, decides nothing here.)
             r["cat"] = "226, but the client's own data side failed"
             if not (r["killed"] or client_fault or r["restarted"]):
                 p.append("226 although the client's data connection failed, with no fault on its side: %s"
@@ -555,6 +557,7 @@ class Soak:
                 n = self.n
                 spec = Spec(n, self.rng, self.prof, self.prof["sizes"], force=big)
                 self.active += 1
+                self.big_active += 1 if spec.big else 0
             big = None
             try:
                 r = self.run_one(spec)
@@ -565,6 +568,7 @@ class Soak:
             with self.lock:
                 self.results.append(r)
                 self.active -= 1
+                self.big_active -= 1 if spec.big else 0
             if r["problems"]:
                 print("  PROBLEM %s: %s; client: %s; data: %s; fired %s; proxy said %s" % (
                     spec.describe(), "; ".join(r["problems"]), r["o"].text[:80], r["o"].data_err, r["fired"],
@@ -708,7 +712,8 @@ def body(s, env, prof, seed, long_run, nofile):
     def progress_until(t_end):
         while time.monotonic() < t_end and any(t.is_alive() for t in threads[:prof["concurrency"]]):
             time.sleep(min(1.0, max(0.05, t_end - time.monotonic())))
-            if time.monotonic() >= next_restart[0]:
+            # (Not while a 2 GiB transfer runs: those are to end in 226.)
+            if time.monotonic() >= next_restart[0] and k.big_active == 0:
                 k.restart_backend()
                 next_restart[0] = time.monotonic() + prof["restart_every"]
             if time.monotonic() < next_print[0]:
