@@ -44,6 +44,24 @@ TAIL_ROOM = 8 * MiB         # cuts land at least this far before a file's end (s
 RSS_BASE_TOL_KIB = 4096     # trimmed RSS after the run vs the idle baseline (see README: Soak)
 RSS_PLATEAU_TOL_KIB = 2048  # trimmed RSS at the end vs the midpoint, same idle sessions
 
+# The first transfers of every run: each ingredient at least once, whatever the draw.
+# (route, direction, fault or None, kill -9)
+OPENING = [
+    ("client-fault", "down", ("data", "down", "cut-rst", dict(cut_at=2 * MiB, cut="rst")), False),
+    ("client-fault", "up", ("data", "up", "cut-rst", dict(cut_at=2 * MiB, cut="rst")), False),
+    ("backend-fault", "down", ("data", "down", "cut-fin", dict(cut_at=2 * MiB, cut="fin")), False),
+    ("backend-fault", "up", ("data", "up", "half-close", dict(half_close_at=2 * MiB)), False),
+    ("client-fault", "down", ("data", "down", "half-close", dict(half_close_at=2 * MiB)), False),
+    ("client-fault", "up", ("data", "up", "stall", dict(stall_at=MiB, stall_for=2.0)), False),
+    ("client-fault", "down", ("control", "down", "trickle", dict(trickle_at=0, trickle_bytes=300,
+                                                                 trickle_gap=0.0005)), False),
+    ("backend-fault", "down", ("data", "down", "stall-long", dict(stall_at=MiB, stall_for=STALL_TIMEOUT + 5.0)),
+     False),
+    # Killed after 1 s, slowed by the relay to 8 MiB/s so that the kill lands mid-transfer.
+    ("client-fault", "down", ("data", "down", "latency+rate", dict(rate=8 * MiB)), True),
+    ("client-fault", "up", ("data", "up", "latency+rate", dict(rate=8 * MiB)), True),
+]
+
 PROFILES = {
     "long": dict(seconds=1800, idle=2000, concurrency=50, max_transfers=40000, big=2 * GiB, client_timeout=150,
                  restart_every=150, hup_every=5, kill_prob=0.05, client_fault_prob=0.2, backend_fault_prob=0.15,
@@ -170,6 +188,7 @@ class Soak:
         self.bg_pause = threading.Event()
         self.active = 0
         self.big_active = 0       # 2 GiB transfers running: no backend restart meanwhile
+        self.opened = 0           # OPENING transfers handed out
         self.n = 0
         self.ips = queue.Queue()
         for ip in CLIENT_IPS:
@@ -555,7 +574,18 @@ class Soak:
                     break
                 self.n += 1
                 n = self.n
+                opening = None
+                if big is None and self.opened < len(OPENING):
+                    opening = OPENING[self.opened]
+                    self.opened += 1
+                    route, d, fault, kill = opening
+                    big = dict(route=route, dir=d, kill=kill, kill_after=1.0, prot="P" if d == "up" else "C",
+                               size=max(x[0] for x in self.prof["sizes"] if x[0] < 512 * MiB))
                 spec = Spec(n, self.rng, self.prof, self.prof["sizes"], force=big)
+                if opening is not None:
+                    spec.fault = opening[2]
+                    if spec.route == "client-fault" and spec.fault and spec.fault[0] == "data":
+                        spec.dmode = "EPSV" if spec.client != "curl" else "PASV"
                 self.active += 1
                 self.big_active += 1 if spec.big else 0
             big = None
@@ -833,6 +863,20 @@ def body(s, env, prof, seed, long_run, nofile):
                     "RSS %d KiB after the run, %d KiB at rest" % (fig["trim_final"], fig["trim0"]))
 
     s.run("descriptors and RSS back to the idle baseline, passive port pool full, idle sessions alive", resources)
+
+    def mix():
+        kinds = {}
+        for r in results:
+            for f in r["fired"]:
+                kinds[f.split()[0]] = kinds.get(f.split()[0], 0) + 1
+        kills = sum(1 for r in results if r["killed"])
+        print("     faults fired %s; kill -9 %d; backend restarts %d; SIGHUPs %d" % (kinds, kills, k.restarts, k.hups))
+        missing = [x for x in ("cut-rst", "cut-fin", "half-close", "stall", "trickle") if not kinds.get(x)]
+        H.check(not missing and kills and k.restarts and k.hups, "the run lacked: %s" % (
+            missing + [n for n, v in (("kill -9", kills), ("a backend restart", k.restarts), ("SIGHUP", k.hups))
+                       if not v]))
+
+    s.run("the mix had every ingredient: each fault kind, kill -9, a backend restart, SIGHUP", mix)
 
     def reloads():
         text = env.proxy.log_text()
