@@ -375,7 +375,9 @@ def run_case(rig, c):
 
     # The backend's verdict on an upload, once it has one (bounded by its data timeout).
     verdict = None
-    if c.xfer == "up" and any(cmd == "STOR " + rpath for _, cmd in rig.vs.commands_since(mark)):
+    # (curl sends CWD /up + STOR name, lftp STOR up/name, ftplib STOR /up/name.)
+    if c.xfer == "up" and any(cmd.startswith("STOR ") and cmd.endswith(rname) for _, cmd in
+                              rig.vs.commands_since(mark)):
         verdict = rig.vs.wait_transfer(rpath, mark, timeout=VS_DATA_TIMEOUT + 10)
     fired = [f for r in rig.all_relays() for x in conns(r) for f in x.fired]
     if rule is not None:
