@@ -33,9 +33,10 @@ BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-de
 # Test clients and tools; libwrap0 .. libpam-modules are vsftpd's run-time libraries;
 # systemd for `systemd-analyze verify` of the unit, util-linux for unshare;
 # testssl.sh for the TLS scan (test_tls_scan.py); rclone for policy "client" (test_rclone.py);
-# logrotate for deploy/logrotate-ftpsgate (test_transfer_log.py).
+# logrotate for deploy/logrotate-ftpsgate (test_transfer_log.py); gdb for the soak's RSS check
+# (malloc_trim(0) in the proxy before its memory is compared).
 TEST_PKGS="curl lftp openssl python3 procps iproute2 ca-certificates testssl.sh rclone logrotate
-           libwrap0 libcap2 libpam0g libpam-modules libssl3 systemd util-linux"
+           libwrap0 libcap2 libpam0g libpam-modules libssl3 systemd util-linux gdb"
 # Topology tests (issue 5): pyftpdlib backend, NAT test tools, and the run-time
 # libraries of the privately unpacked pure-ftpd and proftpd.
 TOPO_PKGS="python3-pyftpdlib nftables

@@ -222,17 +222,21 @@ def human(n):
 # Processes: every child is recorded; only those (and their descendants) are killed.
 
 _children = []  # Popen objects we started
-_libc = None
+# prctl is looked up here, in the parent: the child between fork and exec must not
+# dlopen or dlsym (they take the loader's lock, which another thread of a threaded
+# test may hold at fork time: the child would hang and Popen with it).
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
 
 
 def _pdeathsig():
     # If this test process dies (ctest timeout sends SIGKILL), the child gets
     # SIGKILL too, so no server outlives the test.
-    global _libc
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if _prctl is not None:
+            _prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
     except Exception:  # noqa: BLE001
         pass
 
@@ -667,7 +671,8 @@ class Vsftpd(FtpServer):
 
     kind = "vsftpd"
 
-    def __init__(self, env, name, tls=False):
+    def __init__(self, env, name, tls=False, extra_conf=None):
+        """extra_conf: {key: value} added to (or replacing keys of) the configuration."""
         import pwd
         try:
             pwd.getpwnam(TEST_USER)
@@ -689,6 +694,7 @@ class Vsftpd(FtpServer):
         self.log = os.path.join(d, "vsftpd.log")
         self.out = os.path.join(d, "vsftpd.out")
         self.conf = os.path.join(d, "vsftpd.conf")
+        self.extra_conf = dict(extra_conf or {})
         self.port = None
         self.proc = None
 
@@ -713,6 +719,8 @@ class Vsftpd(FtpServer):
                 "ssl_request_cert=NO", "require_ssl_reuse=NO", "ssl_ciphers=HIGH:!aNULL:!MD5",
                 "rsa_cert_file=%s" % self.env.certs.cert, "rsa_private_key_file=%s" % self.env.certs.key,
             ]
+        lines = [ln for ln in lines if ln.split("=", 1)[0] not in self.extra_conf]
+        lines += ["%s=%s" % kv for kv in self.extra_conf.items()]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -723,6 +731,18 @@ class Vsftpd(FtpServer):
             self._write_conf()
             return [VSFTPD_BIN, self.conf]
         return self._start_with_retries(argv)
+
+    def restart(self, wait=15):
+        """Stops this vsftpd (and its session processes) and starts it again on the same
+        port, with the same configuration and log: a backend restart. Call it from a thread
+        that lives as long as the backend should: the child's PR_SET_PDEATHSIG fires when
+        the thread that forked it ends, not the process."""
+        self.stop()
+        self.proc = spawn([VSFTPD_BIN, self.conf], self.out)
+        if not wait_port(self.host, self.port, wait, self.proc):
+            raise RuntimeError("vsftpd %s did not come back on port %d: %s" % (self.name, self.port,
+                                                                              tail_file(self.out, 10)))
+        return self
 
     # -- log
     def commands_since(self, mark=0):

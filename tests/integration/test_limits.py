@@ -1,11 +1,15 @@
 #!/usr/bin/python3
 """Session limits and timeouts (README "limits"):
   - max_sessions_per_ip counts a client's sessions on every listener of the process;
-  - max_sessions counts every listener's sessions;
+  - max_sessions counts every listener's sessions: past it a new connection gets 421
+    at once and is closed, the live sessions go on, and once one leaves a new session
+    logs in and transfers (a second ftpsgate process with its own configuration);
   - the login deadline runs from connect: commands before login (NOOP) do not extend it;
   - after login the idle timeout applies and a command restarts it.
 Every wait is bounded; the timeouts are set to a few seconds for the test.
 """
+import json
+import os
 import time
 
 import harness as H
@@ -31,6 +35,7 @@ def body(s, env):
     a = env.front(vs, "a")
     b = env.front(vs, "b")
     env.proxy.extra_limits = {"max_sessions_per_ip": 2, "max_sessions": 0, "login_timeout": 2, "idle_timeout": 3}
+    sha_small = vs.add_pub("small.bin", 64 * H.KiB + 1)
     env.start(a, b)
     pid = env.proxy.pid
 
@@ -116,7 +121,75 @@ def body(s, env):
               % (sent // 1024))
         c.close()
 
+    def max_sessions_total():
+        """max_sessions 3 over two listeners, in a second process (this one's limits differ)."""
+        cfg = env.proxy.config()
+        targets = []
+        for ln in cfg["listeners"]:
+            lo, hi = H.free_port_block(8)
+            ln["bind"] = "%s:%d" % (H.HOST, H.free_port())
+            ln["passive"] = dict(ln["passive"], ports="%d-%d" % (lo, hi))
+            targets.append(H.Target(ln["name"], int(ln["bind"].rsplit(":", 1)[1]), True, env.certs.ca, vs, ln))
+        cfg["limits"] = dict(cfg["limits"], max_sessions=3, max_sessions_per_ip=0, login_timeout=60,
+                             idle_timeout=60)
+        path = os.path.join(env.tmp, "max3.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        log = os.path.join(env.tmp, "max3.log")
+        p = H.spawn([env.proxy.binary, "-c", path], log)
+        ctls = []
+        try:
+            check(all(H.wait_port(H.HOST, t.port, 30, p) for t in targets), "second proxy did not listen: %s"
+                  % H.tail_file(log, 10))
+            ta, tb = targets
+            ctx = H.ssl.create_default_context(cafile=ta.ca)
+            for t in (ta, tb, ta):
+                c = H.Ctl(t)
+                ctls.append(c)
+                check_code(c.greeting, 220, "session %d" % len(ctls))
+            ctls[0].secure_login(ctx, "P")
+            for t in (tb, ta):
+                c = H.Ctl(t)
+                check_eq(c.greeting[0], 421, "a 4th session past max_sessions 3 (%r)" % (c.greeting,))
+                check("too many sessions" in c.greeting[1], "421 text: %r" % c.greeting[1])
+                how, _ = H.recv_until_closed(c.sock, 10)
+                c.close()
+                check(how in ("eof", "reset"), "the refused connection stayed open (%s)" % how)
+            check(p.poll() is None, "the second proxy died")
+            check_code(ctls[0].cmd("PWD"), 257, "a live session goes on past the refusals")
+            ctls.pop(1).close()
+            # Once one session is gone (closes are asynchronous: bounded wait), a new one
+            # logs in and downloads.
+            def fresh():
+                c = H.Ctl(tb)
+                if c.greeting[0] == 220:
+                    return c
+                c.close()
+                return None
+            c = H.wait_until(fresh, 10, step=0.3)
+            check(c, "no session accepted after one of three left")
+            ctls.append(c)
+            c.secure_login(ctx, "P")
+            host, port = c.pasv()
+            d = H.socket.create_connection((host, port), timeout=20)
+            check_code(c.cmd("RETR /pub/small.bin"), (150, 125), "RETR")
+            d = c.wrap_data(d, ctx)
+            how, data = H.recv_until_closed(d, 20)
+            d.close()
+            check_code(c.reply(), 226, "transfer on the new session")
+            check_eq((how, H.sha256_bytes(data)), ("eof", sha_small), "the download (end, sha256)")
+            text = open(log).read()
+            check(text.count("connection refused: too many sessions") >= 2, "refusals not logged")
+        finally:
+            for c in ctls:
+                c.close()
+            if p.poll() is None:
+                H.check_clean_stop(p, log)  # exit 0 on SIGTERM, no sanitizer report, no password
+            check_eq(p.returncode, 0, "exit status of the second proxy")
+
     s.run("max_sessions_per_ip 2 counts sessions on both listeners: the third gets 421", per_ip_across_listeners)
+    s.run("max_sessions 3 over two listeners: the 4th gets 421 at once and is closed, a live session goes on, "
+          "a new one works once one leaves", max_sessions_total)
     s.run("login deadline (2 s) is not extended by NOOPs before login", login_deadline_not_extended)
     s.run("after login NOOPs restart the idle timer; silence ends the session", idle_restarted_by_commands)
     s.run("a client flooding locally answered commands without reading: proxy stops reading, RSS bounded",

@@ -15,7 +15,9 @@ Where the backend keeps a command log (all but pure-ftpd), the cell also checks
 that the backend saw PASV/EPSV for backend mode passive and PORT/EPRT for active,
 and nothing of the other kind. The same cases run against every backend: the
 proxy gets no hint which server it talks to. Then backend.data_mode "client"
-(mirror the client) for vsftpd, every client mode and PROT.
+(mirror the client: passive toward the backend for PASV/EPSV, active for PORT/EPRT)
+over the same four backends, every client mode and PROT; the backend's log shows
+which mode it saw.
 
 The file ends by printing the matrix as a Markdown table (rows: client mode x
 backend mode, columns: backends; a cell covers PROT P and PROT C).
@@ -56,7 +58,7 @@ def body(s, env):
 
     targets = {}
     for kind, b in backends.items():
-        for bmode in BACKEND_MODES + (("client",) if kind == "vsftpd" else ()):
+        for bmode in BACKEND_MODES + ("client",):
             t = env.front(b, "%s-%s" % (kind.replace("-", ""), bmode), protection="any")
             t.listener["backend"]["data_mode"] = bmode
             targets[(kind, bmode)] = t
