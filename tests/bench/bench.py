@@ -26,9 +26,13 @@ Knobs: BENCH_REPS (3; rounds, the setups interleaved within each, medians report
 BENCH_RATE_SECONDS (10), BENCH_RATE_CONC (32), BENCH_MIB (1024), BENCH_PAR_N (8),
 BENCH_PAR_MIB (256), BENCH_SESSIONS ("200 1000 9000"), BENCH_OUT (results dir; default a
 new /tmp/ftpsgate-bench-*), BENCH_PROFILE (the profile summary; default
-tests/bench/profile-download.txt), FTPSGATE_PEERS (../shared/peers).
+tests/bench/profile-download.txt), FTPSGATE_PEERS (../shared/peers), BENCH_QUIET_WAIT (30) and
+BENCH_QUIET_CORES (0.3): before each measurement, wait up to that many seconds until other users'
+jobs keep fewer than that many cores busy; BENCH_NICE (unset): a nice value for the whole run
+(e.g. -10 on a shared machine; the table reports the other users' CPU either way).
 Needs tests/setup-deps.sh and tests/bench/setup-bench.sh (socat, mod_tls, mod_proxy), cc with
-OpenSSL headers, curl, openssl; perf for the profile (else callgrind on a smaller transfer).
+OpenSSL headers, curl, openssl, and perf for the profile (where `perf record` does not work, the
+cpu part fails after its measurements, saying so).
 Prints one table at the end; results.json and table.txt go to BENCH_OUT.
 """
 import datetime
@@ -56,6 +60,8 @@ PAR_MIB = B.env_int("BENCH_PAR_MIB", 256)
 SESSIONS = [int(x) for x in os.environ.get("BENCH_SESSIONS", "200 1000 9000").split()]
 PARTS = os.environ.get("BENCH_PARTS", "rate cpu parallel memory suites").split()
 PROFILE_OUT = os.environ.get("BENCH_PROFILE", os.path.join(B.HERE, "profile-download.txt"))
+QUIET_WAIT = B.env_int("BENCH_QUIET_WAIT", 30)
+QUIET_CORES = float(os.environ.get("BENCH_QUIET_CORES", "0.3"))
 SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
 
 
@@ -82,6 +88,22 @@ class Bench:
         self._pyftpd = None
         self._vs = None
         self.big_sha = None
+        self.others = []    # other users' CPU (cores) during each measurement
+        self.waits = []     # seconds waited for a quiet machine before each measurement
+
+    def quiet(self):
+        """Before a measurement: wait (bounded) for other users' jobs to leave the CPUs alone."""
+        waited, load = B.wait_quiet(QUIET_WAIT, QUIET_CORES)
+        self.waits.append((waited, load))
+
+    def window(self, **readers):
+        self.quiet()
+        return B.Window(**readers).start()
+
+    def done(self, w):
+        w.stop()
+        self.others.append(w.others / w.wall)
+        return w
 
     def identity(self, kind):
         return self._ids[kind]
@@ -162,11 +184,10 @@ def measure_rate(bench, target, backend, layout, workers):
     else:
         B.set_affinity(backend.pid, allc)
         B.set_affinity(target.pid, allc)
-    time.sleep(0.2)
-    w = B.Window(proxy=target.cpu, backend=backend.cpu).start()
+    w = bench.window(proxy=target.cpu, backend=backend.cpu)
     j = run_generator(bench, target.port, pinned_cpu=0 if layout == "pinned" else None)
     time.sleep(0.3)   # ended sessions reaped (ProFTPD forks one process per session)
-    w.stop()
+    bench.done(w)
     wall = j["wall_s"]
     return {"rate": j["rate_per_s"], "ok": j["ok"], "errors": j["errors"], "wall": wall,
             "lat_p50_ms": j["lat_ms_p50"], "lat_p99_ms": j["lat_ms_p99"],
@@ -180,11 +201,11 @@ def measure_rate(bench, target, backend, layout, workers):
 def python_generator(bench, port, backend, target, seconds=RATE_SECONDS, workers=4):
     """The peers' Python generator (ftplib + ssl, W processes) on the same target: which one
     saturates ftpsgate, at what cost of its own."""
-    w = B.Window(proxy=target.cpu, backend=backend.cpu).start()
+    w = bench.window(proxy=target.cpu, backend=backend.cpu)
     r = subprocess.run([B.PY, os.path.join(B.PEERS, "ftpsbench.py"), "rate", "--mode", "explicit",
                         "--addr", "127.0.0.1:%d" % port, "--cafile", bench.ca, "--workers", str(workers),
                         "--seconds", str(seconds)], capture_output=True, text=True, timeout=seconds + 120)
-    w.stop()
+    bench.done(w)
     j = B.last_json(r.stdout)
     if not j.get("ok"):
         raise RuntimeError("python generator: %s" % r.stdout[-300:])
@@ -267,6 +288,31 @@ def part_rate(bench):
 # cpu: proxy CPU per GiB against the floor, and the profile
 
 
+def checked_transfer(bench, url, ca, direction, server, name, extra=(), reap=None, **readers):
+    """One curl transfer of the big file: a download (to tmpfs) or an upload (as /up/NAME on
+    server), its size and sha256 checked after the measurement. readers: CPU counters read before
+    and after; reap: called before the after-reading (a relay that must be waited for).
+    Returns (the readers' CPU seconds, curl's result)."""
+    w = bench.window(**readers)
+    if direction == "down":
+        path = os.path.join(bench.tmp, name)
+        c = B.curl(url + "/pub/big.bin", ca=ca, out=path, extra=extra)
+    else:
+        path = server.up_path(name)
+        c = B.curl(url + "/up/" + name, ca=ca, upload=bench.big_file(), extra=extra)
+    time.sleep(0.3)   # the sessions' ends (a forking server reaps its session processes)
+    if reap:
+        reap()
+    bench.done(w)
+    size = os.path.getsize(path)
+    got = H.sha256_file(path)
+    os.unlink(path)
+    if size != BIG_MIB * H.MiB or got != bench.big_sha:
+        raise RuntimeError("%s %s: %d bytes, sha256 %s, want %d bytes %s" % (
+            url, direction, size, got, BIG_MIB * H.MiB, bench.big_sha))
+    return w.cpu, c
+
+
 def relay_transfer(bench, vsr, direction, bufsize, rep, on_relay=None):
     """curl -> socat -> vsftpd, plain: control and data each through a one-connection socat.
     Returns (relay CPU seconds of both socats, curl result)."""
@@ -276,57 +322,44 @@ def relay_transfer(bench, vsr, direction, bufsize, rep, on_relay=None):
     ctl = B.spawn(common + ["TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr" % ctl_port, "TCP:%s" % vsr.address], logp)
     dat = B.spawn(common + ["TCP-LISTEN:%d,bind=%s,reuseaddr" % (vsr.pasv_port, vsr.announce),
                             "TCP:127.0.0.1:%d" % vsr.pasv_port], logp)
+    relay_cpu = []
     try:
         B.wait_listening("127.0.0.1", ctl_port, ctl)
         B.wait_listening(vsr.announce, vsr.pasv_port, dat)
         if on_relay:
             on_relay(dat.pid)
-        url = "ftp://127.0.0.1:%d" % ctl_port
         # PASV (not EPSV) and its address (not the control connection's): through the relay.
-        extra = ["--disable-epsv", "--no-ftp-skip-pasv-ip"]
-        if direction == "down":
-            out = os.path.join(bench.tmp, "relay-down.bin")
-            c = B.curl(url + "/pub/big.bin", out=out, extra=extra)
-            check_file(out, bench.big_sha, "relay download")
-        else:
-            c = B.curl(url + "/up/r%d.bin" % rep, upload=bench.big_file(), extra=extra)
-            check_file(vsr.up_path("r%d.bin" % rep), bench.big_sha, "relay upload")
-        cpu = B.wait_rusage(dat, 30) + B.wait_rusage(ctl, 30)
+        _, c = checked_transfer(bench, "ftp://127.0.0.1:%d" % ctl_port, None, direction, vsr, "r%d.bin" % rep,
+                                extra=["--disable-epsv", "--no-ftp-skip-pasv-ip"],
+                                reap=lambda: relay_cpu.append(B.wait_rusage(dat, 30) + B.wait_rusage(ctl, 30)),
+                                backend=lambda: B.tree_cpu(vsr.proc.pid))
     finally:
         for p in (ctl, dat):
             if p.poll() is None:
                 H.stop_process(p, signal.SIGKILL, 5)
-    return cpu, c
-
-
-def check_file(path, sha, what):
-    size = os.path.getsize(path)
-    got = H.sha256_file(path)
-    os.unlink(path)
-    if size != BIG_MIB * H.MiB or got != sha:
-        raise RuntimeError("%s: %d bytes, sha256 %s, want %d bytes %s" % (what, size, got, BIG_MIB * H.MiB, sha))
+    return relay_cpu[0], c
 
 
 def proxy_transfer(bench, gate, direction, rep, vs):
-    p0 = gate.cpu()
-    if direction == "down":
-        out = os.path.join(bench.tmp, "proxy-down.bin")
-        c = B.curl(gate.url("/pub/big.bin"), ca=bench.ca, out=out)
-    else:
-        c = B.curl(gate.url("/up/p%d.bin" % rep), ca=bench.ca, upload=bench.big_file())
-    time.sleep(0.2)
-    cpu = gate.cpu() - p0
-    if direction == "down":
-        check_file(out, bench.big_sha, "download through ftpsgate")
-    else:
-        check_file(vs.up_path("p%d.bin" % rep), bench.big_sha, "upload through ftpsgate")
-    return cpu, c
+    cpu, c = checked_transfer(bench, "ftp://127.0.0.1:%d" % gate.port, bench.ca, direction, vs, "p%d.bin" % rep,
+                              proxy=gate.cpu, backend=lambda: B.tree_cpu(vs.proc.pid))
+    return cpu["proxy"], c
+
+
+def direct_transfer(bench, vs, tls, direction, rep):
+    """curl straight to vsftpd, plain or its own explicit FTPS: the old throughput references."""
+    cpu, c = checked_transfer(bench, "ftp://%s" % vs.address, bench.ca if tls else None, direction, vs,
+                              "d%d.bin" % rep, vsftpd=lambda: B.tree_cpu(vs.proc.pid))
+    return cpu["vsftpd"], c
 
 
 def part_cpu(bench):
     vs = bench.vsftpd()
     bench.big_file()
     vsr = RelayBackend(bench)
+    native = H.Vsftpd(bench.env, "native", tls=True).start()   # vsftpd's own explicit FTPS
+    bench.env.backends.append(native)
+    os.link(bench.big_file(), native.pub_path("big.bin"))
     gate = B.Gate(bench, "cpu", vs.address).start()     # the default workers (one per CPU)
     res = bench.results.setdefault("cpu", {"proxy": {}, "relay": {}})
     relays = [("socat", None), ("socat -b 65536", 65536)]
@@ -345,6 +378,12 @@ def part_cpu(bench):
                         {"cpu_per_gib": rc / gib, "mib_s": c["mib_s"]})
                     log("cpu relay %s %s rep %d: %.3f CPU-s/GiB, %.0f MiB/s" % (name, d, rep + 1, rc / gib,
                                                                                  c["mib_s"]))
+                for name, server, tls in (("vsftpd plain", vs, False), ("vsftpd FTPS", native, True)):
+                    sc, c = direct_transfer(bench, server, tls, d, rep)
+                    res.setdefault("direct", {}).setdefault(name, {}).setdefault(d, []).append(
+                        {"server_cpu_per_gib": sc / gib, "mib_s": c["mib_s"]})
+                    log("cpu direct %s %s rep %d: %.0f MiB/s, vsftpd %.3f CPU-s/GiB" % (
+                        name, d, rep + 1, c["mib_s"], sc / gib))
         ciphers = {x["cipher"] for d in res["proxy"] for x in res["proxy"][d]}
         if len(ciphers) != 1 or None in ciphers:
             raise RuntimeError("negotiated ciphers: %s" % ciphers)
@@ -375,10 +414,16 @@ def floor_rows(bench, res, relays):
                   "floor %.3f = %s %.3f + %s %.3f" % (floor, rname, relay[rname], evp, crypto), proxy / floor,
                   "≤1.3", "above floor %.3f s/GiB; other relay: %s" % (
                       proxy - floor, ", ".join("%s %.3f" % (n, v) for n, v in relay.items() if n != rname)))
-        bench.row("cpu", "MiB/s %s through ftpsgate vs plain relay" % label,
-                  "%.0f" % median([x["mib_s"] for x in res["proxy"][d]]),
-                  "%.0f" % median([x["mib_s"] for x in res["relay"][rname][d]]),
-                  median([x["mib_s"] for x in res["proxy"][d]]) / median([x["mib_s"] for x in res["relay"][rname][d]]))
+        mib = median([x["mib_s"] for x in res["proxy"][d]])
+        refs = [("%s relay (plain)" % rname, res["relay"][rname][d])] + [
+            (n, res["direct"][n][d]) for n in ("vsftpd FTPS", "vsftpd plain")]
+        for n, xs in refs:
+            ref = median([x["mib_s"] for x in xs])
+            note = ""
+            if "server_cpu_per_gib" in xs[0]:
+                note = "vsftpd's own CPU: %.3f s/GiB" % median([x["server_cpu_per_gib"] for x in xs])
+            bench.row("cpu", "MiB/s %s: ftpsgate (TLS) vs %s" % (label, n), "%.0f" % mib, "%.0f" % ref, mib / ref,
+                      "", note)
 
 
 class RelayBackend(B.RelayVsftpd):
@@ -485,7 +530,7 @@ def part_parallel(bench):
         for rep in range(REPS):
             for w, g in gates.items():
                 procs = []
-                w0 = B.Window(proxy=g.cpu).start()
+                w0 = bench.window(proxy=g.cpu, backend=lambda: B.tree_cpu(vs.proc.pid))
                 for i in range(PAR_N):
                     argv = ["curl", "-sS", "--user", "anonymous:bench@example.invalid", "--ssl-reqd", "--cacert",
                             bench.ca, "--max-time", "600", "-o", os.path.join(outdir, "par%d.bin" % i),
@@ -494,7 +539,7 @@ def part_parallel(bench):
                 errs = [p.communicate(timeout=660)[1] for p in procs]
                 wall = time.monotonic() - w0.t0
                 time.sleep(0.2)
-                w0.stop()
+                bench.done(w0)
                 bad = []
                 for i, p in enumerate(procs):
                     path = os.path.join(outdir, "par%d.bin" % i)
@@ -647,7 +692,14 @@ def print_table(bench):
     m = bench.results["meta"]
     head = ["ftpsgate benchmark, %s, commit %s, %s x %s, kernel %s, %s; load average %s at start, %s at end" % (
         m["date"], m["commit"], m["cpus"], m["cpu_model"], m["kernel"], m["openssl"], m["load_start"],
-        m.get("load_end", "?")), "medians of %d rounds (setups interleaved in each round)" % REPS, ""]
+        m.get("load_end", "?")), "medians of %d rounds (setups interleaved in each round)" % REPS]
+    if bench.others:
+        timed_out = sum(1 for wt, load in bench.waits if load >= QUIET_CORES)
+        head.append("other users' CPU during the %d measurements: median %.2f, max %.2f cores of %d; before each, "
+                    "waited up to %d s for under %.2f busy cores (median wait %.1f s, %d gave up)" % (
+                        len(bench.others), median(bench.others), max(bench.others), os.cpu_count(), QUIET_WAIT,
+                        QUIET_CORES, median([wt for wt, _ in bench.waits]), timed_out))
+    head.append("")
     cols = ("part", "measure", "ftpsgate", "reference", "ratio", "target", "")
     rows = [cols] + [(r["part"], r["what"], r["value"], r["reference"],
                       "" if r["ratio"] is None else "%.2f" % r["ratio"], r["target"], r["met"]) for r in bench.rows]
@@ -680,6 +732,8 @@ def main():
                 failed.append(name)
         bench.results["meta"]["load_end"] = load_note()
         bench.results["rows"] = bench.rows
+        bench.results["others_cores"] = bench.others
+        bench.results["quiet_waits"] = bench.waits
         with open(os.path.join(bench.out, "results.json"), "w") as f:
             json.dump(bench.results, f, indent=1, default=str)
         print_table(bench)
@@ -696,4 +750,8 @@ def main():
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    if os.environ.get("BENCH_NICE"):
+        # Every process of the run inherits it: on a shared machine, a negative value makes other
+        # users' jobs yield the CPUs to the measurement (root only).
+        os.nice(int(os.environ["BENCH_NICE"]))
     sys.exit(main())

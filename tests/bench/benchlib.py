@@ -96,6 +96,20 @@ def set_affinity(pid, cpus):
             pass
 
 
+def wait_quiet(max_wait, threshold, window=1.0):
+    """Waits, at most max_wait seconds, until the whole machine was busy for less than threshold
+    cores over the last window seconds (between measurements our own processes are idle, so what
+    is busy then is other users' work). Returns (waited seconds, the last load seen in cores)."""
+    t0 = time.monotonic()
+    while True:
+        b0 = sys_busy()[0]
+        time.sleep(window)
+        load = (sys_busy()[0] - b0) / window
+        waited = time.monotonic() - t0
+        if load < threshold or waited >= max_wait:
+            return waited, load
+
+
 class Window:
     """CPU seconds spent by named processes (callables) and by the whole machine between
     start() and stop(); 'others' is whatever the machine did besides: other users' jobs."""
