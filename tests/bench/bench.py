@@ -214,8 +214,22 @@ def python_generator(bench, port, backend, target, seconds=RATE_SECONDS, workers
             "gen_cores": w.children / j["seconds"], "others_cores": w.others / w.wall}
 
 
+def latency(bench, port, n=20):
+    """The peers' ftplib latency probe, one client, one session after the other: setup (connect
+    to PROT P), RETR of a 64 KiB file, QUIT; medians in ms."""
+    bench.quiet()
+    r = subprocess.run([B.PY, os.path.join(B.PEERS, "ftpsbench.py"), "lat", "--mode", "explicit", "--addr",
+                        "127.0.0.1:%d" % port, "--cafile", bench.ca, "--get", "/pub/small.bin", "--n", str(n)],
+                       capture_output=True, text=True, timeout=300)
+    j = B.last_json(r.stdout)
+    if j.get("errors") or not j.get("n"):
+        raise RuntimeError("latency probe: %s" % j)
+    return j
+
+
 def part_rate(bench):
     backend = bench.pyftpd()
+    H.make_file(os.path.join(backend.root, "pub", "small.bin"), 64 * H.KiB)
     res = bench.results.setdefault("rate", {})
     for kind in ("rsa", "ecdsa"):
         # No limits: 32 clients from one address, and a session counts until its backend side is
@@ -239,6 +253,8 @@ def part_rate(bench):
             if kind == "rsa":
                 B.set_affinity(backend.pid, B.ALL_CPUS)
                 B.set_affinity(g1.pid, B.ALL_CPUS)
+                res["latency"] = {n: latency(bench, t.port) for n, t in (("w1", g1), ("w2", g2), ("modproxy", pp))}
+                log("latency (ftplib, one client): %s" % res["latency"])
                 c = measure_rate(bench, g1, backend, "unpinned", 1)
                 p = python_generator(bench, g1.port, backend, g1)
                 res["generators"] = {"c": c, "python": p}
@@ -275,6 +291,12 @@ def part_rate(bench):
                       e2, e1, med(kind, "unpinned", "modproxy", "proxy_ms_per_setup"),
                       med(kind, "unpinned", "w1", "gen_ms_per_setup"), med(kind, "unpinned", "w1", "backend_ms_per_setup"),
                       2 * e1 / e2))
+    lat = res.get("latency")
+    if lat:
+        for key, what in (("setup_ms_p50", "session setup"), ("total_ms_p50", "setup + 64 KiB RETR + QUIT")):
+            bench.row("rate", "ms per %s, one ftplib client, RSA: workers 2 / 1 vs mod_proxy" % what,
+                      "%.1f / %.1f" % (lat["w2"][key], lat["w1"][key]), "%.1f" % lat["modproxy"][key],
+                      lat["w2"][key] / lat["modproxy"][key])
     g = res.get("generators")
     if g:
         bench.row("rate", "generator CPU ms per setup: C ftpsload vs Python (4 processes), on workers 1",
@@ -362,6 +384,8 @@ def part_cpu(bench):
     os.link(bench.big_file(), native.pub_path("big.bin"))
     gate = B.Gate(bench, "cpu", vs.address).start()     # the default workers (one per CPU)
     res = bench.results.setdefault("cpu", {"proxy": {}, "relay": {}})
+    time.sleep(0.5)
+    res["rss_idle_kib"] = gate.mem()[0]
     relays = [("socat", None), ("socat -b 65536", 65536)]
     gib = BIG_MIB * H.MiB / GiB
     try:
@@ -391,7 +415,10 @@ def part_cpu(bench):
         evp = B.CIPHER_EVP[cipher]
         res["cipher"] = cipher
         res["openssl_speed"] = {"encrypt": B.openssl_speed(evp), "decrypt": B.openssl_speed(evp, decrypt=True)}
+        res["rss_peak_kib"] = B.vm_hwm_kib(gate.pid)
         floor_rows(bench, res, relays)
+        bench.row("cpu", "ftpsgate RSS, KiB: peak over the transfers (VmHWM) / idle", "%d / %d" % (
+            res["rss_peak_kib"], res["rss_idle_kib"]), "", None, "", "workers: default (one per CPU, %d)" % os.cpu_count())
         # The profile, of one more transfer each way (perf perturbs what it measures).
         res["profile"] = profile(bench, gate, vs, vsr, dict(relays)[res["floor"]["down"]["relay_name"]])
         write_profile(bench)

@@ -87,6 +87,15 @@ def mem_kib(pid):
     return rss, pss
 
 
+def vm_hwm_kib(pid):
+    """The peak RSS of pid so far."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def set_affinity(pid, cpus):
     """Every thread of pid onto cpus (threads started later inherit the caller's mask)."""
     for tid in os.listdir("/proc/%d/task" % pid):
