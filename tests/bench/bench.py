@@ -72,6 +72,7 @@ class Bench:
         self.binary = os.path.abspath(os.environ.get("FTPSGATE_BIN", ""))
         if not os.access(self.binary, os.X_OK):
             raise RuntimeError("FTPSGATE_BIN (%r) is not an executable" % os.environ.get("FTPSGATE_BIN"))
+        B.reserve_listen_ports(96)
         need = (BIG_MIB * 3 + PAR_N * PAR_MIB * 2 + 256) * H.MiB
         self.env = H.Env(suite, need_bytes=need)
         self.env.proxy = None   # our own Gates, not the harness's proxy
@@ -237,7 +238,7 @@ def part_rate(bench):
         lim = {"max_sessions": 0, "max_sessions_per_ip": 0}
         g1 = B.Gate(bench, "rate-%s-w1" % kind, backend.address, identity=kind, workers=1, limits=lim).start()
         g2 = B.Gate(bench, "rate-%s-w2" % kind, backend.address, identity=kind, workers=2, limits=lim).start()
-        pp = B.ModProxy(bench, kind, backend.port).start()
+        pp = B.ModProxy(bench, "rate-" + kind, kind, backend.port).start()
         try:
             plan = [("unpinned", "w1", g1, 1), ("unpinned", "w2", g2, 2), ("unpinned", "modproxy", pp, 0),
                     ("pinned", "w1", g1, 1), ("pinned", "w2", g2, 2)]
@@ -384,7 +385,8 @@ def part_cpu(bench):
     bench.env.backends.append(native)
     os.link(bench.big_file(), native.pub_path("big.bin"))
     gate = B.Gate(bench, "cpu", vs.address).start()     # the default workers (one per CPU)
-    res = bench.results.setdefault("cpu", {"proxy": {}, "relay": {}})
+    pp = B.ModProxy(bench, "cpu", "rsa", vs.port).start()
+    res = bench.results.setdefault("cpu", {"proxy": {}, "relay": {}, "modproxy": {}})
     time.sleep(0.5)
     res["rss_idle_kib"] = gate.mem()[0]
     relays = [("socat", None), ("socat -b 65536", 65536)]
@@ -403,6 +405,11 @@ def part_cpu(bench):
                         {"cpu_per_gib": rc / gib, "mib_s": c["mib_s"]})
                     log("cpu relay %s %s rep %d: %.3f CPU-s/GiB, %.0f MiB/s" % (name, d, rep + 1, rc / gib,
                                                                                  c["mib_s"]))
+                cpu, c = checked_transfer(bench, "ftp://127.0.0.1:%d" % pp.port, bench.ca, d, vs, "m%d.bin" % rep,
+                                          proxy=pp.cpu, backend=lambda: B.tree_cpu(vs.proc.pid))
+                res["modproxy"].setdefault(d, []).append({"cpu_per_gib": cpu["proxy"] / gib, "mib_s": c["mib_s"]})
+                log("cpu mod_proxy %s rep %d: %.3f CPU-s/GiB, %.0f MiB/s, %s %s" % (
+                    d, rep + 1, cpu["proxy"] / gib, c["mib_s"], c["tls"], c["cipher"]))
                 for name, server, tls in (("vsftpd plain", vs, False), ("vsftpd FTPS", native, True)):
                     c = direct_transfer(bench, server, tls, d, rep)
                     res.setdefault("direct", {}).setdefault(name, {}).setdefault(d, []).append({"mib_s": c["mib_s"]})
@@ -422,6 +429,7 @@ def part_cpu(bench):
         res["profile"] = profile(bench, gate, vs, vsr, dict(relays)[res["floor"]["down"]["relay_name"]])
         write_profile(bench)
     finally:
+        pp.stop()
         gate.stop()
 
 
@@ -440,8 +448,11 @@ def floor_rows(bench, res, relays):
                   "floor %.3f = %s %.3f + %s %.3f" % (floor, rname, relay[rname], evp, crypto), proxy / floor,
                   "≤1.3", "above floor %.3f s/GiB; other relay: %s" % (
                       proxy - floor, ", ".join("%s %.3f" % (n, v) for n, v in relay.items() if n != rname)))
+        mpc = median([x["cpu_per_gib"] for x in res["modproxy"][d]])
+        bench.row("cpu", "proxy CPU-s/GiB, %s: ftpsgate vs ProFTPD mod_proxy" % label, "%.3f" % proxy, "%.3f" % mpc,
+                  proxy / mpc)
         mib = median([x["mib_s"] for x in res["proxy"][d]])
-        refs = [("%s relay (plain)" % rname, res["relay"][rname][d])] + [
+        refs = [("%s relay (plain)" % rname, res["relay"][rname][d]), ("ProFTPD mod_proxy", res["modproxy"][d])] + [
             (n, res["direct"][n][d]) for n in ("vsftpd FTPS", "vsftpd plain")]
         for n, xs in refs:
             ref = median([x["mib_s"] for x in xs])

@@ -200,6 +200,28 @@ def wait_listening(ip, port, proc, timeout=10):
     raise RuntimeError("%s did not listen on %s:%d" % (proc.args[0], ip, port))
 
 
+def port_block(n, wait=90):
+    """harness.free_port_block, retried: a port with connections in TIME_WAIT cannot be bound,
+    and other users' load tests can leave tens of thousands of them for a minute."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return H.free_port_block(n)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+def reserve_listen_ports(n):
+    """Hands harness.free_port (which every server here uses for its listening port) n ports
+    reserved in blocks of 8: a block of 32, its own size, can be hard to find while other users'
+    tests leave ports in TIME_WAIT all over the range."""
+    while len(H._listen_ports) < n:
+        lo, hi = port_block(8)
+        H._listen_ports.extend(range(lo, hi + 1))
+
+
 class Gate:
     """One ftpsgate: a single explicit-FTPS listener in front of backend_address."""
 
@@ -215,7 +237,7 @@ class Gate:
         tls = {"cert": cert, "key": key}
         if ciphersuites:
             tls["ciphersuites"] = ciphersuites
-        lo, hi = H.free_port_block(n_passive)
+        lo, hi = port_block(n_passive)
         self.listener = {
             "name": "bench", "bind": "127.0.0.1:0", "mode": "explicit", "tls": "main",
             "backend": {"address": backend_address},
@@ -352,7 +374,7 @@ class ModProxy:
     peers harness's own start.sh/stop.sh (state in our temp dir, ports chosen here, our
     certificates), forwarding to backend_port on 127.0.0.1."""
 
-    def __init__(self, bench, kind, backend_port):
+    def __init__(self, bench, name, kind, backend_port):
         if not os.access(os.path.join(PEERS, "start.sh"), os.X_OK):
             raise RuntimeError("no peers harness at %s (set FTPSGATE_PEERS)" % PEERS)
         for p in (PROFTPD_BIN, os.path.join(PROFTPD_MODDIR, "mod_proxy.so"),
@@ -360,7 +382,7 @@ class ModProxy:
             if not os.path.exists(p):
                 raise RuntimeError("%s missing: run tests/bench/setup-bench.sh" % p)
         self.kind = kind
-        self.state = os.path.join(bench.tmp, "peers-" + kind)
+        self.state = os.path.join(bench.tmp, "peers-" + name)
         certs = os.path.join(self.state, "certs")
         os.makedirs(certs, exist_ok=True)
         for k in ("rsa", "ecdsa"):
@@ -369,7 +391,7 @@ class ModProxy:
             shutil.copy(key, os.path.join(certs, k + ".key"))
         shutil.copy(bench.env.certs.ca, os.path.join(certs, "trust.pem"))
         self.port = H.free_port()
-        lo, hi = H.free_port_block(10)
+        lo, hi = port_block(10)
         self.env = dict(os.environ, PEERS_STATE=self.state, PEERS_VENDOR=os.path.join(self.state, "vendor"),
                         VSFTPD_BIN=H.VSFTPD_BIN, PROFTPD_BIN=PROFTPD_BIN, PROFTPD_MODDIR=PROFTPD_MODDIR,
                         FTP_SYSUSER=H.TEST_USER, CERT_KIND=kind, PORT_PLAIN=str(backend_port),
