@@ -416,8 +416,14 @@ class ModProxy:
 
     def stop(self):
         if self.pid is not None:
-            H.run_cmd(["bash", os.path.join(PEERS, "stop.sh")], timeout=60, env=self.env)
+            # Without ONLY: stop.sh keeps the data dir it made on tmpfs when told to stop only some
+            # servers; this state dir holds pp-explicit alone.
+            env = dict(self.env)
+            env.pop("ONLY")
+            r = H.run_cmd(["bash", os.path.join(PEERS, "stop.sh")], timeout=60, env=env)
             self.pid = None
+            if r.returncode != 0:
+                raise RuntimeError("peers stop.sh failed: %s" % r.stderr[-500:])
 
 
 # --------------------------------------------------------------------------
