@@ -58,6 +58,21 @@ static void set_abortive(tstream_t *s, int on)
         s->abortive = on ? 1 : 0;
 }
 
+/* libuv reports UV_EOF without reading when poll() says POLLHUP after a short
+ * read, so a reset can arrive as an end of stream; the socket's pending error
+ * tells them apart (a FIN leaves none, a reset leaves ECONNRESET). Without it a
+ * clear upload cut by a reset would pass for the whole file. */
+static int pending_socket_error(tstream_t *s)
+{
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (uv_fileno((const uv_handle_t *)&s->tcp, &fd) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return 0;
+    return err;
+}
+
 /* libuv calls read_cb synchronously after alloc_cb and the bytes are consumed
  * before read_cb returns (copied into the sink's queue or the TLS engine), so
  * one read buffer per thread serves every stream of that thread's loop. */
@@ -313,6 +328,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread == UV_EOF) {
+        int err = pending_socket_error(s);
+        if (err != 0) {
+            stream_end(s, TSTREAM_END_RESET, strerror(err));
+            return;
+        }
         s->read_eof = 1;
         stream_update_reading(s);
         if (s->tls) {

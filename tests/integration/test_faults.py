@@ -78,9 +78,8 @@ CLIENT_TIMEOUT = 40
 # Cases that find a proxy bug, by key and PROT level: here they run under the other PROT
 # level only; pending_faults.py runs them as they fail (see its docstring).
 PENDING = {
-    # A client's reset (RST) of a clear upload can reach the proxy as a clean end
-    # (libuv reports POLLHUP after a short read as EOF): vsftpd keeps the cut file, 226.
-    "client/data/up/cut-rst/up": "C",
+    # Empty: the client's reset of a clear upload that reached the proxy as a clean end
+    # (libuv reports POLLHUP after a short read as EOF) is fixed; test_fault_resets.py.
 }
 
 

@@ -142,9 +142,9 @@ class Spec:
         if self.size >= TAIL_ROOM + MiB:
             kinds += ["cut-rst", "cut-fin", "half-close"] * 2
         if self.route == "client-fault" and self.dir == "up" and self.prot == "C":
-            # In clear a FIN is the end of a file (nothing to detect), and a reset can pass
-            # for one today (tests/integration/pending_faults.py, case 3): not drawn.
-            kinds = [k for k in kinds if k not in ("cut-rst", "cut-fin", "half-close")]
+            # In clear a FIN is the end of a file (nothing to detect): FIN cuts and half-closes
+            # are not drawn. A reset is (test_fault_resets.py, case 2: it must not pass for the end).
+            kinds = [k for k in kinds if k not in ("cut-fin", "half-close")]
         kind = rng.choice(kinds)
         d = flow if rng.random() < 0.85 else ("up" if flow == "down" else "down")
         at = rng.randint(0, max(0, self.size - TAIL_ROOM)) if d == flow else 0
