@@ -103,6 +103,19 @@ int fz_tracing(void)
     return tracing;
 }
 
+/* FUZZ_SESSION_MAX_EVENTS lowers the event budget of one input (a campaign that
+ * wants many executions of short scripts); never above MAX_EVENTS. */
+static unsigned max_events(void)
+{
+    static unsigned cached;
+    if (!cached) {
+        const char *v = getenv("FUZZ_SESSION_MAX_EVENTS");
+        unsigned long n = v ? strtoul(v, NULL, 10) : 0;
+        cached = n > 0 && n < MAX_EVENTS ? (unsigned)n : MAX_EVENTS;
+    }
+    return cached;
+}
+
 void fz_trace(const char *fmt, ...)
 {
     if (!fz_tracing())
@@ -783,7 +796,7 @@ static void event(char op, const char *p, size_t n, size_t heap_base)
 static void run_script(const char *data, size_t size, size_t heap_base)
 {
     size_t pos = 0;
-    while (pos < size && O.events < MAX_EVENTS && O.in_bytes < MAX_BYTES) {
+    while (pos < size && O.events < max_events() && O.in_bytes < MAX_BYTES) {
         const char *line = data + pos;
         const char *nl = memchr(line, '\n', size - pos);
         size_t len = nl ? (size_t)(nl - line) : size - pos;
@@ -801,7 +814,7 @@ static void run_script(const char *data, size_t size, size_t heap_base)
         }
         if (len == 0)
             continue;
-        for (unsigned long k = 0; k < times && O.events < MAX_EVENTS && O.in_bytes < MAX_BYTES; k++) {
+        for (unsigned long k = 0; k < times && O.events < max_events() && O.in_bytes < MAX_BYTES; k++) {
             event(line[0], line + 1, len - 1, heap_base);
             O.events++; /* every event counts toward the reply budget, bytes or not */
         }
