@@ -5,9 +5,13 @@ pyftpdlib backend that lets any user name log in (so that names with quotes,
 backslashes, control characters or markup reach the live view)."""
 
 import base64
+import hashlib
 import http.client
 import json
 import os
+import ssl
+import threading
+import time
 
 import harness as H
 
@@ -48,6 +52,41 @@ def by_client(doc, client):
         if s["client"] == client:
             return s
     return None
+
+
+def paced_retr(f, path, pace, out):
+    """RETR path read at pace bytes/s; out gets n, sha, reply, the client's address."""
+    out["client"] = "%s:%d" % f.sock.getsockname()[:2]
+    conn = f.transfercmd("RETR " + path)
+    h, n, t0 = hashlib.sha256(), 0, time.monotonic()
+    try:
+        while True:
+            b = conn.recv(16 * H.KiB)
+            if not b:
+                break
+            h.update(b)
+            n += len(b)
+            ahead = n / pace - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
+    finally:
+        conn.close()
+    out.update(n=n, sha=h.hexdigest(), reply=f.voidresp(), seconds=time.monotonic() - t0)
+
+
+def in_thread(fn, *args):
+    err = []
+
+    def run():
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - reported by the case
+            err.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, err
 
 
 ANY_USER_SCRIPT = r'''

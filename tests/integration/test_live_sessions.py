@@ -29,7 +29,6 @@ import hashlib
 import os
 import socket
 import ssl
-import threading
 import time
 
 import adminhttp as A
@@ -40,28 +39,6 @@ PACE = 1 * H.MiB  # bytes/s the client reads or writes at
 LONG_DIR = "d" * 200
 LONG_NAME = "f" * 90 + ".bin"
 LONG_PATH = "/pub/%s/%s" % (LONG_DIR, LONG_NAME)  # 300 bytes: the live view keeps 256
-
-
-def paced_retr(f, path, pace, out):
-    """RETR path read at pace bytes/s; out gets n, sha, reply, the client's address."""
-    out["client"] = "%s:%d" % f.sock.getsockname()[:2]
-    conn = f.transfercmd("RETR " + path)
-    h, n, t0 = hashlib.sha256(), 0, time.monotonic()
-    try:
-        while True:
-            b = conn.recv(16 * H.KiB)
-            if not b:
-                break
-            h.update(b)
-            n += len(b)
-            ahead = n / pace - (time.monotonic() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-        if isinstance(conn, ssl.SSLSocket):
-            conn.unwrap()
-    finally:
-        conn.close()
-    out.update(n=n, sha=h.hexdigest(), reply=f.voidresp(), seconds=time.monotonic() - t0)
 
 
 class PacedReader:
@@ -83,19 +60,6 @@ class PacedReader:
         self.left -= n
         self.sent += n
         return b
-
-
-def in_thread(fn, *args):
-    err = []
-
-    def run():
-        try:
-            fn(*args)
-        except Exception as e:  # noqa: BLE001 - reported by the case
-            err.append(e)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, err
 
 
 def pp_ctl(target, header):
@@ -170,7 +134,7 @@ def body(s, env):
     def slow_download():
         f = H.ftplib_connect(main)
         out = {}
-        t, err = in_thread(paced_retr, f, LONG_PATH, PACE, out)
+        t, err = A.in_thread(A.paced_retr, f, LONG_PATH, PACE, out)
         try:
             H.wait_until(lambda: "client" in out, 5)
             client = out["client"]
@@ -216,7 +180,7 @@ def body(s, env):
         client = "%s:%d" % f.sock.getsockname()[:2]
         src = PacedReader(4 * H.MiB, PACE)
         name = "live-%s.bin" % os.urandom(3).hex()
-        t, err = in_thread(f.storbinary, "STOR /up/" + name, src)
+        t, err = A.in_thread(f.storbinary, "STOR /up/" + name, src)
         try:
             _, e = wait_listed(lambda x: x["client"] == client and x["transfer"], "the upload")
             x = e["transfer"]
