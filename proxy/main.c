@@ -234,16 +234,18 @@ static int sessions_left(const daemon_t *d)
 static int render_metrics(void *userdata, char *out, size_t cap)
 {
     daemon_t *d = userdata;
-    unsigned in_use = 0;
-    for (size_t i = 0; i < d->n_listeners; i++)
+    unsigned in_use = 0, configured = 0;
+    for (size_t i = 0; i < d->n_listeners; i++) {
         in_use += portpool_in_use(d->pools[i]);
+        configured += portpool_size(d->pools[i]);
+    }
     metrics_t now;
     memset(&now, 0, sizeof now);
     for (int w = 0; w < d->n_workers; w++)
         metrics_sum(&now, worker_metrics(d->workers[w]));
     now.log_lines_dropped = log_dropped();
     now.transfer_log_dropped = d->audit ? auditlog_dropped(d->audit) : 0;
-    int n = metrics_format(&now, in_use, generation_tls_sessions_cached(d->gen), out, cap);
+    int n = metrics_format(&now, in_use, configured, generation_tls_sessions_cached(d->gen), out, cap);
     int k = n < 0 ? -1 : metrics_format_cert_header(out + n, cap - (size_t)n);
     for (size_t i = 0; k >= 0 && i < d->cfg->n_tls; i++) {
         n += k;
