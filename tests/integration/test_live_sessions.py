@@ -172,8 +172,7 @@ def body(s, env):
         check(H.wait_until(lambda: A.by_client(A.sessions(port), out["client"]) is None, 10, step=0.3),
               "the session is still listed 10 s after QUIT")
 
-    s.run("slow download (1 MiB/s from vsftpd): user, listener, client, backend, TLS, RETR path cut at 256, "
-          "bytes grow, rate within 2x of the pace; gone after QUIT", slow_download)
+    s.run("slow download (1 MiB/s from vsftpd): user, listener, client, backend, TLS, RETR path cut at 256, bytes grow, rate within 2x of the pace; gone after QUIT", slow_download)
 
     def slow_upload():
         f = H.ftplib_connect(main)

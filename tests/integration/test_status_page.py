@@ -157,8 +157,7 @@ def body(s, env):
                 check(not err, "a download failed: %r" % err)
                 check_eq((out.get("n"), out.get("sha")), (size, sha), "bytes and sha256 of a download")
 
-        s.run("chromium: /status during 2 downloads shows user, direction, rate (transfers first); hostile "
-              "names as text, no script ran; filter; screenshot", load_during_transfers)
+        s.run("chromium: /status during 2 downloads shows user, direction, rate (transfers first); hostile names as text, no script ran; filter; screenshot", load_during_transfers)
 
         def no_token():
             browser.call("Network.setExtraHTTPHeaders", {"headers": {}})
