@@ -295,7 +295,7 @@ static void make_csp(admin_t *a)
     page_hash("<script>", "</script>", script, sizeof script);
     page_hash("<style>", "</style>", style, sizeof style);
     snprintf(a->csp, sizeof a->csp,
-             "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; img-src 'self'; "
+             "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
              "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
              script, style);
 }
