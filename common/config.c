@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1396,9 +1397,77 @@ static int parse_log(ctx_t *c, const json_t *root, config_t *cfg)
     return lg != NULL ? parse_transfer_log(c, lg, cfg) : FG_OK;
 }
 
+/* SECURITY: admin.token is a secret: its errors name the rule broken, never
+ * the value. Printable ASCII without spaces (what a Bearer token and a Basic
+ * password can carry unchanged), long enough not to be guessed. */
+static int check_token(ctx_t *c, const char *path, const char *s, size_t len)
+{
+    if (len < CONFIG_TOKEN_MIN || len > CONFIG_TOKEN_MAX)
+        return fail(c, path, "must be %u to %u characters long", CONFIG_TOKEN_MIN, CONFIG_TOKEN_MAX);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return fail(c, path, "only printable ASCII characters without spaces are allowed");
+    return FG_OK;
+}
+
+/* admin.token_file: an absolute path whose content (one trailing newline
+ * dropped) is the token; read once, at load (a reload reads it again). */
+static int read_token_file(ctx_t *c, const char *path, config_t *cfg)
+{
+    char buf[CONFIG_TOKEN_MAX + 2];
+    if (path[0] != '/')
+        return fail(c, "admin.token_file", "\"%s\": must be an absolute path", show(path).s);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return fail(c, "admin.token_file", "\"%s\": cannot open: %s", show(path).s, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err)
+        return fail(c, "admin.token_file", "\"%s\": cannot read", show(path).s);
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    int rc = check_token(c, "admin.token_file", buf, n);
+    if (rc == FG_OK && (cfg->admin.token = malloc(n + 1)) == NULL)
+        rc = fail_nomem(c);
+    if (rc == FG_OK) {
+        memcpy(cfg->admin.token, buf, n);
+        cfg->admin.token[n] = '\0';
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+    return rc;
+}
+
+static int parse_admin_token(ctx_t *c, const json_t *ad, config_t *cfg)
+{
+    json_t *tok, *file;
+    if (get_member(c, ad, "admin", "token", 0, JSON_STRING, "string", &tok) != FG_OK ||
+        get_member(c, ad, "admin", "token_file", 0, JSON_STRING, "string", &file) != FG_OK)
+        return FG_CONFIG;
+    if (tok != NULL && file != NULL)
+        return fail(c, "admin.token_file", "give admin.token or admin.token_file, not both");
+    if (file != NULL)
+        return read_token_file(c, json_string_value(file), cfg);
+    if (tok == NULL)
+        return FG_OK;
+    const char *s = json_string_value(tok);
+    size_t len = json_string_length(tok);
+    if (strlen(s) != len)
+        return fail(c, "admin.token", "only printable ASCII characters without spaces are allowed");
+    if (check_token(c, "admin.token", s, len) != FG_OK)
+        return FG_CONFIG;
+    if ((cfg->admin.token = xstrdup(s)) == NULL)
+        return fail_nomem(c);
+    return FG_OK;
+}
+
 static int parse_admin(ctx_t *c, const json_t *root, config_t *cfg)
 {
-    static const keydef_t keys[] = { { "bind", NULL }, { NULL, NULL } };
+    static const keydef_t keys[] = {
+        { "bind", NULL }, { "token", NULL }, { "token_file", NULL }, { NULL, NULL },
+    };
     json_t *ad;
     int rc;
 
@@ -1409,6 +1478,8 @@ static int parse_admin(ctx_t *c, const json_t *root, config_t *cfg)
     if (check_keys(c, ad, "admin", keys) != FG_OK)
         return FG_CONFIG;
     if ((rc = get_hostport(c, ad, "admin", "bind", 1, &cfg->admin.bind)) != FG_OK)
+        return rc;
+    if ((rc = parse_admin_token(c, ad, cfg)) != FG_OK)
         return rc;
     cfg->admin.enabled = 1;
     return FG_OK;
@@ -1726,6 +1797,10 @@ void config_free(config_t *cfg)
     free(cfg->listeners);
     free(cfg->log.transfer_log);
     free_hostport(&cfg->admin.bind);
+    if (cfg->admin.token != NULL) {
+        OPENSSL_cleanse(cfg->admin.token, strlen(cfg->admin.token));
+        free(cfg->admin.token);
+    }
     free(cfg->user);
     free(cfg);
 }

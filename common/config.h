@@ -90,6 +90,8 @@ typedef struct {
 #define CONFIG_ROUTES_MAX 1024u    /* entries of listeners[].routes */
 #define CONFIG_DENY_MAX 64u        /* verbs of policy.deny_commands */
 #define CONFIG_ROUTE_USER_MAX 255u /* bytes of a "user" route (the session keeps logins up to 255) */
+#define CONFIG_TOKEN_MIN 16u       /* characters of admin.token: not guessable */
+#define CONFIG_TOKEN_MAX 1024u
 
 typedef struct {
     char *name;
@@ -172,6 +174,11 @@ typedef struct {
     struct {
         int enabled;
         config_hostport_t bind;
+        /* "token" or the content of "token_file" (one trailing newline
+         * dropped): what every admin path but /healthz then requires
+         * (DESIGN.md §6). NULL: none. A secret: never logged, never shown in
+         * an error. */
+        char *token;
     } admin;
     char *user;              /* drop root to this user after binding; NULL: stay */
     unsigned workers;        /* event loops (threads); 0: one per online CPU */

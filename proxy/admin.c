@@ -5,12 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "adminreq.h"
 #include "fgerr.h"
+#include "liveview.h"
 #include "log.h"
 #include "netaddr.h"
+#include "status_page.h"
 #include "tstream.h"
 
-#define ADMIN_HEAD_MAX 2048u
+#define ADMIN_HEAD_MAX 8192u /* a browser's request with Basic credentials fits */
 #define ADMIN_BODY_MAX (64u * 1024u)
 #define ADMIN_TIMEOUT_MS 5000u
 
@@ -22,8 +28,9 @@ typedef struct admin_conn admin_conn_t;
  * is answered through a daemon that is shutting down. */
 struct admin {
     uv_tcp_t tcp;
-    admin_render_cb render;
-    void *userdata;
+    admin_handlers_t h;
+    char *token;      /* admin.token; NULL: none */
+    char csp[512];    /* the Content-Security-Policy of /status */
     uv_loop_t *loop;
     admin_conn_t *conns;
     unsigned open;
@@ -41,11 +48,22 @@ struct admin_conn {
     char head[ADMIN_HEAD_MAX];
 };
 
+static void free_token(admin_t *a)
+{
+    if (a->token) {
+        OPENSSL_cleanse(a->token, strlen(a->token));
+        free(a->token);
+        a->token = NULL;
+    }
+}
+
 static void admin_release(admin_t *a)
 {
     assert(a->open > 0);
-    if (--a->open == 0)
+    if (--a->open == 0) {
+        free_token(a);
         free(a);
+    }
 }
 
 static void conn_timer_closed(uv_handle_t *h)
@@ -69,14 +87,16 @@ static void conn_on_close(tstream_t *t)
     uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
 }
 
-static void conn_respond(admin_conn_t *c, int status, const char *reason, const char *body,
-                         size_t body_len)
+/* The headers every answer carries, then the status-specific ones. */
+static void conn_respond_with(admin_conn_t *c, int status, const char *reason, const char *type,
+                              const char *extra, const char *body, size_t body_len)
 {
-    char hdr[256];
+    char hdr[1024];
     int n = snprintf(hdr, sizeof hdr,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     status, reason, body_len);
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "X-Content-Type-Options: nosniff\r\n%sConnection: close\r\n\r\n",
+                     status, reason, type, body_len, extra ? extra : "");
+    assert(n > 0 && (size_t)n < sizeof hdr);
     tstream_write(c->stream, hdr, (size_t)n);
     if (body_len)
         tstream_write(c->stream, body, body_len);
@@ -84,31 +104,88 @@ static void conn_respond(admin_conn_t *c, int status, const char *reason, const 
     c->answered = 1;
 }
 
-static void conn_handle(admin_conn_t *c)
+static void conn_respond(admin_conn_t *c, int status, const char *reason, const char *body, size_t body_len)
 {
-    /* Only the request line matters: "GET /path HTTP/1.x". */
-    const char *h = c->head;
-    if (c->len < 4 || memcmp(h, "GET ", 4) != 0) {
-        conn_respond(c, 405, "Method Not Allowed", "GET only\n", 9);
+    conn_respond_with(c, status, reason, "text/plain; version=0.0.4; charset=utf-8", NULL, body, body_len);
+}
+
+static int path_is(const adminreq_t *r, const char *p)
+{
+    return r->path_len == strlen(p) && memcmp(r->path, p, r->path_len) == 0;
+}
+
+static void serve_sessions(admin_conn_t *c, const adminreq_t *r)
+{
+    unsigned long limit = LIVEVIEW_DEFAULT_LIMIT;
+    int rc = adminreq_query_uint(r, "limit", LIVEVIEW_LIMIT_MAX, &limit);
+    if (rc != FG_OK && rc != FG_NEED_MORE) {
+        conn_respond(c, 400, "Bad Request", "limit: a number from 0 to 10000\n", 32);
         return;
     }
-    const char *path = h + 4;
-    const char *end = memchr(path, ' ', c->len - 4);
-    size_t plen = end ? (size_t)(end - path) : 0;
-    if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
-        /* A balancer's health check takes a draining instance out at once. */
-        if (c->admin->draining)
+    char *body = NULL;
+    size_t len = 0;
+    if (!c->admin->h.render_sessions ||
+        c->admin->h.render_sessions(c->admin->h.userdata, limit, &body, &len) != FG_OK) {
+        conn_respond(c, 500, "Internal Server Error", "error\n", 6);
+        return;
+    }
+    /* Personal data (user names, client addresses): no cache keeps it. */
+    conn_respond_with(c, 200, "OK", "application/json; charset=utf-8", "Cache-Control: no-store\r\n", body, len);
+    free(body);
+}
+
+static void serve_status(admin_conn_t *c)
+{
+    char extra[700];
+    snprintf(extra, sizeof extra,
+             "Content-Security-Policy: %s\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\n"
+             "X-Frame-Options: DENY\r\n",
+             c->admin->csp);
+    conn_respond_with(c, 200, "OK", "text/html; charset=utf-8", extra, status_page_html, status_page_len);
+}
+
+static void conn_handle(admin_conn_t *c)
+{
+    admin_t *a = c->admin;
+    adminreq_t r;
+    if (adminreq_parse(c->head, c->len, &r) != FG_OK) {
+        conn_respond(c, 400, "Bad Request", "bad request\n", 12);
+        return;
+    }
+    if (r.method_len != 3 || memcmp(r.method, "GET", 3) != 0) {
+        conn_respond_with(c, 405, "Method Not Allowed", "text/plain; charset=utf-8", "Allow: GET\r\n", "GET only\n",
+                          9);
+        return;
+    }
+    if (path_is(&r, "/healthz")) {
+        /* A balancer's health check takes a draining instance out at once;
+         * it needs no token (it says nothing about anybody). */
+        if (a->draining)
             conn_respond(c, 503, "Service Unavailable", "draining\n", 9);
         else
             conn_respond(c, 200, "OK", "ok\n", 3);
-    } else if (plen == 8 && memcmp(path, "/metrics", 8) == 0) {
+        return;
+    }
+    /* SECURITY: admin.token guards everything else (the live view names
+     * users and client addresses). */
+    if (a->token && !adminreq_authorized(&r, a->token)) {
+        conn_respond_with(c, 401, "Unauthorized", "text/plain; charset=utf-8",
+                          "WWW-Authenticate: Basic realm=\"ftpsgate\", charset=\"UTF-8\"\r\n", "token required\n",
+                          15);
+        return;
+    }
+    if (path_is(&r, "/metrics")) {
         char *body = malloc(ADMIN_BODY_MAX);
-        int n = body ? c->admin->render(c->admin->userdata, body, ADMIN_BODY_MAX) : -1;
+        int n = body ? a->h.render_metrics(a->h.userdata, body, ADMIN_BODY_MAX) : -1;
         if (n < 0)
             conn_respond(c, 500, "Internal Server Error", "error\n", 6);
         else
             conn_respond(c, 200, "OK", body, (size_t)n);
         free(body);
+    } else if (path_is(&r, "/sessions")) {
+        serve_sessions(c, &r);
+    } else if (path_is(&r, "/status")) {
+        serve_status(c);
     } else {
         conn_respond(c, 404, "Not Found", "not found\n", 10);
     }
@@ -195,8 +272,46 @@ static void on_admin_connection(uv_stream_t *server, int status)
     uv_timer_start(&c->timer, conn_on_timeout, ADMIN_TIMEOUT_MS, 0);
 }
 
-int admin_start(uv_loop_t *loop, const config_hostport_t *bind, admin_render_cb render,
-                void *userdata, admin_t **out, char *err, size_t errlen)
+/* "'sha256-BASE64'" of the text between open and close in the page. */
+static void page_hash(const char *open, const char *close, char *out, size_t cap)
+{
+    const char *p = strstr(status_page_html, open);
+    const char *e = p ? strstr(p, close) : NULL;
+    unsigned char md[32];
+    unsigned char b64[64];
+    assert(p && e); /* the page is ours: built in */
+    p += strlen(open);
+    EVP_Digest(p, (size_t)(e - p), md, NULL, EVP_sha256(), NULL);
+    EVP_EncodeBlock(b64, md, sizeof md);
+    snprintf(out, cap, "'sha256-%s'", (const char *)b64);
+}
+
+/* SECURITY: the page may run its own inline script and style and nothing
+ * else: no other script, no plugin, no frame, no form; it may fetch only
+ * from its own origin (/sessions). */
+static void make_csp(admin_t *a)
+{
+    char script[80], style[80];
+    page_hash("<script>", "</script>", script, sizeof script);
+    page_hash("<style>", "</style>", style, sizeof style);
+    snprintf(a->csp, sizeof a->csp,
+             "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
+             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+             script, style);
+}
+
+int admin_set_token(admin_t *a, const char *token)
+{
+    char *copy = NULL;
+    if (token && (copy = strdup(token)) == NULL)
+        return FG_NOMEM;
+    free_token(a);
+    a->token = copy;
+    return FG_OK;
+}
+
+int admin_start(uv_loop_t *loop, const config_hostport_t *bind, const admin_handlers_t *h, const char *token,
+                admin_t **out, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
     if (netaddr_parse_ip(bind->host, bind->port, &addr) != FG_OK) {
@@ -208,8 +323,12 @@ int admin_start(uv_loop_t *loop, const config_hostport_t *bind, admin_render_cb 
         return FG_NOMEM;
     a->loop = loop;
     a->open = 1; /* the listening socket */
-    a->render = render;
-    a->userdata = userdata;
+    a->h = *h;
+    make_csp(a);
+    if (admin_set_token(a, token) != FG_OK) {
+        free(a);
+        return FG_NOMEM;
+    }
     uv_tcp_init(loop, &a->tcp);
     a->tcp.data = a;
     int rc = uv_tcp_bind(&a->tcp, (struct sockaddr *)&addr, 0);

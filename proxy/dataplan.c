@@ -9,6 +9,7 @@
 #include "ftp_addr.h"
 #include "log.h"
 #include "netaddr.h"
+#include "ratemeter.h"
 #include "tls_engine.h"
 
 #define HELD_REPLY_MAX 2048u
@@ -50,6 +51,7 @@ struct dataplan {
     char *held;        /* HELD_REPLY_MAX bytes while a final reply is held, else NULL */
     /* The transfer, for its report (dataplan_transfer_t). */
     dataplan_transfer_t xfer;
+    ratemeter_t rate; /* the live view's rate_bps */
     char verb[8];
     char *path;
 };
@@ -408,6 +410,7 @@ int dataplan_transfer_begins(dataplan_t *dp, const ftp_cmd_t *cmd)
     dp->xfer.upload = ftp_cmd_is_upload(cmd->id);
     dp->xfer.listing = cmd->id == FTP_CMD_LIST || cmd->id == FTP_CMD_NLST || cmd->id == FTP_CMD_MLSD;
     dp->xfer.started_ms = uv_now(dp->env.loop);
+    ratemeter_start(&dp->rate, dp->xfer.started_ms);
     if (dp->link_status == LINK_FAILED) {
         client_reply(dp->client, dp->fail_code, "%s", dp->fail_text);
         plan_report(dp, dp->fail_code);
@@ -508,4 +511,23 @@ void dataplan_stat(dataplan_t *dp)
                      "bytes to the server\r\n213 End of status\r\n",
                      (unsigned long long)to_client, (unsigned long long)to_backend);
     client_write(dp->client, buf, (size_t)n);
+}
+
+int dataplan_snapshot(dataplan_t *dp, liveview_transfer_t *t, uint64_t loop_now, int64_t wall_now)
+{
+    if (dp->phase != PHASE_TRANSFER || !dp->link)
+        return 0;
+    uint64_t to_client = 0, to_backend = 0;
+    datalink_progress(dp->link, &to_client, &to_backend);
+    memset(t, 0, sizeof *t);
+    t->bytes = dp->xfer.upload ? to_backend : to_client;
+    ratemeter_sample(&dp->rate, loop_now, t->bytes);
+    t->rate_bps = ratemeter_rate(&dp->rate);
+    snprintf(t->command, sizeof t->command, "%s", dp->verb);
+    t->has_path = dp->path != NULL;
+    if (dp->path)
+        liveview_text_set(&t->path, dp->path, dp->xfer.path_len);
+    t->direction = dp->xfer.upload ? LIVEVIEW_UPLOAD : dp->xfer.listing ? LIVEVIEW_LISTING : LIVEVIEW_DOWNLOAD;
+    t->since_ms = wall_now - (int64_t)(loop_now - dp->xfer.started_ms);
+    return 1;
 }

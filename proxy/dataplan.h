@@ -12,6 +12,7 @@
 #include "datalink.h"
 #include "ftp_cmd.h"
 #include "ftp_reply.h"
+#include "liveview.h"
 #include "metrics.h"
 #include "portpool.h"
 #include "upstream.h"
@@ -89,6 +90,10 @@ int dataplan_backend_reply(dataplan_t *dp, upstream_t *up, const ftp_reply_line_
 /* ABOR during a transfer (RFC 959 §4.1.3): the link goes, the backend gets
  * ABOR with the Telnet Synch, and the replies owed are relayed. */
 int dataplan_abort(dataplan_t *dp, upstream_t *up); /* FG_OK, or FG_STATE when no transfer runs */
+/* The running transfer for the live view (liveview.h), its rate sampled
+ * now (loop_now: uv_now; wall_now: the wall clock in ms). 1 and *t filled
+ * while a transfer runs, else 0. */
+int dataplan_snapshot(dataplan_t *dp, liveview_transfer_t *t, uint64_t loop_now, int64_t wall_now);
 /* STAT during a transfer: the multi-line 213 reply. */
 void dataplan_stat(dataplan_t *dp);
 /* Drops the prepared channel (REIN, a refused transfer). */

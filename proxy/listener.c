@@ -326,3 +326,9 @@ void listener_close_sessions(listener_t *l)
         s = next;
     }
 }
+
+void listener_snapshot(listener_t *l, liveview_snap_t *snap, uint64_t loop_now, int64_t wall_now)
+{
+    for (session_t *s = l->sessions; s; s = session_next(s))
+        session_snapshot(s, liveview_snap_add(snap), loop_now, wall_now);
+}

@@ -6,6 +6,7 @@
 #include "admission.h"
 #include "config.h"
 #include "generation.h"
+#include "liveview.h"
 #include "metrics.h"
 #include "portpool.h"
 #include "tls_engine.h"
@@ -55,6 +56,9 @@ void listener_stop(listener_t *l);
 int listener_try_free(listener_t *l);
 
 unsigned listener_session_count(const listener_t *l);
+
+/* Adds every session of this listener to the live view's snapshot (session_snapshot). */
+void listener_snapshot(listener_t *l, liveview_snap_t *snap, uint64_t loop_now, int64_t wall_now);
 
 /* Asks every live session to end (SIGTERM after the drain deadline). */
 void listener_close_sessions(listener_t *l);

@@ -234,16 +234,18 @@ static int sessions_left(const daemon_t *d)
 static int render_metrics(void *userdata, char *out, size_t cap)
 {
     daemon_t *d = userdata;
-    unsigned in_use = 0;
-    for (size_t i = 0; i < d->n_listeners; i++)
+    unsigned in_use = 0, configured = 0;
+    for (size_t i = 0; i < d->n_listeners; i++) {
         in_use += portpool_in_use(d->pools[i]);
+        configured += portpool_size(d->pools[i]);
+    }
     metrics_t now;
     memset(&now, 0, sizeof now);
     for (int w = 0; w < d->n_workers; w++)
         metrics_sum(&now, worker_metrics(d->workers[w]));
     now.log_lines_dropped = log_dropped();
     now.transfer_log_dropped = d->audit ? auditlog_dropped(d->audit) : 0;
-    int n = metrics_format(&now, in_use, generation_tls_sessions_cached(d->gen), out, cap);
+    int n = metrics_format(&now, in_use, configured, generation_tls_sessions_cached(d->gen), out, cap);
     int k = n < 0 ? -1 : metrics_format_cert_header(out + n, cap - (size_t)n);
     for (size_t i = 0; k >= 0 && i < d->cfg->n_tls; i++) {
         n += k;
@@ -258,6 +260,34 @@ static int render_metrics(void *userdata, char *out, size_t cap)
         per[w] = worker_metrics(d->workers[w]);
     k = metrics_format_workers(per, d->n_workers, out + n, cap - (size_t)n);
     return k < 0 ? -1 : n + k;
+}
+
+/* GET /sessions (liveview.h): every worker's snapshot, the listeners' passive
+ * ports and the certificates' expiry. */
+static int render_sessions(void *userdata, size_t limit, char **body, size_t *len)
+{
+    daemon_t *d = userdata;
+    liveview_board_t *boards[CONFIG_WORKERS_MAX];
+    liveview_listener_t *ls = calloc(d->n_listeners + 1, sizeof *ls);
+    liveview_cert_t *cs = calloc(d->cfg->n_tls + 1, sizeof *cs);
+    int rc = FG_NOMEM;
+    if (ls && cs) {
+        for (int w = 0; w < d->n_workers; w++)
+            boards[w] = worker_board(d->workers[w]);
+        for (size_t i = 0; i < d->n_listeners; i++)
+            ls[i] = (liveview_listener_t){d->cfg->listeners[i].name, portpool_in_use(d->pools[i]),
+                                          portpool_size(d->pools[i])};
+        for (size_t i = 0; i < d->cfg->n_tls; i++)
+            cs[i] = (liveview_cert_t){d->cfg->tls[i].id, generation_cert_not_after(d->gen, i)};
+        liveview_context_t ctx = {ls, d->n_listeners, cs, d->cfg->n_tls, (int64_t)time(NULL) * 1000};
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+            ctx.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        rc = liveview_render(boards, (size_t)d->n_workers, &ctx, limit, body, len);
+    }
+    free(ls);
+    free(cs);
+    return rc;
 }
 
 /* An expired or soon-expiring certificate is the classic outage of a TLS
@@ -500,6 +530,8 @@ static void on_hup(uv_signal_t *sig, int signum)
         LOG_WARN(0, NULL, "log.transfer_log changed: applies at the next start (SIGUSR1 reopens the current path)");
     if (cfg->workers != d->cfg->workers)
         LOG_WARN(0, NULL, "workers changed: applies at the next start (%d loops run now)", d->n_workers);
+    if (d->admin && admin_set_token(d->admin, cfg->admin.token) != FG_OK)
+        LOG_WARN(0, NULL, "admin.token: out of memory; the previous token stays in force");
     for (int w = 0; w < d->n_workers; w++)
         worker_reload(d->workers[w], gen);
     generation_unref(d->gen);
@@ -650,13 +682,15 @@ int main(int argc, char **argv)
     }
     int failed = setup_listeners(&d, err, sizeof err) != FG_OK;
     if (!failed && d.cfg->admin.enabled) {
-        if (admin_start(d.loop, &d.cfg->admin.bind, render_metrics, &d, &d.admin, err, sizeof err) != FG_OK) {
+        admin_handlers_t h = {render_metrics, render_sessions, &d};
+        if (admin_start(d.loop, &d.cfg->admin.bind, &h, d.cfg->admin.token, &d.admin, err, sizeof err) != FG_OK) {
             fprintf(stderr, "ftpsgate: %s\n", err);
             d.admin = NULL;
             failed = 1;
         } else {
-            LOG_INFO(0, NULL, "admin endpoint on %s:%u (/metrics, /healthz)", d.cfg->admin.bind.host,
-                     (unsigned)d.cfg->admin.bind.port);
+            LOG_INFO(0, NULL, "admin endpoint on %s:%u (/metrics, /healthz, /sessions, /status)%s",
+                     d.cfg->admin.bind.host, (unsigned)d.cfg->admin.bind.port,
+                     d.cfg->admin.token ? ", token required" : "");
         }
     }
     int needs_net_admin = 0;

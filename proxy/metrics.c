@@ -43,8 +43,8 @@ void metrics_sum(metrics_t *total, const metrics_t *m)
     }
 }
 
-int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,
-                   size_t cap)
+int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned passive_configured,
+                   unsigned long tls_sessions_cached, char *out, size_t cap)
 {
     size_t len = 0;
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
@@ -58,10 +58,12 @@ int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tl
     int n = snprintf(out + len, cap - len,
                      "# HELP ftpsgate_passive_ports_in_use Passive ports reserved now.\n"
                      "# TYPE ftpsgate_passive_ports_in_use gauge\nftpsgate_passive_ports_in_use %u\n"
+                     "# HELP ftpsgate_passive_ports_configured Passive ports of every listener's range.\n"
+                     "# TYPE ftpsgate_passive_ports_configured gauge\nftpsgate_passive_ports_configured %u\n"
                      "# HELP ftpsgate_tls_sessions_cached TLS sessions in the server session caches "
                      "(current configuration).\n"
                      "# TYPE ftpsgate_tls_sessions_cached gauge\nftpsgate_tls_sessions_cached %lu\n",
-                     passive_in_use, tls_sessions_cached);
+                     passive_in_use, passive_configured, tls_sessions_cached);
     if (n < 0 || (size_t)n >= cap - len)
         return -1;
     return (int)(len + (size_t)n);

@@ -38,8 +38,8 @@ void metrics_sum(metrics_t *total, const metrics_t *m);
 
 /* Prometheus text exposition format 0.0.4. Returns the length written (NUL
  * excluded), or -1 when cap is too small. Pure. */
-int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned long tls_sessions_cached, char *out,
-                   size_t cap);
+int metrics_format(const metrics_t *m, unsigned passive_in_use, unsigned passive_configured,
+                   unsigned long tls_sessions_cached, char *out, size_t cap);
 /* The certificate expiry gauge: its HELP/TYPE lines, then one line per TLS
  * identity (names are [A-Za-z0-9_.-], no escaping) with the certificate's
  * notAfter as Unix time. Bytes written, or -1 when cap is too small. */

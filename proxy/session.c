@@ -1,7 +1,9 @@
 #include "session.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "auditlog.h"
 #include "client.h"
@@ -46,6 +48,7 @@ struct session {
     const config_limits_t *limits;
     uv_loop_t *loop;
     unsigned long long id;
+    uint64_t started_ms; /* uv_now at accept, for the live view */
     clientaddr_t who; /* where the client is; who.peer names it in the log */
     client_t *client;
     relay_t *relay;   /* what the backend is sent and what it answers (relay_waiting) */
@@ -603,6 +606,7 @@ session_t *session_start(const session_env_t *env, tstream_t *stream, unsigned l
     s->limits = &all->limits;
     s->loop = env->loop;
     s->id = id;
+    s->started_ms = uv_now(s->loop);
     s->children = 1; /* the client */
     s->ip_counted = !cfg->proxy_protocol.enabled; /* else after the PROXY header */
     intake_init(&s->intake, s->client, DEFERRED_MAX, all->limits.max_line, &intake_cbs, s);
@@ -694,4 +698,35 @@ void session_unlink(session_t *s, session_t **head)
 const struct sockaddr *session_client_addr(const session_t *s)
 {
     return (const struct sockaddr *)&s->who.client;
+}
+
+void session_snapshot(session_t *s, liveview_entry_t *e, uint64_t loop_now, int64_t wall_now)
+{
+    liveview_transfer_t scratch;
+    int running = s->plan && dataplan_snapshot(s->plan, e ? &e->transfer : &scratch, loop_now, wall_now);
+    if (!e)
+        return;
+    e->in_transfer = running;
+    e->id = s->id;
+    e->listener = s->env.listener_index;
+    snprintf(e->listener_name, sizeof e->listener_name, "%s", s->cfg->name);
+    snprintf(e->client, sizeof e->client, "%s", s->who.peer);
+    e->since_ms = wall_now - (int64_t)(loop_now - s->started_ms);
+    if (s->relay && relay_peer(s->relay))
+        netaddr_format(relay_peer(s->relay), e->backend, sizeof e->backend);
+    e->logged_in = s->logged_in;
+    if (s->logged_in) {
+        size_t n = 0;
+        const char *u = routing_sent_user(s->route, &n);
+        liveview_text_set(&e->user, u, n);
+    }
+    tls_engine_t *tls = s->client && s->pol.tls_active ? client_tls(s->client) : NULL;
+    if (tls && tls_engine_handshake_done(tls)) {
+        const char *sni = tls_engine_server_name(tls);
+        e->tls = 1;
+        snprintf(e->tls_version, sizeof e->tls_version, "%s", tls_engine_version(tls));
+        snprintf(e->tls_cipher, sizeof e->tls_cipher, "%s", tls_engine_cipher(tls));
+        if (sni)
+            liveview_text_set(&e->sni, sni, strlen(sni));
+    }
 }

@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "liveview.h"
 #include "generation.h"
 #include "metrics.h"
 #include "portpool.h"
@@ -57,5 +58,10 @@ session_t *session_next(const session_t *s);
 void session_link(session_t *s, session_t **head);
 void session_unlink(session_t *s, session_t **head);
 const struct sockaddr *session_client_addr(const session_t *s);
+
+/* The live view's copy of the session (liveview.h), on its loop: loop_now
+ * is uv_now, wall_now the wall clock in ms. e NULL: nothing is copied, but
+ * the running transfer's rate is still sampled. */
+void session_snapshot(session_t *s, liveview_entry_t *e, uint64_t loop_now, int64_t wall_now);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -37,6 +38,8 @@ struct worker {
     int stopping;
     unsigned sessions; /* atomic: live sessions of this worker, for the main thread */
     metrics_t metrics; /* this worker's counters (relaxed atomics) */
+    liveview_board_t *board; /* the live view of its sessions */
+    unsigned polls;          /* on_poll runs since the last live-view snapshot */
 };
 
 static unsigned count_sessions(const worker_t *w)
@@ -45,6 +48,21 @@ static unsigned count_sessions(const worker_t *w)
     for (size_t i = 0; i < w->n_listeners; i++)
         n += listener_session_count(w->listeners[i]);
     return n;
+}
+
+/* The live view (liveview.h): one walk of this loop's sessions, published. */
+static void publish_sessions(worker_t *w, unsigned n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    uint64_t now = uv_now(&w->loop);
+    liveview_snap_t *snap = liveview_snap_new(n);
+    if (!snap)
+        return; /* the board keeps the previous one */
+    for (size_t i = 0; i < w->n_listeners; i++)
+        listener_snapshot(w->listeners[i], snap, now, wall);
+    liveview_publish(w->board, snap);
 }
 
 static void close_handle(uv_handle_t *h, void *arg)
@@ -60,6 +78,10 @@ static void on_poll(uv_timer_t *t)
     worker_t *w = t->data;
     unsigned n = count_sessions(w);
     __atomic_store_n(&w->sessions, n, __ATOMIC_RELAXED);
+    if (++w->polls * WORKER_POLL_MS >= LIVEVIEW_TICK_MS) {
+        w->polls = 0;
+        publish_sessions(w, n);
+    }
     if (!w->stopping || n > 0)
         return;
     uv_mutex_lock(&w->lock);
@@ -141,6 +163,7 @@ static void worker_main(void *arg)
     w->listeners = NULL;
     w->n_listeners = 0;
     __atomic_store_n(&w->sessions, 0, __ATOMIC_RELAXED);
+    liveview_publish(w->board, liveview_snap_new(0)); /* no session is left to show */
     uv_loop_close(&w->loop);
 }
 
@@ -152,6 +175,14 @@ int worker_start(int index, generation_t *gen, const int *fds, const listener_sh
     if (!w) {
         for (size_t i = 0; i < n; i++)
             close(fds[i]);
+        snprintf(err, errlen, "out of memory");
+        return FG_NOMEM;
+    }
+    w->board = liveview_board_new();
+    if (!w->board) {
+        for (size_t i = 0; i < n; i++)
+            close(fds[i]);
+        free(w);
         snprintf(err, errlen, "out of memory");
         return FG_NOMEM;
     }
@@ -167,6 +198,7 @@ int worker_start(int index, generation_t *gen, const int *fds, const listener_sh
         snprintf(err, errlen, "cannot start worker thread %d", index);
         uv_sem_destroy(&w->ready);
         uv_mutex_destroy(&w->lock);
+        liveview_board_free(w->board);
         free(w);
         return FG_IO;
     }
@@ -240,5 +272,11 @@ void worker_join(worker_t *w)
     generation_unref(w->next_gen);
     uv_sem_destroy(&w->ready);
     uv_mutex_destroy(&w->lock);
+    liveview_board_free(w->board);
     free(w);
+}
+
+liveview_board_t *worker_board(const worker_t *w)
+{
+    return w->board;
 }

@@ -4,6 +4,7 @@
 
 #include "generation.h"
 #include "listener.h"
+#include "liveview.h"
 #include "metrics.h"
 
 /* One event loop on a thread of its own (DESIGN.md §8): a listener for each
@@ -35,6 +36,9 @@ unsigned worker_sessions(const worker_t *w);
 /* A stopped worker's last session has ended (its loop takes no more work). */
 int worker_ended(worker_t *w);
 const metrics_t *worker_metrics(const worker_t *w);
+/* The live view of this worker's sessions (liveview.h), refreshed on its loop
+ * every LIVEVIEW_TICK_MS; any thread may read it. */
+liveview_board_t *worker_board(const worker_t *w);
 
 /* Waits for a stopped worker's thread to end, then frees it. */
 void worker_join(worker_t *w);

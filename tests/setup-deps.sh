@@ -34,9 +34,10 @@ BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libssl-dev libjansson-de
 # systemd for `systemd-analyze verify` of the unit, util-linux for unshare;
 # testssl.sh for the TLS scan (test_tls_scan.py); rclone for policy "client" (test_rclone.py);
 # logrotate for deploy/logrotate-ftpsgate (test_transfer_log.py); gdb for the soak's RSS check
-# (malloc_trim(0) in the proxy before its memory is compared).
+# (malloc_trim(0) in the proxy before its memory is compared); chromium (headless, driven over
+# the DevTools protocol) for the status page (test_status_page.py).
 TEST_PKGS="curl lftp openssl python3 procps iproute2 ca-certificates testssl.sh rclone logrotate
-           libwrap0 libcap2 libpam0g libpam-modules libssl3 systemd util-linux gdb"
+           libwrap0 libcap2 libpam0g libpam-modules libssl3 systemd util-linux gdb chromium"
 # Topology tests (issue 5): pyftpdlib backend, NAT test tools, and the run-time
 # libraries of the privately unpacked pure-ftpd and proftpd.
 TOPO_PKGS="python3-pyftpdlib nftables

@@ -1,6 +1,8 @@
 /* config.c: a full document loads with the right values, defaults apply, and
  * every broken document is refused with the exact "path: problem" line. */
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -903,6 +905,58 @@ static void test_cidr(void)
     CHECK(!config_cidr_match(NULL, s4));
 }
 
+/* admin.token / admin.token_file: the value loads; a bad one is refused with
+ * a reason that never contains the value (it is a secret). */
+static void test_admin_token(void)
+{
+    config_t *cfg = load_ok(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':'s3cret-token-0123456789'}"));
+    if (cfg != NULL) {
+        CHECK_STR(cfg->admin.token, "s3cret-token-0123456789");
+        config_free(cfg);
+    }
+    cfg = load_ok(DOC("", ",'admin':{'bind':'127.0.0.1:9121'}"));
+    if (cfg != NULL) {
+        CHECK(cfg->admin.token == NULL);
+        config_free(cfg);
+    }
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':'short-SECRET'}"),
+               "admin.token: must be 16 to 1024 characters long");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':'has a space SECRET-0123'}"),
+               "admin.token: only printable ASCII characters without spaces are allowed");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':'tab\\tSECRET-0123456789'}"),
+               "admin.token: only printable ASCII characters without spaces are allowed");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':''}"),
+               "admin.token: must be 16 to 1024 characters long");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':5}"), "admin.token: expected string, got integer");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token':'x0123456789abcdef','token_file':'/t'}"),
+               "admin.token_file: give admin.token or admin.token_file, not both");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token_file':'rel/tok'}"),
+               "admin.token_file: \"rel/tok\": must be an absolute path");
+    expect_err(DOC("", ",'admin':{'bind':'127.0.0.1:9121','token_file':'/nonexistent/tok'}"),
+               "admin.token_file: \"/nonexistent/tok\": cannot open: No such file or directory");
+
+    char path[] = "/tmp/ftpsgate-token-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    static const char content[] = "from-a-file-0123456789\n";
+    CHECK(write(fd, content, sizeof content - 1) == (ssize_t)(sizeof content - 1));
+    close(fd);
+    char doc[512];
+    snprintf(doc, sizeof doc, DOC("", ",'admin':{'bind':'127.0.0.1:9121','token_file':'%s'}"), path);
+    cfg = load_ok(doc);
+    if (cfg != NULL) {
+        CHECK_STR(cfg->admin.token, "from-a-file-0123456789"); /* the newline dropped */
+        config_free(cfg);
+    }
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK(write(fd, "tiny\n", 5) == 5);
+    close(fd);
+    expect_err(doc, "admin.token_file: must be 16 to 1024 characters long");
+    unlink(path);
+}
+
 int main(void)
 {
     test_full();
@@ -923,6 +977,7 @@ int main(void)
     test_limits();
     test_first_error_wins();
     test_file();
+    test_admin_token();
     test_hostport();
     test_cidr();
     printf("%d broken documents checked\n", n_bad);
