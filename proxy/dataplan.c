@@ -45,8 +45,9 @@ struct dataplan {
     /* The transfer's replies. */
     int prelim_seen;   /* a 1xx came: the data connection is in use */
     int held_final;    /* the final reply is held until the link is done */
-    int held_code;
+    int held_code;     /* of the transfer's final reply, the first one held */
     size_t held_len;
+    size_t final_len;  /* bytes of held that are that final reply; lines after it are other replies */
     int abort_finals;  /* final replies still owed after ABOR */
     char *held;        /* HELD_REPLY_MAX bytes while a final reply is held, else NULL */
     /* The transfer, for its report (dataplan_transfer_t). */
@@ -84,7 +85,7 @@ static void plan_end(dataplan_t *dp)
     dp->prot = 0;
     dp->phase = PHASE_NONE;
     dp->prelim_seen = dp->held_final = 0;
-    dp->held_len = 0;
+    dp->held_len = dp->final_len = 0;
     free(dp->held);
     dp->held = NULL;
 }
@@ -155,6 +156,8 @@ static int plan_try_release(dataplan_t *dp)
          * why, e.g. 552, its reply is the truth and goes through.) */
         client_reply(dp->client, dp->fail_code, "%s", dp->fail_text);
         plan_report(dp, dp->fail_code);
+        if (dp->held && dp->held_len > dp->final_len) /* replies the backend sent after it */
+            client_write(dp->client, dp->held + dp->final_len, dp->held_len - dp->final_len);
     } else if (dp->held) {
         client_write(dp->client, dp->held, dp->held_len);
         plan_report(dp, dp->held_code);
@@ -188,9 +191,11 @@ static void hold_reply_line(dataplan_t *dp, const char *line, size_t len, int la
     if (!dp->held && !(dp->held = malloc(HELD_REPLY_MAX)))
         return; /* out of memory: the link's own verdict (or 426) answers */
     if (dp->held_len + len + 2 > HELD_REPLY_MAX) {
+        if (dp->held_final)
+            return; /* an unsolicited reply after the final one: no room, dropped */
         if (!last)
             return; /* middle lines of an oversized final reply are dropped */
-        dp->held_len = 0;
+        dp->held_len = dp->final_len = 0;
         if (len + 2 > HELD_REPLY_MAX)
             len = HELD_REPLY_MAX - 2;
     }
@@ -419,13 +424,19 @@ int dataplan_transfer_begins(dataplan_t *dp, const ftp_cmd_t *cmd)
     }
     dp->phase = PHASE_TRANSFER;
     dp->prelim_seen = dp->held_final = 0;
-    dp->held_len = 0;
+    dp->held_len = dp->final_len = 0;
     datalink_set_direction(dp->link, dp->xfer.upload);
     return FG_OK;
 }
 
 static int plan_transfer_reply(dataplan_t *dp, const ftp_reply_line_t *r, const char *line, size_t len)
 {
+    if (dp->held_final) {
+        /* SECURITY: a reply after the held final one (unsolicited) goes out after
+         * it, in order, and never decides the transfer's outcome in its place. */
+        hold_reply_line(dp, line, len, r->last);
+        return DATAPLAN_BUSY;
+    }
     if (r->code < 200) {
         client_line(dp->client, line, len);
         if (r->last)
@@ -449,6 +460,7 @@ static int plan_transfer_reply(dataplan_t *dp, const ftp_reply_line_t *r, const 
         return DATAPLAN_BUSY;
     dp->held_final = 1;
     dp->held_code = r->code;
+    dp->final_len = dp->held_len;
     if (dp->link_status == LINK_PENDING)
         LOG_DEBUG(dp->env.sid, dp->env.peer, "final reply %d held until the data link is done", r->code);
     return plan_try_release(dp);
@@ -489,12 +501,14 @@ int dataplan_abort(dataplan_t *dp, upstream_t *up)
         /* The backend finished but the client did not get every byte. */
         client_reply(dp->client, 426, "Connection closed; transfer aborted");
         plan_report(dp, 426);
+        if (dp->held && dp->held_len > dp->final_len) /* replies the backend sent after its final one */
+            client_write(dp->client, dp->held + dp->final_len, dp->held_len - dp->final_len);
         dp->abort_finals = 1;
     } else {
         dp->abort_finals = 2; /* the transfer's own reply, then ABOR's */
     }
     dp->held_final = 0;
-    dp->held_len = 0;
+    dp->held_len = dp->final_len = 0;
     dp->prelim_seen = 0;
     dp->phase = PHASE_ABORT;
     return FG_OK;
