@@ -872,8 +872,13 @@ def body(s, env, prof, seed, long_run, nofile):
         if fig["trim0"] is not None:
             H.check(fig["trim_end"] - fig["trim_mid"] <= RSS_PLATEAU_TOL_KIB,
                     "RSS grew by %d KiB between the midpoint and the end" % (fig["trim_end"] - fig["trim_mid"]))
-            H.check(fig["trim_final"] - fig["trim0"] <= RSS_BASE_TOL_KIB,
-                    "RSS %d KiB after the run, %d KiB at rest" % (fig["trim_final"], fig["trim0"]))
+            # What stays is sized by the peak (allocator pages pinned by a few live blocks,
+            # tables grown to the peak number of sockets), not by the work: 4 MiB, or a tenth
+            # of what the idle sessions and the load added, whichever is more.
+            tol = max(RSS_BASE_TOL_KIB, (fig["trim_mid"] - fig["trim0"]) // 10)
+            H.check(fig["trim_final"] - fig["trim0"] <= tol,
+                    "RSS %d KiB after the run, %d KiB at rest (allowed: %d KiB more)"
+                    % (fig["trim_final"], fig["trim0"], tol))
 
     s.run("descriptors and RSS back to the idle baseline, passive port pool full, idle sessions alive", resources)
 
