@@ -14,6 +14,7 @@
 
 #define TSTREAM_READ_CHUNK (64u * 1024u)
 #define TSTREAM_PLAIN_CHUNK (16u * 1024u) /* one TLS record at most */
+#define TSTREAM_PLAIN_BATCH (4u * TSTREAM_PLAIN_CHUNK)
 /* A 64 KiB read becomes four records of 16 KiB plus their overhead (22 bytes
  * each in TLS 1.3, 29 with TLS 1.2's GCM): room for that, so that they leave
  * in one write instead of 65,536 bytes and a second write of the rest. */
@@ -84,7 +85,7 @@ static _Thread_local char read_scratch[TSTREAM_READ_CHUNK];
  * returns, and no delivery runs inside another (deliveries that an API call
  * makes due run from the loop, defer.h), so one decrypt buffer per thread
  * serves every TLS stream instead of 16 KiB per connection. */
-static _Thread_local char plain_scratch[TSTREAM_PLAIN_CHUNK];
+static _Thread_local char plain_scratch[TSTREAM_PLAIN_BATCH];
 static _Thread_local int plain_in_use;
 /* Ciphertext on its way out: written from here straight to the socket, or
  * copied into a write request when the socket cannot take it now. */
@@ -438,6 +439,18 @@ static void stream_deliver(tstream_t *s)
     while (!s->closing && !s->ended && !s->paused && s->tls) {
         size_t got = 0;
         int rc = tls_engine_read(s->tls, plain_scratch, TSTREAM_PLAIN_CHUNK, &got);
+        /* Once the handshake was reported, the records already received are
+         * decrypted together, up to 64 KiB, and handed on in one piece: one
+         * write toward the other side instead of one per record (an upload's
+         * backend writes were 16 KiB each). What stops the batch (no more
+         * input, close_notify, a failure) is sticky in the engine: the next
+         * turn of the loop reads it again, after this data went out. */
+        while (rc == FG_OK && s->handshake_reported && got + TSTREAM_PLAIN_CHUNK <= TSTREAM_PLAIN_BATCH) {
+            size_t more = 0;
+            if (tls_engine_read(s->tls, plain_scratch + got, TSTREAM_PLAIN_CHUNK, &more) != FG_OK)
+                break;
+            got += more;
+        }
         /* Handshake replies and session tickets are produced while reading. */
         stream_flush_tls(s);
         if (s->closing)
