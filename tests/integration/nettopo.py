@@ -225,7 +225,7 @@ class NsVsftpd(H.Vsftpd):
         self.role = role
         self.host = addr
         self.fixed_port = port
-        self.extra_conf = list(extra_conf)
+        self.extra_lines = list(extra_conf)  # raw lines; the base class's extra_conf is a dict
 
     def _write_conf(self):
         super()._write_conf()
@@ -238,7 +238,7 @@ class NsVsftpd(H.Vsftpd):
             elif ln.startswith("listen_port="):
                 ln = "listen_port=%d" % self.port
             out.append(ln)
-        out += self.extra_conf
+        out += self.extra_lines
         with open(self.conf, "w") as f:
             f.write("\n".join(out) + "\n")
 
