@@ -416,7 +416,10 @@ class Soak:
             trace_file = os.path.join(wd, "lftp-%d.log" % spec.n)
             script = os.path.join(wd, "lftp-%d.script" % spec.n)
             prot_data = "true" if spec.prot == "P" else "false"
-            lines = ["set cmd:fail-exit yes", "set net:max-retries 1", "set net:timeout 10",
+            # net:timeout is lftp's limit without progress: a trickle (one byte per segment) can
+            # take longer than 10 s on a loaded machine while lftp waits for the final reply.
+            lines = ["set cmd:fail-exit yes", "set net:max-retries 1",
+                     "set net:timeout %d" % (30 if spec.fault else 10),
                      "set net:reconnect-interval-base 1", "set xfer:clobber on", "set xfer:use-temp-file no",
                      "set ftp:passive-mode %s" % ("true" if spec.dmode in ("PASV", "EPSV") else "false"),
                      "set ftp:prefer-epsv %s" % ("true" if spec.dmode == "EPSV" else "false"),
