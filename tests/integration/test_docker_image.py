@@ -17,6 +17,7 @@
 """
 
 import json
+import re
 import os
 import shutil
 import ssl
@@ -24,7 +25,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as H  # noqa: E402
@@ -279,7 +279,9 @@ def body(s, eng, tmp):
                  "container state after docker stop")
         # The whole log: the health check's own sessions can log dozens of lines after the drain's.
         text = D.logs(FG, 100000)
-        check("draining 1 live sessions" in text, "no drain line in docker logs: %s" % text[-500:])
+        # At least the download's session (a health check's may be open at that moment too).
+        m = re.search(r"draining (\d+) live sessions", text)
+        check(m is not None and int(m.group(1)) >= 1, "no drain line in docker logs: %s" % text[-500:])
 
     s.run("docker stop drains: the running download ends intact, exit 0", stop_drains)
 
