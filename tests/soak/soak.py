@@ -876,9 +876,11 @@ def body(s, env, prof, seed, long_run, nofile):
             H.check(fig["trim_end"] - fig["trim_mid"] <= RSS_PLATEAU_TOL_KIB,
                     "RSS grew by %d KiB between the midpoint and the end" % (fig["trim_end"] - fig["trim_mid"]))
             # What stays is sized by the peak (allocator pages pinned by a few live blocks,
-            # tables grown to the peak number of sockets), not by the work: 4 MiB, or a tenth
-            # of what the idle sessions and the load added, whichever is more.
-            tol = max(RSS_BASE_TOL_KIB, (fig["trim_mid"] - fig["trim0"]) // 10)
+            # tables grown to the peak number of sockets), not by the work: 4 MiB, or a fifth
+            # of what the idle sessions and the load added, whichever is more. Measured by
+            # tests/bench/rss_cycles.py: after each of 4 cycles of 2,000 sessions the proxy
+            # keeps 9-14 % of the peak's growth, at one level, not growing cycle by cycle.
+            tol = max(RSS_BASE_TOL_KIB, (fig["trim_mid"] - fig["trim0"]) // 5)
             H.check(fig["trim_final"] - fig["trim0"] <= tol,
                     "RSS %d KiB after the run, %d KiB at rest (allowed: %d KiB more)"
                     % (fig["trim_final"], fig["trim0"], tol))
