@@ -498,6 +498,9 @@ def host_port_free(port):
     """True when nothing listens on 127.0.0.1:port (so a publish will not collide)."""
     import socket
     s = socket.socket()
+    # As a listener binds (docker-proxy, Go, sets SO_REUSEADDR): a connection of an earlier
+    # test in TIME_WAIT on this port does not stop a publish, so it must not count here.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
         return True
@@ -666,6 +669,13 @@ def pid_of_dockerd_ours():
         return False
 
 
-def ports_free(ports):
-    """The 127.0.0.1 ports of a fixed-port example that something else already holds."""
-    return [p for p in ports if not host_port_free(p)]
+def ports_free(ports, wait=60.0):
+    """The 127.0.0.1 ports of a fixed-port example that something else holds; waits (at
+    most `wait` seconds) for a port that another test holds for a moment."""
+    import time
+    deadline = time.monotonic() + wait
+    while True:
+        busy = [p for p in ports if not host_port_free(p)]
+        if not busy or time.monotonic() >= deadline:
+            return busy
+        time.sleep(1.0)
