@@ -273,7 +273,7 @@ static void client_on_end(tstream_t *s, tstream_end_t how, const char *reason)
     /* Policy "upload_requires_close_notify": false — a bare FIN after the
      * handshake ends the upload (vsftpd's strict_ssl_read_eof=NO). */
     if (how == TSTREAM_END_TRUNCATED && dl->o.accept_upload_without_close_notify && tstream_handshake_done(s) &&
-        dl->direction != DIR_DOWNLOAD) {
+        dl->direction != DIR_DOWNLOAD && !tstream_eof_was_reset(s)) {
         LOG_INFO(dl->o.session_id, dl->o.peer, "upload ended without TLS close_notify; accepted by policy");
         how = TSTREAM_END_CLEAN;
     }

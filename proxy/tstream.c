@@ -46,7 +46,7 @@ struct tstream {
     unsigned connected : 1, reading : 1, paused : 1, ended : 1, read_eof : 1, closing : 1,
         shutdown_wanted : 1, shutdown_started : 1, shutdown_done : 1, close_notify_queued : 1,
         handshake_reported : 1, in_deliver : 1, above_high : 1, read_started : 1, write_failed : 1,
-        tls_stopped_pending : 1, later_fail : 1, later_shutdown : 1, later_deliver : 1, abortive : 1;
+        tls_stopped_pending : 1, later_fail : 1, later_shutdown : 1, later_deliver : 1, abortive : 1, eof_was_reset : 1;
     char desc[96];
 };
 
@@ -333,10 +333,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_EOF) {
         int err = pending_socket_error(s);
-        if (err != 0) {
+        if (err != 0 && !s->tls) {
             stream_end(s, TSTREAM_END_RESET, strerror(err));
             return;
         }
+        /* Under TLS, records received before the reset may still wait for a
+         * paused stream (a close_notify among them still ends it cleanly), and
+         * an end without close_notify is a truncation anyway: the reset is only
+         * noted (tstream_eof_was_reset). */
+        if (err != 0)
+            s->eof_was_reset = 1;
         s->read_eof = 1;
         stream_update_reading(s);
         if (s->tls) {
@@ -686,6 +692,11 @@ void tstream_shutdown(tstream_t *s)
 int tstream_shutdown_done(const tstream_t *s)
 {
     return s->shutdown_done;
+}
+
+int tstream_eof_was_reset(const tstream_t *s)
+{
+    return s->eof_was_reset;
 }
 
 int tstream_ended(const tstream_t *s)

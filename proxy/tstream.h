@@ -92,6 +92,8 @@ size_t tstream_queued(const tstream_t *s);
 /* After every queued byte: close_notify (TLS), then FIN. on_shutdown follows. */
 void tstream_shutdown(tstream_t *s);
 int tstream_shutdown_done(const tstream_t *s);
+/* The end of stream that libuv reported was a reset (the socket's pending error). */
+int tstream_eof_was_reset(const tstream_t *s);
 int tstream_ended(const tstream_t *s); /* on_end was delivered */
 
 /* Until the stream is shut down or closed normally, its connection is reset
