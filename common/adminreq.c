@@ -85,6 +85,8 @@ int adminreq_parse(const char *head, size_t len, adminreq_t *out)
 
 int adminreq_query_uint(const adminreq_t *r, const char *key, unsigned long max, unsigned long *val)
 {
+    if (r->query == NULL)
+        return FG_NEED_MORE; /* no query: the key is absent (and NULL + 0 is undefined) */
     size_t klen = strlen(key);
     const char *p = r->query, *end = r->query + r->query_len;
     while (p != NULL && p < end) {
