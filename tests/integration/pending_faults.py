@@ -25,7 +25,7 @@ import sys
 sys.dont_write_bytecode = True
 import harness as H  # noqa: E402
 import test_faults as F  # noqa: E402
-import faultrelay as FR  # noqa: E402
+from test_fault_resets import download_reset  # noqa: E402
 from harness import check  # noqa: E402
 
 
@@ -38,19 +38,8 @@ def body(s, env):
     small = 256 * H.KiB + 3
     rig.vs.add_pub("small.bin", small)
 
-    def download(mode, prot, name, cut_at):
-        t, relay = rig.targets[mode], rig.relays[mode]
-        rule = relay.add_rule(FR.Rule(on="range", dir="down", cut_at=cut_at, cut="rst"))
-        c = F.Case(0, "client", "data", "down", "cut-rst", "down")
-        c.mode, c.prot, c.client, c.cmode = mode, prot, "ftplib", "PASV"
-        try:
-            return F.run_ftplib(t, c, "/pub/" + name, None)
-        finally:
-            relay.remove_rule(rule)
-            rig.reset_relays()
-
     def late_reset(mode, prot):
-        o = download(mode, prot, "small.bin", 64 * H.KiB)
+        o = download_reset(rig, mode, prot, "small.bin", 64 * H.KiB)
         print("     client data: %s; final reply: %s" % (o.data_err, o.text.strip()[:60]))
         check(not o.saw226, "226 for a download whose data connection was reset after 64 KiB of %d bytes "
               "(client: %s)" % (small, o.data_err))

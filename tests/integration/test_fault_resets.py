@@ -35,6 +35,19 @@ from harness import check  # noqa: E402
 TRIES = 40
 
 
+def download_reset(rig, mode, prot, name, cut_at):
+    """One ftplib download of /pub/name whose client data connection the relay resets at cut_at."""
+    t, relay = rig.targets[mode], rig.relays[mode]
+    rule = relay.add_rule(FR.Rule(on="range", dir="down", cut_at=cut_at, cut="rst"))
+    c = F.Case(0, "client", "data", "down", "cut-rst", "down")
+    c.mode, c.prot, c.client, c.cmode = mode, prot, "ftplib", "PASV"
+    try:
+        return F.run_ftplib(t, c, "/pub/" + name, None)
+    finally:
+        relay.remove_rule(rule)
+        rig.reset_relays()
+
+
 def body(s, env):
     if H.SELFCHECK:
         s.run("fault resets (test ftpsgate itself)", H.needs_proxy)
@@ -43,21 +56,10 @@ def body(s, env):
     big = 16 * H.MiB + 3  # well past the socket buffers: ftpsgate is still writing at the reset
     rig.vs.add_pub("big.bin", big)
 
-    def download(mode, prot, name, cut_at):
-        t, relay = rig.targets[mode], rig.relays[mode]
-        rule = relay.add_rule(FR.Rule(on="range", dir="down", cut_at=cut_at, cut="rst"))
-        c = F.Case(0, "client", "data", "down", "cut-rst", "down")
-        c.mode, c.prot, c.client, c.cmode = mode, prot, "ftplib", "PASV"
-        try:
-            return F.run_ftplib(t, c, "/pub/" + name, None)
-        finally:
-            relay.remove_rule(rule)
-            rig.reset_relays()
-
     def reset_noticed(mode, prot):
         seen = {}
         for i in range(TRIES):
-            o = download(mode, prot, "big.bin", H.MiB)
+            o = download_reset(rig, mode, prot, "big.bin", H.MiB)
             seen[o.text.strip()[:50]] = seen.get(o.text.strip()[:50], 0) + 1
             check("stalled" not in o.text, "try %d: the reset was noticed only by the stall timer: %r (replies "
                   "so far: %r)" % (i + 1, o.text.strip(), seen))
