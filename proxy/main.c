@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,12 +224,12 @@ static void on_walk_close(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* The admission count is exact at every moment (taken at accept, given back at
+ * the end); the workers' own counts are polled and can miss a session that
+ * began a moment ago (the drain line said 0 while a download ran). */
 static int sessions_left(const daemon_t *d)
 {
-    unsigned n = 0;
-    for (int w = 0; w < d->n_workers; w++)
-        n += worker_sessions(d->workers[w]);
-    return (int)n;
+    return (int)admission_total(d->admission);
 }
 
 static int render_metrics(void *userdata, char *out, size_t cap)
@@ -680,6 +681,17 @@ int main(int argc, char **argv)
         release_all(&d);
         return 1;
     }
+    /* The stop and reload signals wait (blocked) until their handlers are in
+     * place: from here on a client or a scraper can reach the process, and a
+     * SIGTERM that came before the handlers would kill it instead of draining.
+     * Worker threads inherit the mask, so these signals reach the main thread. */
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &handled, NULL);
     int failed = setup_listeners(&d, err, sizeof err) != FG_OK;
     if (!failed && d.cfg->admin.enabled) {
         admin_handlers_t h = {render_metrics, render_sessions, &d};
@@ -720,6 +732,7 @@ int main(int argc, char **argv)
     uv_signal_init(d.loop, &d.sig_usr1);
     d.sig_usr1.data = &d;
     uv_signal_start(&d.sig_usr1, on_usr1, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &handled, NULL);
     LOG_INFO(0, NULL, "ftpsgate %s ready", FTPSGATE_VERSION);
 
     uv_run(d.loop, UV_RUN_DEFAULT);

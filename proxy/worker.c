@@ -36,7 +36,6 @@ struct worker {
     int start_rc;
     char err[512];
     int stopping;
-    unsigned sessions; /* atomic: live sessions of this worker, for the main thread */
     metrics_t metrics; /* this worker's counters (relaxed atomics) */
     liveview_board_t *board; /* the live view of its sessions */
     unsigned polls;          /* on_poll runs since the last live-view snapshot */
@@ -77,7 +76,6 @@ static void on_poll(uv_timer_t *t)
 {
     worker_t *w = t->data;
     unsigned n = count_sessions(w);
-    __atomic_store_n(&w->sessions, n, __ATOMIC_RELAXED);
     if (++w->polls * WORKER_POLL_MS >= LIVEVIEW_TICK_MS) {
         w->polls = 0;
         publish_sessions(w, n);
@@ -162,7 +160,6 @@ static void worker_main(void *arg)
     free(w->listeners);
     w->listeners = NULL;
     w->n_listeners = 0;
-    __atomic_store_n(&w->sessions, 0, __ATOMIC_RELAXED);
     liveview_publish(w->board, liveview_snap_new(0)); /* no session is left to show */
     uv_loop_close(&w->loop);
 }
@@ -244,11 +241,6 @@ void worker_stop(worker_t *w)
 void worker_close_sessions(worker_t *w)
 {
     post(w, MSG_CLOSE, NULL);
-}
-
-unsigned worker_sessions(const worker_t *w)
-{
-    return __atomic_load_n(&w->sessions, __ATOMIC_RELAXED);
 }
 
 int worker_ended(worker_t *w)

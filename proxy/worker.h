@@ -30,9 +30,6 @@ void worker_stop(worker_t *w);
 /* Past the drain deadline: end every live session now. */
 void worker_close_sessions(worker_t *w);
 
-/* Live sessions as of the worker's last poll (up to WORKER_POLL_MS old): for
- * logs and display; whether a drain is over is worker_ended's to say. */
-unsigned worker_sessions(const worker_t *w);
 /* A stopped worker's last session has ended (its loop takes no more work). */
 int worker_ended(worker_t *w);
 const metrics_t *worker_metrics(const worker_t *w);
